@@ -1,0 +1,17 @@
+"""Track data: schema, simulator, file reading, preprocessing, data module."""
+
+from .datamodule import MOMENTUM_RANGES, TrackArrays, TrackDataModule, arrays_from_table, resolve_momentum_range
+from .io import TrackTable, encode_missing, load_tracks, read_table, validate_tracks, write_table
+from .preprocess import Preprocessor
+from .schema import (
+    CLASS_NAMES, CLASS_PDG, DEFAULT_LAYOUT, FEATURE_COLUMNS, LABEL_COLUMN, NUM_CLASSES, DetectorGroup,
+    FeatureLayout, make_layout,
+)
+from .simulate import SimulatorConfig, simulate
+
+__all__ = [
+    "MOMENTUM_RANGES", "TrackArrays", "TrackDataModule", "arrays_from_table", "resolve_momentum_range",
+    "TrackTable", "encode_missing", "load_tracks", "read_table", "validate_tracks", "write_table",
+    "Preprocessor", "CLASS_NAMES", "CLASS_PDG", "DEFAULT_LAYOUT", "FEATURE_COLUMNS", "LABEL_COLUMN",
+    "NUM_CLASSES", "DetectorGroup", "FeatureLayout", "make_layout", "SimulatorConfig", "simulate",
+]

@@ -1,0 +1,289 @@
+"""Read track tables (CSV, Parquet) and bring them to one canonical form.
+
+Real extractor output encodes a missing detector as NaN or as a sentinel (-999 by
+default); a missing Bayesian PID as NaN, an all-zero or an all-0.25 row. The
+`has_*` flags are the authority: where a flag says "absent", the group's values
+are ignored whatever they are; where it says "present", the values must be finite
+numbers (anything else is an error naming the column and how many rows, or, with
+`on_invalid="drop"`, those rows are dropped and counted).
+
+After `validate_tracks`, missing values are NaN everywhere, flags are 0/1 int8 and
+the derived `bayes_available` flag exists, so two encodings of the same tracks give
+identical tables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from .schema import (
+    BAYES_COLUMNS, BAYES_FLAG, BAYES_MISSING_ROWS, DEFAULT_LAYOUT, DEFAULT_SENTINELS, LABEL_COLUMN,
+    ORACLE_COLUMNS, FeatureLayout, pdg_to_class,
+)
+
+SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclasses.dataclass
+class TrackTable:
+    """A validated track table.
+
+    **Arguments:**
+
+    - `frame`: the layout's input columns (float64, NaN = missing), the group flags
+      (int8, including `bayes_available`) and, where present, the oracle columns.
+    - `labels`: class indices (0..3, pion/kaon/proton/electron) or `None` if unlabelled.
+    - `source`: file name or description, used in messages.
+    - `dropped`: rows dropped on request, by reason.
+    """
+
+    frame: pd.DataFrame
+    labels: np.ndarray | None
+    source: str
+    dropped: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def momentum(self) -> np.ndarray:
+        """Total momentum p = pT cosh η."""
+        return (self.frame["pt"].to_numpy() * np.cosh(self.frame["eta"].to_numpy()))
+
+    @property
+    def oracle(self) -> np.ndarray | None:
+        if all(c in self.frame for c in ORACLE_COLUMNS):
+            return self.frame[list(ORACLE_COLUMNS)].to_numpy(np.float64)
+        return None
+
+    def subset(self, rows: np.ndarray) -> "TrackTable":
+        return TrackTable(self.frame.iloc[rows].reset_index(drop=True),
+                          None if self.labels is None else self.labels[rows], self.source, dict(self.dropped))
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV or Parquet file into a DataFrame, with errors that name the file."""
+    path = Path(path)
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise DataError(f"{path}: unsupported file type '{path.suffix}'; accepted are {sorted(SUFFIXES)}")
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        if kind == "csv":
+            return pd.read_csv(path)
+        return pd.read_parquet(path)
+    except Exception as exc:  # pandas/pyarrow raise many types; the user needs the file name
+        raise DataError(f"{path}: cannot read as {kind}: {type(exc).__name__}: {exc}") from None
+
+
+def _numeric_column(df: pd.DataFrame, col: str, source: str) -> np.ndarray:
+    series = df[col]
+    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    converted = pd.to_numeric(series, errors="coerce")
+    bad = converted.isna() & series.notna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(
+            f"{source}: column '{col}' is not numeric ({int(bad.sum())} rows, e.g. row {row}: "
+            f"{series.iloc[row]!r}); expected numbers, with NaN or a sentinel for missing values")
+    return converted.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _check_columns(df: pd.DataFrame, needed: list[str], source: str) -> None:
+    missing = [c for c in needed if c not in df.columns]
+    if not missing:
+        return
+    hints = []
+    for c in missing:
+        close = difflib.get_close_matches(c, [str(x) for x in df.columns], n=2, cutoff=0.6)
+        hints.append(f"'{c}'" + (f" (did you mean {' or '.join(repr(x) for x in close)}?)" if close else ""))
+    raise DataError(f"{source}: missing columns {', '.join(hints)}; the table has {len(df.columns)} "
+                    f"columns: {', '.join(map(str, df.columns[:30]))}")
+
+
+def validate_tracks(
+    df: pd.DataFrame,
+    *,
+    source: str = "table",
+    layout: FeatureLayout = DEFAULT_LAYOUT,
+    require_label: bool = True,
+    sentinels: tuple[float, ...] = DEFAULT_SENTINELS,
+    drop_unknown_pdg: bool = False,
+    on_invalid: str = "error",
+) -> TrackTable:
+    """Check a raw table against the schema and canonicalise missing values.
+
+    **Arguments:**
+
+    - `df`: the raw table (extra columns are ignored, oracle columns kept).
+    - `source`: file name used in every message.
+    - `layout`: detector groups whose columns and flags are required.
+    - `require_label`: whether `mc_pdg` must be present (training, testing).
+    - `sentinels`: values that mean "missing" besides NaN.
+    - `drop_unknown_pdg`: drop rows with PDG codes other than π, K, p, e (counted in
+      `dropped`) instead of raising.
+    - `on_invalid`: `"error"` (default) or `"drop"` for rows whose flag says a
+      detector is present but whose values are NaN, inf or a sentinel.
+    """
+    if on_invalid not in ("error", "drop"):
+        raise DataError(f"on_invalid must be 'error' or 'drop', got {on_invalid!r}")
+    if len(df) == 0:
+        raise DataError(f"{source}: the table is empty (no tracks)")
+    needed = list(layout.input_columns) + ([LABEL_COLUMN] if require_label else [])
+    _check_columns(df, needed, source)
+
+    dropped: dict[str, int] = {}
+    keep = np.ones(len(df), dtype=bool)
+    labels = None
+    if LABEL_COLUMN in df.columns:
+        pdg = _numeric_column(df, LABEL_COLUMN, source)
+        if not np.all(np.isfinite(pdg)) or np.any(pdg != np.round(pdg)):
+            bad = ~np.isfinite(pdg) | (pdg != np.round(pdg))
+            raise DataError(f"{source}: column '{LABEL_COLUMN}' must hold integer PDG codes; "
+                            f"{int(bad.sum())} rows are NaN or fractional")
+        if drop_unknown_pdg:
+            known = np.isin(np.abs(pdg), [211, 321, 2212, 11])
+            if (~known).any():
+                dropped["unknown_pdg"] = int((~known).sum())
+                keep &= known
+        labels = np.full(len(df), -1, dtype=np.int32)
+        labels[keep] = pdg_to_class(pdg[keep].astype(np.int64), source=source)
+
+    sentinel_arr = np.asarray(sentinels, dtype=np.float64)
+    out: dict[str, np.ndarray] = {}
+    invalid = np.zeros(len(df), dtype=bool)
+    invalid_report: list[str] = []
+
+    def is_missing(values):
+        return np.isnan(values) | np.isin(values, sentinel_arr)
+
+    for group in layout.groups:
+        values = {c: _numeric_column(df, c, source) for c in group.columns}
+        if group.flag == BAYES_FLAG:
+            present = _bayes_present(np.stack([values[c] for c in group.columns], axis=1), sentinel_arr)
+            for c in group.columns:
+                v = values[c]
+                out_of_range = present & ((v < 0) | (v > 1))
+                if out_of_range.any():
+                    raise DataError(f"{source}: column '{c}' has {int(out_of_range.sum())} probabilities "
+                                    "outside [0, 1]; missing Bayes rows may be NaN, all 0 or all 0.25")
+        elif group.flag is not None:
+            present = _flag_column(df, group.flag, source)
+        else:
+            present = None
+        for c in group.columns:
+            v = values[c]
+            if present is None:  # always-present group: NaN/sentinel is filled later, inf is not
+                bad = np.isinf(v)
+                v = np.where(is_missing(v), np.nan, v)
+            else:
+                bad = present & (is_missing(v) | np.isinf(v))
+                v = np.where(present, v, np.nan)
+            if bad.any():
+                invalid |= bad
+                invalid_report.append(f"'{c}' ({int(bad.sum())} rows)")
+            out[c] = v
+        if group.flag is not None:
+            out[group.flag] = present.astype(np.int8)
+
+    for c in ("pt", "eta"):
+        if c in out:
+            bad = ~np.isfinite(out[c])
+            if bad.any():
+                invalid |= bad
+                invalid_report.append(f"'{c}' ({int(bad.sum())} rows missing; needed for the momentum)")
+    if invalid_report:
+        what = ("NaN, inf or sentinel values where the detector flag says the detector is present "
+                "(or inf / missing momentum) in columns " + ", ".join(invalid_report))
+        if on_invalid == "error":
+            raise DataError(f"{source}: {what}; fix the file or set data.on_invalid: drop to drop "
+                            f"these {int(invalid.sum())} rows")
+        dropped["invalid_values"] = int((invalid & keep).sum())
+        keep &= ~invalid
+
+    for c in ORACLE_COLUMNS:
+        if c in df.columns:
+            out[c] = _numeric_column(df, c, source)
+    frame = pd.DataFrame(out)
+    if not keep.all():
+        frame = frame.loc[keep].reset_index(drop=True)
+        labels = labels[keep] if labels is not None else None
+        if len(frame) == 0:
+            raise DataError(f"{source}: no tracks left after dropping {dropped}")
+    return TrackTable(frame, labels, source, dropped)
+
+
+def _flag_column(df: pd.DataFrame, flag: str, source: str) -> np.ndarray:
+    v = _numeric_column(df, flag, source)
+    bad = ~np.isin(v, (0.0, 1.0))
+    if bad.any():
+        examples = sorted({repr(x) for x in v[bad][:5].tolist()})
+        raise DataError(f"{source}: flag column '{flag}' must be 0 or 1; {int(bad.sum())} rows hold "
+                        f"other values (e.g. {', '.join(examples)})")
+    return v == 1.0
+
+
+def _bayes_present(probs: np.ndarray, sentinels: np.ndarray) -> np.ndarray:
+    """A Bayes row is missing if any value is NaN/sentinel, or the row is all 0 or all 0.25."""
+    missing = np.any(np.isnan(probs) | np.isin(probs, sentinels), axis=1)
+    for fill in BAYES_MISSING_ROWS:
+        missing |= np.all(probs == fill, axis=1)
+    return ~missing
+
+
+def load_tracks(path: str | os.PathLike, **kwargs) -> TrackTable:
+    """`read_table` + `validate_tracks` with the file name in every message."""
+    return validate_tracks(read_table(path), source=str(path), **kwargs)
+
+
+def encode_missing(df: pd.DataFrame, style: str = "sentinel", *, sentinel: float = -999.0,
+                   bayes_fill: float = 0.0) -> pd.DataFrame:
+    """Re-encode missing values the way real extractor output does.
+
+    **Arguments:**
+
+    - `df`: a table with NaN for missing values (e.g. from `simulate`).
+    - `style`: `"nan"` (unchanged) or `"sentinel"`: missing TPC/TOF values become
+      `sentinel`, missing Bayes rows become all `bayes_fill` (0 or 0.25).
+    """
+    if style == "nan":
+        return df.copy()
+    if style != "sentinel":
+        raise DataError(f"missing-value style must be 'nan' or 'sentinel', got {style!r}")
+    out = df.copy()
+    for group in DEFAULT_LAYOUT.groups:
+        for c in group.columns:
+            if group.flag == BAYES_FLAG:
+                missing = out[list(BAYES_COLUMNS)].isna().any(axis=1)
+                out.loc[missing, c] = bayes_fill
+            elif group.flag is not None:
+                out[c] = out[c].fillna(sentinel)
+    return out
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a CSV or Parquet file atomically (temp file + rename)."""
+    from ..utils import atomic_path
+
+    path = Path(path)
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise DataError(f"{path}: unsupported output type '{path.suffix}'; accepted are {sorted(SUFFIXES)}")
+    with atomic_path(path) as tmp:
+        if kind == "csv":
+            df.to_csv(tmp, index=False)
+        else:
+            df.to_parquet(tmp, index=False)
+    return path
+
+
+__all__ = ["TrackTable", "read_table", "validate_tracks", "load_tracks", "encode_missing", "write_table"]
