@@ -1,0 +1,83 @@
+"""Fully connected baselines: SimpleNN and DNN (BatchNorm via `eqx.nn.State`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+
+from ..data.schema import NUM_CLASSES, FeatureLayout
+from .base import BATCH_AXIS, PIDModel, activation, split_key
+
+
+class SimpleNN(PIDModel):
+    """MLP over the whole feature vector (availability flags included).
+
+    Default: Dense(512)-ReLU-Dropout(0.5) → 256 → 128 → 64 → Dense(4).
+
+    **Arguments:**
+
+    - `layout`: the feature layout (sets the input size).
+    - `hidden`: widths of the hidden layers.
+    - `dropout`: dropout rate after each hidden layer.
+    - `activation`: `relu`, `gelu`, `silu` or `tanh`.
+    - `num_classes`: output size (4: π, K, p, e).
+    - `key`: PRNG key for initialisation (keyword-only).
+    """
+
+    layers: tuple[eqx.nn.Linear, ...]
+    dropouts: tuple[eqx.nn.Dropout, ...]
+    act_name: str = eqx.field(static=True)
+
+    def __init__(self, layout: FeatureLayout, *, hidden: Sequence[int] = (512, 256, 128, 64),
+                 dropout: float = 0.5, activation: str = "relu", num_classes: int = NUM_CLASSES, key):
+        self.layout, self.num_classes, self.act_name = layout, num_classes, activation
+        sizes = [layout.num_features, *hidden, num_classes]
+        keys = jax.random.split(key, len(sizes) - 1)
+        self.layers = tuple(eqx.nn.Linear(a, b, key=k) for a, b, k in zip(sizes[:-1], sizes[1:], keys))
+        self.dropouts = tuple(eqx.nn.Dropout(dropout) for _ in hidden)
+
+    def forward(self, x, mask, state, *, key=None):
+        act = activation(self.act_name)
+        keys = split_key(key, len(self.dropouts))
+        for layer, drop, k in zip(self.layers[:-1], self.dropouts, keys):
+            x = drop(act(layer(x)), key=k)
+        return self.layers[-1](x), state
+
+
+class DNN(PIDModel):
+    """Deeper MLP with BatchNorm: Dense(1024)-BN-ReLU-Dropout(0.5) → 512 → 256 → 128 → 64 → Dense(4).
+
+    BatchNorm statistics live in `eqx.nn.State` and are averaged over the vmapped
+    `"batch"` axis in training; inference uses the running averages.
+
+    **Arguments:** as `SimpleNN`, plus `momentum` of the BatchNorm running averages.
+    """
+
+    layers: tuple[eqx.nn.Linear, ...]
+    norms: tuple[eqx.nn.BatchNorm, ...]
+    dropouts: tuple[eqx.nn.Dropout, ...]
+    act_name: str = eqx.field(static=True)
+
+    def __init__(self, layout: FeatureLayout, *, hidden: Sequence[int] = (1024, 512, 256, 128, 64),
+                 dropout: float = 0.5, activation: str = "relu", momentum: float = 0.99,
+                 num_classes: int = NUM_CLASSES, key):
+        self.layout, self.num_classes, self.act_name = layout, num_classes, activation
+        sizes = [layout.num_features, *hidden, num_classes]
+        keys = jax.random.split(key, len(sizes) - 1)
+        self.layers = tuple(eqx.nn.Linear(a, b, key=k) for a, b, k in zip(sizes[:-1], sizes[1:], keys))
+        self.norms = tuple(eqx.nn.BatchNorm(h, axis_name=BATCH_AXIS, momentum=momentum, mode="ema")
+                           for h in hidden)
+        self.dropouts = tuple(eqx.nn.Dropout(dropout) for _ in hidden)
+
+    def forward(self, x, mask, state, *, key=None):
+        act = activation(self.act_name)
+        keys = split_key(key, len(self.dropouts))
+        for layer, norm, drop, k in zip(self.layers[:-1], self.norms, self.dropouts, keys):
+            x, state = norm(layer(x), state)
+            x = drop(act(x), key=k)
+        return self.layers[-1](x), state
+
+
+__all__ = ["SimpleNN", "DNN"]

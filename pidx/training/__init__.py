@@ -1,0 +1,14 @@
+"""Training: the Trainer, callbacks, losses and checkpoints."""
+
+from .callbacks import (
+    BUILTIN_CALLBACKS, HOOKS, Callback, CSVLogger, EarlyStopping, ModelCheckpoint, ProgressBar, TerminateOnNaN,
+    ValidationMetrics,
+)
+from .checkpoint import FORMAT_VERSION, read_meta
+from .losses import CrossEntropy, FocalLoss, compute_class_weights, make_loss
+from .step import make_optimizer
+from .trainer import Trainer
+
+__all__ = ["BUILTIN_CALLBACKS", "HOOKS", "Callback", "CSVLogger", "EarlyStopping", "ModelCheckpoint", "ProgressBar",
+           "TerminateOnNaN", "ValidationMetrics", "FORMAT_VERSION", "read_meta", "CrossEntropy", "FocalLoss",
+           "compute_class_weights", "make_loss", "make_optimizer", "Trainer"]

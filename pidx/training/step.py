@@ -1,0 +1,134 @@
+"""Pure jitted functions of the training loop: optimizer, train chunk, evaluation.
+
+The hot loop never leaves the device: the epoch's permutation is drawn on device,
+batches are gathered from device-resident arrays inside one `lax.scan` over a chunk
+of steps, and the carried (params, optimizer state, model state) buffers are donated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+
+from ..errors import RecipeError
+from ..models.base import BATCH_AXIS
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+def make_optimizer(name: str = "adam", learning_rate: float | Callable = 1e-3, *, weight_decay: float = 0.0,
+                   grad_clip_norm: float | None = None, momentum: float = 0.9) -> optax.GradientTransformation:
+    """An optax optimizer whose learning rate is a live hyperparameter.
+
+    The learning rate sits in the optimizer state (`optax.inject_hyperparams`), so a
+    callback can change it between epochs (`trainer.learning_rate = ...`) without a
+    recompile; it may also be an optax schedule.
+    """
+    if name not in OPTIMIZERS:
+        raise RecipeError(f"optimizer.name must be one of {list(OPTIMIZERS)}, got {name!r}")
+
+    def build(learning_rate):
+        parts = [optax.clip_by_global_norm(grad_clip_norm)] if grad_clip_norm else []
+        if name == "adam":
+            parts.append(optax.adam(learning_rate))
+        elif name == "adamw":
+            parts.append(optax.adamw(learning_rate, weight_decay=weight_decay))
+        else:
+            parts.append(optax.sgd(learning_rate, momentum=momentum))
+        return optax.chain(*parts)
+
+    return optax.inject_hyperparams(build)(learning_rate=learning_rate)
+
+
+def batched_forward(model, x, mask, state, keys=None):
+    """vmap the one-track model over a batch (BatchNorm reduces over `"batch"`)."""
+    if keys is None:
+        return jax.vmap(lambda xi, mi: model(xi, mi, state), axis_name=BATCH_AXIS,
+                        out_axes=(0, None))(x, mask)
+    return jax.vmap(lambda xi, mi, ki: model(xi, mi, state, key=ki), axis_name=BATCH_AXIS,
+                    out_axes=(0, None))(x, mask, keys)
+
+
+def make_train_chunk(static, loss_fn, optimizer: optax.GradientTransformation, compute_dtype=None):
+    """Build `train_chunk(carry, idx, data, class_weights, dropout_root, step0)`.
+
+    - `carry`: `(params, opt_state, model_state)`, donated.
+    - `idx`: `i32[steps, batch]` rows of the device-resident `data = (x, mask, label)`.
+    - returns the new carry and per-step `loss` and number of correct predictions.
+    """
+
+    def step(carry, inputs, data, class_weights, dropout_root):
+        params, opt_state, model_state = carry
+        idx, step_no = inputs
+        x_all, m_all, y_all = data
+        x, m, y = x_all[idx], m_all[idx], y_all[idx]
+        keys = jax.random.split(jax.random.fold_in(dropout_root, step_no), idx.shape[0])
+
+        def loss_of(p):
+            model = eqx.combine(p, static)
+            xin = x
+            if compute_dtype is not None:  # mixed precision: low-precision compute, f32 master weights
+                model = jax.tree.map(lambda a: a.astype(compute_dtype) if eqx.is_inexact_array(a) else a, model)
+                xin = x.astype(compute_dtype)
+            logits, new_state = batched_forward(model, xin, m, model_state, keys)
+            logits = logits.astype(jnp.float32)
+            return loss_fn(logits, y, class_weights), (new_state, logits)
+
+        (loss, (new_state, logits)), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        correct = jnp.sum(jnp.argmax(logits, -1) == y)
+        return (params, opt_state, new_state), (loss, correct)
+
+    def train_chunk(carry, idx, data, class_weights, dropout_root, step0):
+        steps = step0 + jnp.arange(idx.shape[0], dtype=jnp.uint32)
+        return jax.lax.scan(lambda c, i: step(c, i, data, class_weights, dropout_root), carry, (idx, steps))
+
+    return jax.jit(train_chunk, donate_argnums=(0,))
+
+
+def make_permutation(n_rows: int, n_steps: int, batch_size: int):
+    """`perm(key) -> i32[n_steps, batch]`: a fresh shuffle of the train rows per epoch."""
+
+    @jax.jit
+    def perm(key):
+        return jax.random.permutation(key, n_rows)[: n_steps * batch_size].reshape(n_steps, batch_size)
+
+    return perm
+
+
+def make_evaluate(static, loss_fn, eval_batch_size: int):
+    """Build `evaluate(params, model_state, x, mask, label, class_weights) -> (probs, loss)`.
+
+    One jitted pass: rows are padded to whole batches and mapped with `lax.map`.
+    Labels < 0 (unlabelled) are ignored by the loss.
+    """
+
+    def evaluate(params, model_state, x, mask, label, class_weights):
+        model = eqx.nn.inference_mode(eqx.combine(params, static))
+        n = x.shape[0]
+        batch = min(eval_batch_size, n)
+        pad = (-n) % batch
+        xp = jnp.pad(x, ((0, pad), (0, 0))).reshape(-1, batch, x.shape[1])
+        mp = jnp.pad(mask, ((0, pad), (0, 0)), constant_values=True).reshape(-1, batch, mask.shape[1])
+        logits = jax.lax.map(lambda b: batched_forward(model, b[0], b[1], model_state)[0], (xp, mp))
+        logits = logits.reshape(-1, logits.shape[-1])[:n].astype(jnp.float32)
+        return jax.nn.softmax(logits, axis=-1), _masked_loss(loss_fn, logits, label, class_weights)
+
+    return jax.jit(evaluate)
+
+
+def _masked_loss(loss_fn, logits, label, class_weights):
+    """Mean loss over labelled rows (NaN if none is labelled)."""
+    labelled = label >= 0
+    per_row = jax.vmap(lambda lg, y: loss_fn(lg[None], y[None], class_weights))(logits, jnp.maximum(label, 0))
+    n = labelled.sum()
+    return jnp.where(n > 0, jnp.sum(jnp.where(labelled, per_row, 0.0)) / jnp.maximum(n, 1), jnp.nan)
+
+
+__all__ = ["OPTIMIZERS", "make_optimizer", "batched_forward", "make_train_chunk", "make_permutation",
+           "make_evaluate"]

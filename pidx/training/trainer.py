@@ -1,0 +1,344 @@
+"""`Trainer`: Lightning's vocabulary, JAX's speed.
+
+```python
+trainer = pidx.Trainer(max_epochs=150, batch_size=1024, callbacks=[pidx.EarlyStopping(patience=15)])
+trainer.fit(model, datamodule)          # or fit(..., ckpt_path="runs/x/checkpoints/last")
+metrics = trainer.test(datamodule=datamodule)
+```
+
+Randomness is a pure function of `seed`: the epoch's permutation comes from
+`fold_in(seed, epoch)` and the dropout keys of step `s` from `fold_in(seed, s)`, so
+dropout keys are never reused and an interrupted run resumed from a checkpoint ends
+with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..errors import TrainingError
+from .callbacks import Callback, ProgressBar, ValidationMetrics, wants_batch_hooks
+from .checkpoint import load_tree, read_meta, remove_checkpoint, save_checkpoint
+from .losses import FocalLoss, compute_class_weights
+from .step import make_evaluate, make_optimizer, make_permutation, make_train_chunk
+
+PRECISIONS = {"f32": None, "bf16": jnp.bfloat16}
+
+
+class Trainer:
+    """Fits, validates, tests and predicts with any `PIDModel`.
+
+    **Arguments:**
+
+    - `max_epochs`, `batch_size`: training length and batch size (the last partial
+      batch of each epoch is dropped; fewer train tracks than one batch → one batch
+      of all of them).
+    - `callbacks`: list of `Callback`s. `ValidationMetrics` is added if absent, and
+      `ProgressBar` when `enable_progress_bar`.
+    - `optimizer`, `learning_rate`, `weight_decay`, `grad_clip_norm`: see
+      `make_optimizer`; `learning_rate` may be an optax schedule. Or pass a ready
+      optax transformation as `optimizer`.
+    - `loss`: a loss object (default `FocalLoss(gamma=2, alpha=0.25)`).
+    - `class_weights`: `"balanced"`, `"none"` or a list of 4 weights, computed from
+      the train split before the first step.
+    - `seed`: root of all randomness in training.
+    - `log_every_n_steps`: chunk length of the on-device scan when a callback wants
+      `on_train_batch_end`; otherwise the whole epoch is one scan.
+    - `eval_batch_size`: batch of the jitted validation/test/predict pass.
+    - `precision`: `"f32"` or `"bf16"` (bf16 compute, f32 weights, loss and optimizer).
+    - `default_root_dir`: where callbacks write by default (checkpoints/, history.csv).
+    - `config`: JSON-able run configuration stored in every checkpoint.
+    """
+
+    def __init__(self, *, max_epochs: int = 150, batch_size: int = 1024, callbacks: list[Callback] | None = None,
+                 optimizer="adam", learning_rate=1e-3, weight_decay: float = 0.0,
+                 grad_clip_norm: float | None = None, loss=None, class_weights="balanced", seed: int = 231,
+                 log_every_n_steps: int = 50, eval_batch_size: int = 65536, precision: str = "f32",
+                 enable_progress_bar: bool = True, default_root_dir: str | Path = "runs/default",
+                 config: dict | None = None):
+        if max_epochs < 1 or batch_size < 1:
+            raise TrainingError(f"max_epochs and batch_size must be >= 1, got {max_epochs}, {batch_size}")
+        if precision not in PRECISIONS:
+            raise TrainingError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        self.max_epochs, self.batch_size, self.seed = max_epochs, batch_size, seed
+        self.loss = loss if loss is not None else FocalLoss()
+        self.class_weights_mode = class_weights
+        self.log_every_n_steps, self.eval_batch_size = max(1, log_every_n_steps), eval_batch_size
+        self.precision, self.default_root_dir, self.config = precision, Path(default_root_dir), config
+        self.optimizer = optimizer if not isinstance(optimizer, str) else make_optimizer(
+            optimizer, learning_rate, weight_decay=weight_decay, grad_clip_norm=grad_clip_norm)
+        callbacks = list(callbacks or [])
+        if not any(isinstance(c, ValidationMetrics) for c in callbacks):
+            callbacks.insert(0, ValidationMetrics())
+        if enable_progress_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(ProgressBar())
+        bad = [c for c in callbacks if not isinstance(c, Callback)]
+        if bad:
+            raise TrainingError(f"callbacks must be pidx Callback instances, got {bad}")
+        self.callbacks = callbacks
+        self._reset()
+
+    def _reset(self):
+        self.current_epoch = 0
+        self.global_step = 0
+        self.should_stop = False
+        self.stop_reason: str | None = None
+        self.logged_metrics: dict[str, float] = {}
+        self.history: list[dict] = []
+        self.validation_outputs = None
+        self.epoch_step_losses = np.zeros(0)
+        self.restored_epoch: int | None = None
+        self.summary: dict = {}
+        self.params = self.static = self.opt_state = self.model_state = None
+        self.datamodule = None
+
+    # ------------------------------------------------------------------ hooks
+    def _call_hook(self, name: str, *args):
+        ordered = [c for c in self.callbacks if not c.runs_last]
+        last = [c for c in self.callbacks if c.runs_last]
+        for cb in ordered:
+            getattr(cb, name)(self, *args)
+        model_hook = getattr(self.static, name, None) if self.static is not None else None
+        if callable(model_hook):
+            model_hook(self, *args)
+        for cb in last:
+            getattr(cb, name)(self, *args)
+
+    # ------------------------------------------------------------------ model access
+    @property
+    def model(self):
+        """The current model (weights combined with its static structure)."""
+        return None if self.params is None else eqx.combine(self.params, self.static)
+
+    @model.setter
+    def model(self, model):
+        params, static = eqx.partition(model, eqx.is_inexact_array)
+        same = self.params is not None and (jax.tree.structure(params) == jax.tree.structure(self.params))
+        self.params, self.static = params, static
+        if self.opt_state is None or not same:
+            self.opt_state = self.optimizer.init(params)
+
+    def set_weights(self, params, model_state):
+        self.params, self.model_state = params, model_state
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.opt_state.hyperparams["learning_rate"])
+
+    @learning_rate.setter
+    def learning_rate(self, value: float):
+        self.opt_state.hyperparams["learning_rate"] = jnp.asarray(value, jnp.float32)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, model, datamodule, *, state: eqx.nn.State | None = None, ckpt_path: str | Path | None = None):
+        """Train `model` on `datamodule.train`, validating on `datamodule.val` each epoch.
+
+        **Arguments:**
+
+        - `model`: any `PIDModel`.
+        - `datamodule`: a `TrackDataModule` (or anything with `setup()`, `train`, `val`,
+          `class_counts` and `preprocessor`).
+        - `state`: the model's `eqx.nn.State` (built from the model if omitted).
+        - `ckpt_path`: resume exactly from this checkpoint directory.
+        """
+        self._reset()
+        self.datamodule = datamodule
+        self.model = model
+        self.model_state = state if state is not None else eqx.nn.State(model)
+        try:
+            self._call_hook("setup", "fit")
+            datamodule.setup()
+            self.class_weights = jnp.asarray(compute_class_weights(self.class_weights_mode, datamodule.class_counts))
+            if ckpt_path is not None:
+                self.load_checkpoint(ckpt_path)
+            self._call_hook("on_fit_start")
+            self._fit_loop(datamodule)
+            self._call_hook("on_fit_end")
+        except BaseException as exc:
+            self._call_hook("on_exception", exc)
+            raise
+        finally:
+            self._call_hook("teardown", "fit")
+        return self
+
+    def _fit_loop(self, dm):
+        train, val = dm.train, dm.val
+        n = len(train)
+        batch = min(self.batch_size, n)
+        n_steps = n // batch
+        per_batch = any(wants_batch_hooks(c) for c in self.callbacks)
+        chunk = min(self.log_every_n_steps, n_steps) if per_batch else n_steps
+        compute_dtype = PRECISIONS[self.precision]
+        train_chunk = make_train_chunk(self.static, self.loss, self.optimizer, compute_dtype)
+        evaluate = make_evaluate(self.static, self.loss, self.eval_batch_size)
+        permutation = make_permutation(n, n_steps, batch)
+        root = jax.random.PRNGKey(self.seed)
+        perm_root, dropout_root = jax.random.fold_in(root, 1), jax.random.fold_in(root, 2)
+        data = (train.features, train.group_mask, train.label)
+        compiled, compile_s = {}, 0.0
+        fit_start = time.perf_counter()
+        train_time, tracks_seen = 0.0, 0
+        self.summary = {"batch_size": batch, "steps_per_epoch": n_steps, "train_tracks": n,
+                        "dropped_per_epoch": n - n_steps * batch}
+
+        while self.current_epoch < self.max_epochs and not self.should_stop:
+            self._call_hook("on_train_epoch_start")
+            t0 = time.perf_counter()
+            idx_all = permutation(jax.random.fold_in(perm_root, self.current_epoch))
+            carry = (self.params, self.opt_state, self.model_state)
+            losses, corrects = [], []
+            for start in range(0, n_steps, chunk):
+                idx = idx_all[start:start + chunk]
+                steps = idx.shape[0]
+                if steps not in compiled:  # AOT so compile time is measured apart from training
+                    c0 = time.perf_counter()
+                    compiled[steps] = train_chunk.lower(carry, idx, data, self.class_weights, dropout_root,
+                                                        jnp.uint32(0)).compile()
+                    compile_s += time.perf_counter() - c0
+                    t0 += time.perf_counter() - c0
+                carry, (loss, correct) = compiled[steps](carry, idx, data, self.class_weights, dropout_root,
+                                                         jnp.uint32(self.global_step))
+                self.params, self.opt_state, self.model_state = carry
+                self.global_step += steps
+                losses.append(loss)
+                corrects.append(correct)
+                if per_batch:
+                    self._call_hook("on_train_batch_end", {
+                        "loss": float(jnp.mean(loss)), "accuracy": float(jnp.sum(correct)) / (steps * batch),
+                        "steps": steps}, start + steps - 1)
+            self.epoch_step_losses = np.asarray(jnp.concatenate(losses))  # one host sync per epoch
+            epoch_train_s = time.perf_counter() - t0
+            train_time += epoch_train_s
+            tracks_seen += n_steps * batch
+            self.logged_metrics = {
+                "epoch": self.current_epoch, "step": self.global_step,
+                "train/loss": float(np.mean(self.epoch_step_losses)),
+                "train/accuracy": float(np.sum(np.asarray(jnp.concatenate(corrects)))) / (n_steps * batch),
+                "lr": self.learning_rate, "time/train_epoch_s": epoch_train_s,
+                "throughput/tracks_per_s": n_steps * batch / max(epoch_train_s, 1e-9),
+            }
+            self._call_hook("on_validation_start")
+            probs, vloss = evaluate(self.params, self.model_state, val.features, val.group_mask, val.label,
+                                    self.class_weights)
+            labels = np.asarray(val.label)
+            self.validation_outputs = (np.asarray(probs), labels)
+            self.logged_metrics["val/loss"] = float(vloss)
+            self.logged_metrics["val/accuracy"] = float(np.mean(self.validation_outputs[0].argmax(1) == labels))
+            self._call_hook("on_validation_end")
+            self.history.append(dict(self.logged_metrics))
+            self._call_hook("on_train_epoch_end")
+            self.current_epoch += 1
+        if self.current_epoch >= self.max_epochs and not self.stop_reason:
+            self.stop_reason = f"reached max_epochs={self.max_epochs}"
+        self.summary.update({
+            "epochs_run": self.current_epoch, "stop_reason": self.stop_reason, "compile_s": compile_s,
+            "wall_s": time.perf_counter() - fit_start, "train_s": train_time,
+            "tracks_per_s": tracks_seen / train_time if train_time else None,
+        })
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate_arrays(self, arrays):
+        evaluate = make_evaluate(self.static, self.loss, self.eval_batch_size)
+        weights = getattr(self, "class_weights", jnp.ones(4))
+        return evaluate(self.params, self.model_state, arrays.features, arrays.group_mask, arrays.label, weights)
+
+    def _use(self, model, state, datamodule):
+        if model is not None:
+            self.model = model
+            self.model_state = state if state is not None else eqx.nn.State(model)
+        if self.params is None:
+            raise TrainingError("no model: pass model= or call fit() first")
+        if datamodule is not None:
+            self.datamodule = datamodule
+        if self.datamodule is None:
+            raise TrainingError("no data: pass datamodule=")
+        self.datamodule.setup()
+
+    def validate(self, model=None, datamodule=None, *, state=None) -> dict:
+        """Metrics of the current (or given) model on the validation split."""
+        self._use(model, state, datamodule)
+        return self._split_metrics(self.datamodule.val)
+
+    def test(self, model=None, datamodule=None, *, state=None) -> dict:
+        """Metrics on the test split (never seen by early stopping or checkpointing)."""
+        self._use(model, state, datamodule)
+        self._call_hook("setup", "test")
+        self._call_hook("on_test_start")
+        self.test_metrics = self._split_metrics(self.datamodule.test)
+        self._call_hook("on_test_end")
+        self._call_hook("teardown", "test")
+        return self.test_metrics
+
+    def _split_metrics(self, arrays) -> dict:
+        from ..evaluation.metrics import classification_metrics
+
+        probs, loss = self._evaluate_arrays(arrays)
+        self.last_probs = np.asarray(probs)
+        out = classification_metrics(np.asarray(arrays.label), self.last_probs)
+        out["loss"] = float(loss)
+        return out
+
+    def predict(self, arrays, model=None, *, state=None) -> np.ndarray:
+        """Class probabilities `[N, 4]` for `TrackArrays` (labels may be -1)."""
+        if model is not None:
+            self.model = model
+            self.model_state = state if state is not None else eqx.nn.State(model)
+        if self.params is None:
+            raise TrainingError("no model: pass model= or call fit() first")
+        self._call_hook("on_predict_start")
+        probs = np.asarray(self._evaluate_arrays(arrays)[0])
+        self._call_hook("on_predict_end")
+        return probs
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Write the whole training state to the directory `path` (atomically)."""
+        meta = {
+            "epochs_completed": len(self.history), "global_step": self.global_step, "seed": self.seed,
+            "history": self.history, "stop_reason": self.stop_reason, "should_stop": self.should_stop,
+            "metrics": self.logged_metrics, "class_weights": np.asarray(self.class_weights).tolist(),
+            "preprocessing": getattr(getattr(self.datamodule, "preprocessor", None), "to_dict", dict)(),
+            "config": self.config, "callbacks": {},
+        }
+        trees = {"model": self.params, "model_state": self.model_state, "opt_state": self.opt_state}
+        for cb in self.callbacks:
+            st = dict(cb.state_dict())
+            if "weights" in st:
+                trees[f"extra-{cb.state_key}"] = st.pop("weights")
+                st["__weights__"] = True
+            meta["callbacks"][cb.state_key] = st
+        self._call_hook("on_save_checkpoint", meta)
+        return save_checkpoint(path, trees=trees, meta=meta)
+
+    def remove_checkpoint(self, path: str | Path) -> None:
+        remove_checkpoint(path)
+
+    def load_checkpoint(self, path: str | Path) -> dict:
+        """Restore weights, optimizer, model state, counters and callback states."""
+        meta = read_meta(path)
+        self.params = load_tree(path, "model", self.params)
+        self.model_state = load_tree(path, "model_state", self.model_state)
+        self.opt_state = load_tree(path, "opt_state", self.opt_state)
+        self.current_epoch = self.current_epoch_start = int(meta["epochs_completed"])
+        self.global_step = int(meta["global_step"])
+        self.history = list(meta["history"])
+        self.should_stop, self.stop_reason = bool(meta["should_stop"]), meta["stop_reason"]
+        self.logged_metrics = dict(meta["metrics"])
+        for cb in self.callbacks:
+            st = meta["callbacks"].get(cb.state_key)
+            if st is None:
+                continue
+            if st.pop("__weights__", False):
+                st["weights"] = load_tree(path, f"extra-{cb.state_key}", (self.params, self.model_state))
+            cb.load_state_dict(st)
+        self._call_hook("on_load_checkpoint", meta)
+        return meta
+
+
+__all__ = ["Trainer", "PRECISIONS"]
