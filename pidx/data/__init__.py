@@ -1,6 +1,6 @@
 """Track data: schema, simulator, file reading, preprocessing, data module."""
 
-from .datamodule import MOMENTUM_RANGES, TrackArrays, TrackDataModule, arrays_from_table, resolve_momentum_range
+from .datamodule import MOMENTUM_RANGES, ArrayDataModule, TrackArrays, TrackDataModule, arrays_from_table, resolve_momentum_range
 from .io import TrackTable, encode_missing, load_tracks, read_table, validate_tracks, write_table
 from .preprocess import Preprocessor
 from .schema import (
@@ -10,7 +10,7 @@ from .schema import (
 from .simulate import SimulatorConfig, simulate
 
 __all__ = [
-    "MOMENTUM_RANGES", "TrackArrays", "TrackDataModule", "arrays_from_table", "resolve_momentum_range",
+    "MOMENTUM_RANGES", "ArrayDataModule", "TrackArrays", "TrackDataModule", "arrays_from_table", "resolve_momentum_range",
     "TrackTable", "encode_missing", "load_tracks", "read_table", "validate_tracks", "write_table",
     "Preprocessor", "CLASS_NAMES", "CLASS_PDG", "DEFAULT_LAYOUT", "FEATURE_COLUMNS", "LABEL_COLUMN",
     "NUM_CLASSES", "DetectorGroup", "FeatureLayout", "make_layout", "SimulatorConfig", "simulate",

@@ -228,5 +228,26 @@ def arrays_from_table(table: TrackTable, preprocessor: Preprocessor) -> TrackArr
                        jnp.asarray(table.momentum, dtype=jnp.float32))
 
 
-__all__ = ["MOMENTUM_RANGES", "TrackArrays", "TrackDataModule", "resolve_momentum_range",
+__all__ = ["MOMENTUM_RANGES", "TrackArrays", "TrackDataModule", "ArrayDataModule", "resolve_momentum_range",
            "simulated_tracks", "arrays_from_table", "cache_dir"]
+
+
+class ArrayDataModule:
+    """A data module over ready arrays (already preprocessed), e.g. for synthetic problems.
+
+    **Arguments:**
+
+    - `train`, `val`, `test`: `TrackArrays` (test optional).
+    - `preprocessor`: travels with checkpoints if given.
+    """
+
+    def __init__(self, train: TrackArrays, val: TrackArrays, test: TrackArrays | None = None,
+                 preprocessor: Preprocessor | None = None):
+        self.train, self.val, self.test, self.preprocessor = train, val, test, preprocessor
+
+    def setup(self) -> "ArrayDataModule":
+        return self
+
+    @property
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(np.asarray(self.train.label), minlength=NUM_CLASSES)

@@ -1,0 +1,107 @@
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jaxtyping import TypeCheckError
+
+from pidx.data.schema import DEFAULT_LAYOUT, DetectorGroup, make_layout
+from pidx.models import DNN, DetectorAwareFSE, FSEAttention, SimpleNN, build_model
+from pidx.errors import RecipeError
+from pidx.training.step import batched_forward
+
+NAMES = ["simplenn", "dnn", "fse_phase0", "fse_phase1"]
+
+
+def make(name, layout=DEFAULT_LAYOUT, **kw):
+    return build_model(name, layout, key=jax.random.PRNGKey(0), **kw)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_output_shape_and_finite(name):
+    model, state = make(name)
+    x = jax.random.normal(jax.random.PRNGKey(1), (16, 22))
+    mask = jnp.ones((16, 4), bool)
+    keys = jax.random.split(jax.random.PRNGKey(2), 16)
+    logits, new_state = jax.jit(lambda x, m, k: batched_forward(model, x, m, state, k))(x, mask, keys)
+    assert logits.shape == (16, 4) and bool(jnp.all(jnp.isfinite(logits)))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_wrong_shapes_and_dtypes_fail_at_trace_time(name):
+    model, state = make(name)
+    mask = jnp.ones(4, bool)
+    with pytest.raises(TypeCheckError, match="Float"):
+        jax.jit(lambda x: model(x, mask, state))(jnp.ones(22, jnp.int32))
+    with pytest.raises(TypeCheckError):
+        jax.jit(lambda x: model(x, mask, state))(jnp.ones((2, 22)))  # a batch, not one track
+    with pytest.raises(ValueError, match="expects 22 features"):
+        jax.jit(lambda x: model(x, mask, state))(jnp.ones(21))
+    with pytest.raises(ValueError, match="mask over 4 groups"):
+        jax.jit(lambda x: model(x, jnp.ones(3, bool), state))(jnp.ones(22))
+
+
+@pytest.mark.parametrize("cls", [FSEAttention, DetectorAwareFSE])
+def test_fse_ignores_values_of_missing_groups_and_handles_kinematics_only(cls):
+    model = eqx.nn.inference_mode(cls(DEFAULT_LAYOUT, key=jax.random.PRNGKey(0)))
+    state = eqx.nn.State(model)
+    x = jax.random.normal(jax.random.PRNGKey(1), (22,))
+    only_kin = jnp.array([False, False, False, True])
+    a, _ = model(x, only_kin, state)
+    b, _ = model(x.at[:14].set(123.0), only_kin, state)  # garbage in all missing groups
+    assert bool(jnp.all(jnp.isfinite(a)))
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+    with_tof = jnp.array([True, True, True, True])
+    c, _ = model(x.at[5:10].set(5.0), with_tof, state)
+    assert not np.allclose(a, c)
+
+
+def test_fse_embeds_each_group_separately():
+    model = FSEAttention(DEFAULT_LAYOUT, hidden_dim=32, num_heads=4, key=jax.random.PRNGKey(0))
+    in_sizes = [e.linear.in_features for e in model.embeddings]
+    assert in_sizes == [5, 5, 4, 5] and all(e.linear.out_features == 32 for e in model.embeddings)
+
+
+def test_phase1_group_dropout_only_in_training():
+    model = DetectorAwareFSE(DEFAULT_LAYOUT, group_dropout=0.5, dropout=0.0, key=jax.random.PRNGKey(0))
+    state = eqx.nn.State(model)
+    x = jax.random.normal(jax.random.PRNGKey(1), (22,))
+    mask = jnp.ones(4, bool)
+    outs = {tuple(np.round(np.asarray(model(x, mask, state, key=jax.random.PRNGKey(k))[0]), 5)) for k in range(20)}
+    assert len(outs) > 1  # different groups hidden for different keys
+    inf = eqx.nn.inference_mode(model)
+    np.testing.assert_array_equal(inf(x, mask, state)[0], inf(x, mask, state, key=jax.random.PRNGKey(3))[0])
+    dropped = model.drop_groups(jnp.ones(4, bool), jax.random.PRNGKey(0))
+    assert bool(dropped[3])  # kinematics (no flag) is never hidden
+
+
+def test_dnn_batchnorm_state_updates_in_training():
+    model, state = make("dnn")
+    x = jax.random.normal(jax.random.PRNGKey(1), (32, 22)) * 4 + 2
+    keys = jax.random.split(jax.random.PRNGKey(2), 32)
+    before = [np.asarray(a) for a in jax.tree.leaves(state)]
+    _, new_state = jax.jit(lambda x, k: batched_forward(model, x, jnp.ones((32, 4), bool), state, k))(x, keys)
+    after = jax.tree.leaves(new_state)
+    assert any(not np.allclose(a, b) for a, b in zip(before, after))
+
+
+def test_sizes_configurable_and_unknown_model():
+    model, _ = make("simplenn", hidden=(8, 8), dropout=0.1)
+    assert [l.out_features for l in model.layers] == [8, 8, 4]
+    model, _ = make("fse_phase0", hidden_dim=16, num_heads=2)
+    assert model.hidden_dim == 16
+    with pytest.raises(RecipeError, match="did you mean 'fse_phase1'"):
+        make("fse_phase2")
+    with pytest.raises(RecipeError, match="bad parameters"):
+        make("dnn", widths=(3,))
+
+
+def test_extra_group_grows_a_token():
+    trd = DetectorGroup("trd", ("trd_signal", "trd_nsigma_el"), flag="has_trd")
+    layout = make_layout([trd])
+    model = FSEAttention(layout, key=jax.random.PRNGKey(0))
+    assert len(model.embeddings) == 5 and model.embeddings[3].linear.in_features == 2
+    out, _ = model(jnp.ones(layout.num_features), jnp.ones(5, bool), eqx.nn.State(model),
+                   key=jax.random.PRNGKey(1))
+    assert out.shape == (4,)
+    assert isinstance(SimpleNN(layout, key=jax.random.PRNGKey(0)), SimpleNN) and DNN

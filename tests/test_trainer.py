@@ -1,0 +1,235 @@
+import jax
+import numpy as np
+import pytest
+
+from helpers import separable_datamodule
+from pidx.data.schema import DEFAULT_LAYOUT, DetectorGroup, make_layout
+from pidx.errors import CheckpointError, TrainingError
+from pidx.models import FSEAttention, build_model
+from pidx.models.fse import GroupEmbedding
+from pidx.training import (
+    HOOKS, Callback, CSVLogger, CrossEntropy, EarlyStopping, ModelCheckpoint, TerminateOnNaN, Trainer,
+)
+
+import equinox as eqx
+
+
+def leaves(trainer):
+    return [np.asarray(a) for a in jax.tree.leaves((trainer.params, trainer.model_state))]
+
+
+def trainer(**kw):
+    kw.setdefault("enable_progress_bar", False)
+    kw.setdefault("loss", CrossEntropy())
+    kw.setdefault("batch_size", 256)
+    return Trainer(**kw)
+
+
+@pytest.fixture(scope="module")
+def dm():
+    return separable_datamodule()
+
+
+@pytest.mark.parametrize("name", ["simplenn", "dnn", "fse_phase0", "fse_phase1"])
+def test_each_model_learns_separable_problem(name, dm):
+    model, state = build_model(name, DEFAULT_LAYOUT, key=jax.random.PRNGKey(0), dropout=0.1)
+    t = trainer(max_epochs=6, batch_size=128)
+    t.fit(model, dm, state=state)
+    assert t.test()["accuracy"] > 0.99
+    assert t.history[-1]["train/loss"] < t.history[0]["train/loss"]
+
+
+class Recorder(Callback):
+    def __init__(self, log):
+        self.log = log
+
+    def __getattribute__(self, name):
+        if name in HOOKS:
+            log = object.__getattribute__(self, "log")
+            return lambda trainer, *a: log.append(name)
+        return object.__getattribute__(self, name)
+
+
+class RecorderWithBatches(Recorder):
+    def on_train_batch_end(self, trainer, outputs, batch_idx):  # makes the trainer chunk the epoch
+        self.log.append("on_train_batch_end")
+
+
+def test_hook_order(dm, tmp_path):
+    log = []
+    model, state = small()
+    t = trainer(max_epochs=2, callbacks=[RecorderWithBatches(log)], log_every_n_steps=8,
+                default_root_dir=tmp_path)
+    t.fit(model, dm, state=state)
+    epoch = (["on_train_epoch_start"] + ["on_train_batch_end"] * 2
+             + ["on_validation_start", "on_validation_end", "on_train_epoch_end"])
+    assert log == ["setup", "on_fit_start"] + epoch * 2 + ["on_fit_end", "teardown"]
+    log.clear()
+    t.test()
+    assert log == ["setup", "on_test_start", "on_test_end", "teardown"]
+
+
+def test_early_stopping_and_checkpoint_run_last(dm, tmp_path):
+    order = []
+
+    class Spy(Callback):
+        def on_validation_end(self, trainer):
+            order.append("spy")
+
+    class SpyStop(EarlyStopping):
+        def on_validation_end(self, trainer):
+            order.append("early_stopping")
+
+    model, state = small()
+    t = trainer(max_epochs=1, callbacks=[SpyStop(), Spy()], default_root_dir=tmp_path)
+    t.fit(model, dm, state=state)
+    assert order == ["spy", "early_stopping"]
+
+
+class Scripted(Callback):
+    """Replaces val/accuracy with a scripted sequence (runs before the runs_last callbacks)."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def on_validation_end(self, trainer):
+        trainer.logged_metrics["val/accuracy"] = self.values[trainer.current_epoch]
+
+
+def test_early_stopping_stops_at_right_epoch_and_restores_best(dm, tmp_path):
+    values = [0.5, 0.7, 0.69, 0.7, 0.6, 0.9, 0.95]
+    snapshots = []
+
+    class Snap(Callback):
+        def on_train_epoch_end(self, trainer):
+            snapshots.append(leaves(trainer))
+
+    model, state = small()
+    es = EarlyStopping(patience=3, min_delta=0.0)
+    t = trainer(max_epochs=7, callbacks=[Scripted(values), Snap(), es], default_root_dir=tmp_path)
+    t.fit(model, dm, state=state)
+    assert t.current_epoch == 5 and es.stopped_epoch == 4 and es.best_epoch == 1
+    assert "did not improve for 3 epochs" in t.stop_reason
+    for a, b in zip(leaves(t), snapshots[1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_model_checkpoint_keeps_exactly_top_k(dm, tmp_path):
+    values = [0.3, 0.8, 0.5, 0.9, 0.1, 0.85]
+    model, state = small()
+    mc = ModelCheckpoint(save_top_k=2, filename="epoch={epoch}-acc={val/accuracy:.2f}")
+    t = trainer(max_epochs=6, callbacks=[Scripted(values), mc], default_root_dir=tmp_path)
+    t.fit(model, dm, state=state)
+    saved = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert saved == ["epoch=3-acc=0.90", "epoch=5-acc=0.85", "last"]
+    assert mc.best_model_score == 0.9 and mc.best_model_path.endswith("epoch=3-acc=0.90")
+
+
+def test_missing_monitor_lists_available(dm, tmp_path):
+    model, state = small()
+    t = trainer(max_epochs=1, callbacks=[EarlyStopping(monitor="val/acc")], default_root_dir=tmp_path)
+    with pytest.raises(TrainingError, match=r"'val/acc' does not exist.*val/accuracy"):
+        t.fit(model, dm, state=state)
+
+
+SMALL = {"simplenn": {"hidden": (32, 16)}, "dnn": {"hidden": (32, 16)},
+         "fse_phase1": {"hidden_dim": 16, "group_dropout": 0.1}}
+
+
+def small(name="simplenn"):
+    return build_model(name, DEFAULT_LAYOUT, key=jax.random.PRNGKey(0), **SMALL[name])
+
+
+def fit_fse(dm, tmp_path, max_epochs, ckpt_path=None, name="fse_phase1"):
+    model, state = small(name)
+    t = trainer(max_epochs=max_epochs, callbacks=[ModelCheckpoint(save_top_k=1), EarlyStopping(patience=50),
+                                                  CSVLogger()], default_root_dir=tmp_path)
+    t.fit(model, dm, state=state, ckpt_path=ckpt_path)
+    return t
+
+
+def test_same_seed_same_weights(dm, tmp_path):
+    a = fit_fse(dm, tmp_path / "a", 2)
+    b = fit_fse(dm, tmp_path / "b", 2)
+    for x, y in zip(leaves(a), leaves(b)):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("name", ["dnn", "fse_phase1"])
+def test_resume_is_exact(dm, tmp_path, name):
+    straight = fit_fse(dm, tmp_path / "straight", 4, name=name)
+    fit_fse(dm, tmp_path / "resumed", 2, name=name)
+    resumed = fit_fse(dm, tmp_path / "resumed", 4, ckpt_path=tmp_path / "resumed" / "checkpoints" / "last",
+                      name=name)
+    assert resumed.global_step == straight.global_step and len(resumed.history) == 4
+    for x, y in zip(leaves(straight), leaves(resumed)):
+        np.testing.assert_array_equal(x, y)
+    assert (tmp_path / "resumed" / "history.csv").read_text().count("\n") == 5
+
+
+def test_terminate_on_nan_keeps_last_good_checkpoint(dm, tmp_path):
+    class Poison(Callback):
+        def on_train_epoch_start(self, trainer):
+            if trainer.current_epoch == 2:
+                trainer.learning_rate = float("nan")
+
+    model, state = small()
+    t = trainer(max_epochs=5, callbacks=[Poison(), TerminateOnNaN(), ModelCheckpoint()], default_root_dir=tmp_path)
+    with pytest.raises(TrainingError, match=r"loss is nan at epoch 2, step 3\d"):
+        t.fit(model, dm, state=state)
+    from pidx.training import read_meta
+    assert read_meta(tmp_path / "checkpoints" / "last")["epochs_completed"] == 2
+
+
+def test_corrupted_checkpoint_errors_name_the_file(dm, tmp_path):
+    t = fit_fse(dm, tmp_path, 1, name="simplenn")
+    last = tmp_path / "checkpoints" / "last"
+    weights = last / "model.eqx"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=r"model.eqx: corrupted or truncated"):
+        fit_fse(dm, tmp_path / "x", 2, ckpt_path=last, name="simplenn")
+    (last / "meta.json").write_text('{"format_version": 99}')
+    with pytest.raises(CheckpointError, match="format version 99"):
+        fit_fse(dm, tmp_path / "x", 2, ckpt_path=last, name="simplenn")
+    with pytest.raises(CheckpointError, match="not found"):
+        fit_fse(dm, tmp_path / "x", 2, ckpt_path=tmp_path / "nope", name="simplenn")
+    assert t is not None
+
+
+def test_callback_can_replace_model(dm, tmp_path):
+    class Zero(Callback):
+        def on_train_epoch_end(self, trainer):
+            trainer.model = jax.tree.map(lambda a: a * 0 if eqx.is_inexact_array(a) else a, trainer.model)
+
+    model, state = small()
+    t = trainer(max_epochs=1, callbacks=[Zero()], default_root_dir=tmp_path)
+    t.fit(model, dm, state=state)
+    assert all(np.all(a == 0) for a in jax.tree.leaves(t.params))
+
+
+class TPCAsSequence(FSEAttention):
+    """A subclass embedding the TPC group with a 2-layer MLP instead of one Dense."""
+
+    def make_group_embedding(self, group, in_size, hidden_dim, act_name, *, key):
+        if group.name == "tpc":
+            return eqx.nn.MLP(in_size, hidden_dim, width_size=16, depth=2, key=key)
+        return super().make_group_embedding(group, in_size, hidden_dim, act_name, key=key)
+
+
+def test_subclass_with_custom_group_embedding_trains(dm, tmp_path):
+    model = TPCAsSequence(DEFAULT_LAYOUT, key=jax.random.PRNGKey(0), dropout=0.1)
+    assert isinstance(model.embeddings[0], eqx.nn.MLP) and isinstance(model.embeddings[1], GroupEmbedding)
+    t = trainer(max_epochs=6, batch_size=128, default_root_dir=tmp_path)
+    t.fit(model, dm)
+    assert t.test()["accuracy"] > 0.99
+
+
+def test_fifth_detector_group_trains_through_unchanged_trainer(tmp_path):
+    trd = DetectorGroup("trd", ("trd_signal", "trd_nsigma_el", "trd_nsigma_pi"), flag="has_trd")
+    layout = make_layout([trd])
+    dm5 = separable_datamodule(layout=layout)
+    for name in ("fse_phase0", "fse_phase1", "simplenn"):
+        model, state = build_model(name, layout, key=jax.random.PRNGKey(0), dropout=0.1)
+        t = trainer(max_epochs=6, batch_size=128, default_root_dir=tmp_path)
+        t.fit(model, dm5, state=state)
+        assert t.test()["accuracy"] > 0.99
