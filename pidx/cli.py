@@ -57,6 +57,160 @@ def simulate(
     console.print(f"[green]wrote[/] {len(df):,} tracks to {out} in {time.perf_counter() - start:.1f} s")
 
 
+def _enable_jax_cache() -> None:
+    """Persistent XLA compilation cache: a second run of the same model skips compiling."""
+    import os
+
+    if os.environ.get("PIDX_JAX_CACHE", "1") == "0" or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    from .data.datamodule import cache_dir
+
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def _print_metrics(title: str, test: dict, extra: dict | None = None) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, show_header=True)
+    table.add_column("species")
+    for col in ("AUC", "efficiency", "purity", "F1", "tracks"):
+        table.add_column(col, justify="right")
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    for name, m in test["per_class"].items():
+        table.add_row(name, fmt(m["auc"]), fmt(m["efficiency"]), fmt(m["purity"]), fmt(m["f1"]),
+                      str(m.get("n_true", "")))
+    out = Console()
+    out.print(table)
+    line = (f"accuracy [bold]{test['accuracy']:.4f}[/]  balanced accuracy {test['balanced_accuracy']:.4f}  "
+            f"macro AUC {fmt(test['macro_auc'])}  on {test['n_tracks']:,} tracks")
+    for k, v in (extra or {}).items():
+        line += f"  {k} {v}"
+    out.print(line)
+
+
+@app.command()
+def fit(
+    recipes: list[Path] = typer.Argument(..., help="Recipe YAML file(s); several run in sequence."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe key: --set trainer.max_epochs=5"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Run directory (default runs/<recipe>/<time>)."),
+    resume: str | None = typer.Option(None, "--resume", help="Checkpoint directory, or 'last' (the latest run's last "
+                                      "checkpoint, or --output's)."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved recipe and exit."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --output directory."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+):
+    """Train from recipe(s), test on the held-out split and write the run directory."""
+    from .recipe import dump_recipe, load_recipe
+
+    configs = [load_recipe(r, set_) for r in recipes]  # validate all before training any
+    if print_config:
+        for cfg in configs:
+            typer.echo(dump_recipe(cfg))
+        return
+    if output is not None and len(configs) > 1:
+        raise PidxError("--output names one run directory; with several recipes omit it (runs/<recipe>/<time>)")
+    _enable_jax_cache()
+    from . import run
+
+    results = []
+    for cfg in configs:
+        run_dir = _resume_dir(cfg, output, resume) if resume else run.new_run_dir(cfg, output, overwrite=overwrite)
+        if not quiet:
+            console.print(f"[bold]pidx fit[/] {cfg['name']}: {cfg['model']['name']} on "
+                          f"{cfg['data']['source']} ({cfg['data']['momentum_range']}) → {run_dir}")
+        metrics = run.fit_recipe(cfg, run_dir, resume=resume, quiet=quiet)
+        results.append((run_dir, metrics))
+        t = metrics["training"]
+        if not quiet:
+            _print_metrics(f"{cfg['name']}: test split", metrics["test"],
+                           {"majority": f"{metrics['majority_baseline']:.4f}"})
+        Console().print(f"[green]done[/] {cfg['name']}: accuracy {metrics['test']['accuracy']:.4f} after "
+                        f"{t['epochs_run']} epochs ({t['stop_reason']}), {t['wall_s']:.0f} s; results in {run_dir}")
+    if len(results) > 1:
+        _compare([r for r, _ in results], None)
+
+
+def _resume_dir(cfg: dict, output: Path | None, resume: str) -> Path:
+    if output is not None:
+        return output
+    if resume != "last":
+        ckpt = Path(resume)
+        return ckpt.parent.parent  # <run>/checkpoints/<name>
+    base = Path("runs") / cfg["name"]
+    runs = sorted(p for p in base.glob("*") if (p / "checkpoints" / "last").is_dir()) if base.is_dir() else []
+    if not runs:
+        raise PidxError(f"--resume last: no run of '{cfg['name']}' with a last checkpoint under {base}/; "
+                        "give --output RUN_DIR or a checkpoint path")
+    return runs[-1]
+
+
+def _compare(run_dirs, output):
+    from .evaluation import compare as cmp
+
+    table = cmp.compare_runs(run_dirs)
+    cmp.print_table(table)
+    if output is not None:
+        cmp.write_table(table, output)
+
+
+@app.command()
+def test(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `pidx fit`."),
+    data: Path | None = typer.Option(None, "--data", help="Labelled CSV/Parquet to test on instead of the test split "
+                                     "(the run's momentum range and preprocessing are applied)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the metrics as JSON here."),
+):
+    """Evaluate a run's best checkpoint on its test split or on another file."""
+    _enable_jax_cache()
+    from .run import test_run
+    from .utils import atomic_write_json
+
+    metrics = test_run(run_dir, data)
+    _print_metrics(f"{run_dir}: {metrics['data']}", metrics)
+    if output is not None:
+        atomic_write_json(output, metrics)
+        console.print(f"[green]wrote[/] {output}")
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `pidx fit`."),
+    input: Path = typer.Option(..., "--input", "-i", help="CSV/Parquet tracks (labels not needed)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output .parquet or .csv."),
+):
+    """Write class probabilities (prob_pi, prob_ka, prob_pr, prob_el) and `pred` for every input row."""
+    _enable_jax_cache()
+    from .run import predict_file
+
+    info = predict_file(run_dir, input, output)
+    console.print(f"[green]wrote[/] {info['rows']:,} rows to {info['output']} (checkpoint {info['checkpoint']})")
+
+
+@app.command("recipes")
+def list_recipes(
+    directory: Path = typer.Argument(Path("recipes"), help="Directory with recipe YAML files."),
+):
+    """List the recipes in a directory with their one-line descriptions."""
+    from rich.table import Table
+
+    from .recipe import load_recipe
+
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        raise PidxError(f"{directory}: no *.yaml recipes found")
+    table = Table(show_header=True)
+    for col in ("recipe", "model", "momentum", "description"):
+        table.add_column(col)
+    for f in files:
+        cfg = load_recipe(f)
+        rng = cfg["data"]["momentum_range"]
+        table.add_row(str(f), cfg["model"]["name"], str(rng), cfg["description"])
+    Console().print(table)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `pidx` console script; returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -73,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")
         return 130
+    except Exception as exc:  # a bug, not a user error: still one line unless --debug
+        if _state["debug"]:
+            raise
+        console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (run `pidx --debug ...` for the "
+                      "traceback and report it)", highlight=False, soft_wrap=True)
+        return 3
     return 0
 
 

@@ -24,3 +24,19 @@ def separable_arrays(n, seed=0, layout=DEFAULT_LAYOUT, noise=0.3, tof_fraction=0
 def separable_datamodule(n_train=4096, n_val=1024, seed=0, layout=DEFAULT_LAYOUT):
     return ArrayDataModule(separable_arrays(n_train, seed, layout), separable_arrays(n_val, seed + 1, layout),
                            separable_arrays(n_val, seed + 2, layout))
+
+
+from pidx.training import Callback  # noqa: E402
+
+
+class CountingCallback(Callback):
+    """A user callback loaded by import path from recipes in tests."""
+
+    instances = []
+
+    def __init__(self, tag: str = "x"):
+        self.tag, self.epochs = tag, 0
+        CountingCallback.instances.append(self)
+
+    def on_train_epoch_end(self, trainer):
+        self.epochs += 1

@@ -1,0 +1,283 @@
+"""From a resolved recipe to a run directory, and back.
+
+```
+runs/<recipe>/<timestamp>/
+  recipe.yaml      the resolved recipe (every default filled in)
+  history.csv      one row per epoch
+  checkpoints/     best (top-k by the monitored metric) and last/
+  metrics.json     test metrics, majority baseline, training summary, data summary
+```
+`pidx test` and `pidx predict` rebuild the model from `recipe.yaml` and load the best
+checkpoint, whose preprocessing statistics are applied to new data.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from .data.datamodule import TrackDataModule, arrays_from_table
+from .data.io import load_tracks, write_table
+from .data.preprocess import Preprocessor
+from .data.schema import CLASS_NAMES, PROB_COLUMNS, DetectorGroup, FeatureLayout, make_layout
+from .data.simulate import SimulatorConfig
+from .errors import CheckpointError, RecipeError
+from .models.base import build_model
+from .recipe import callback_class, dump_recipe
+from .training.checkpoint import load_tree, read_meta
+from .training.losses import make_loss
+from .training.step import make_optimizer
+from .training.trainer import Trainer
+from .utils import atomic_write_json, atomic_write_text
+
+RECIPE_FILE, METRICS_FILE = "recipe.yaml", "metrics.json"
+
+
+# ----------------------------------------------------------------------------- builders
+def make_layout_from(cfg: dict) -> FeatureLayout:
+    groups = []
+    for i, g in enumerate(cfg["data"]["extra_groups"] or []):
+        if not isinstance(g, dict) or not {"name", "columns"} <= set(g) or not set(g) <= {"name", "columns", "flag"}:
+            raise RecipeError(f"'data.extra_groups[{i}]' must be {{name, columns, flag}}, got {g!r}")
+        groups.append(DetectorGroup(g["name"], tuple(g["columns"]), g.get("flag")))
+    return make_layout(groups)
+
+
+def make_datamodule(cfg: dict) -> TrackDataModule:
+    d = cfg["data"]
+    sim = None
+    if d["source"] == "simulate":
+        fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()
+                  if k in SimulatorConfig.__dataclass_fields__ and k not in ("n_tracks", "seed")}
+        sim = SimulatorConfig(**fields, n_tracks=d["n_tracks"], seed=d["simulation_seed"])
+    rng = d["momentum_range"]
+    return TrackDataModule(
+        source=d["source"], simulator=sim, momentum_range=tuple(rng) if isinstance(rng, list) else rng,
+        momentum_variable=d["momentum_variable"], seed=cfg["seed"], test_fraction=d["test_fraction"],
+        val_fraction=d["val_fraction"], layout=make_layout_from(cfg), sentinels=tuple(d["sentinels"]),
+        drop_unknown_pdg=d["drop_unknown_pdg"], on_invalid=d["on_invalid"], clip=d["clip"], use_cache=d["cache"])
+
+
+def make_model(cfg: dict, layout: FeatureLayout):
+    kwargs = {k: v for k, v in cfg["model"].items() if k != "name"}
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+    key = jax.random.fold_in(jax.random.PRNGKey(cfg["seed"]), 0)
+    try:
+        return build_model(cfg["model"]["name"], layout, key=key, **kwargs)
+    except ValueError as exc:
+        raise RecipeError(f"model: {exc}") from None
+
+
+def make_callbacks(cfg: dict, *, quiet: bool = False):
+    from .training.callbacks import CSVLogger, ProgressBar
+
+    callbacks = []
+    for entry in cfg["callbacks"]:
+        (name, args), = entry.items()
+        try:
+            callbacks.append(callback_class(name)(**args))
+        except (TypeError, ValueError) as exc:
+            raise RecipeError(f"callback '{name}': {exc}") from None
+    if not any(isinstance(c, CSVLogger) for c in callbacks):
+        callbacks.append(CSVLogger())
+    if not quiet and not any(isinstance(c, ProgressBar) for c in callbacks):
+        callbacks.append(ProgressBar())
+    return callbacks
+
+
+def make_trainer(cfg: dict, root_dir: Path, *, quiet: bool = False, steps_per_epoch: int | None = None) -> Trainer:
+    o, t, lcfg = cfg["optimizer"], cfg["trainer"], dict(cfg["loss"])
+    class_weights = lcfg.pop("class_weights")
+    loss_name = lcfg.pop("name")
+    if isinstance(lcfg.get("alpha"), list):
+        lcfg["alpha"] = tuple(lcfg["alpha"])
+    if loss_name == "cross_entropy":
+        lcfg = {}
+    lr = o["learning_rate"]
+    if o["schedule"] != "constant" and steps_per_epoch:
+        import optax
+
+        total = t["max_epochs"] * steps_per_epoch
+        warmup = o["warmup_epochs"] * steps_per_epoch
+        lr = optax.warmup_cosine_decay_schedule(0.0 if warmup else lr, lr, max(warmup, 1), total) \
+            if o["schedule"] == "warmup_cosine" else optax.cosine_decay_schedule(lr, total)
+    optimizer = make_optimizer(o["name"], lr, weight_decay=o["weight_decay"], grad_clip_norm=o["grad_clip_norm"])
+    return Trainer(max_epochs=t["max_epochs"], batch_size=t["batch_size"], callbacks=make_callbacks(cfg, quiet=quiet),
+                   optimizer=optimizer, loss=make_loss(loss_name, **lcfg), class_weights=class_weights,
+                   seed=cfg["seed"], log_every_n_steps=t["log_every_n_steps"], eval_batch_size=t["eval_batch_size"],
+                   precision=t["precision"], enable_progress_bar=False, default_root_dir=root_dir, config=cfg)
+
+
+# ----------------------------------------------------------------------------- run directories
+def new_run_dir(cfg: dict, output: str | Path | None, *, overwrite: bool = False) -> Path:
+    if output is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = Path("runs") / cfg["name"] / stamp
+        n = 1
+        while run_dir.exists():
+            run_dir = Path("runs") / cfg["name"] / f"{stamp}-{n}"
+            n += 1
+    else:
+        run_dir = Path(output)
+        if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+            raise RecipeError(f"{run_dir}: output directory exists and is not empty; pass --overwrite to replace "
+                              "it, --resume to continue it, or choose another --output")
+        if run_dir.exists() and overwrite:
+            import shutil
+
+            shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def majority_baseline(train_labels, test_labels) -> float:
+    majority = int(np.bincount(np.asarray(train_labels), minlength=len(CLASS_NAMES)).argmax())
+    return float(np.mean(np.asarray(test_labels) == majority))
+
+
+def fit_recipe(cfg: dict, run_dir: Path, *, resume: str | Path | None = None, quiet: bool = False) -> dict:
+    """Train, test and write the run directory; returns metrics.json's content."""
+    atomic_write_text(run_dir / RECIPE_FILE, dump_recipe(cfg))
+    dm = make_datamodule(cfg).setup()
+    model, state = make_model(cfg, dm.layout)
+    steps = max(1, len(dm.train) // min(cfg["trainer"]["batch_size"], len(dm.train)))
+    trainer = make_trainer(cfg, run_dir, quiet=quiet, steps_per_epoch=steps)
+    ckpt = None
+    if resume is not None:
+        ckpt = run_dir / "checkpoints" / "last" if str(resume) == "last" else Path(resume)
+    trainer.fit(model, dm, state=state, ckpt_path=ckpt)
+    test = trainer.test()
+    from .training.callbacks import EarlyStopping, ModelCheckpoint
+
+    mc = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    es = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
+    if es is not None and es.best_weights is None and mc is not None and mc.best_model_path:
+        trainer.load_checkpoint(mc.best_model_path)  # resumed after the end: use the saved best
+        test = trainer.test()
+    s = trainer.summary
+    metrics = {
+        "recipe": cfg["name"],
+        "test": {k: test[k] for k in ("accuracy", "balanced_accuracy", "macro_auc", "n_tracks", "per_class", "loss")},
+        "majority_baseline": majority_baseline(dm.train.label, dm.test.label),
+        "training": {
+            "epochs_run": trainer.current_epoch, "stop_reason": trainer.stop_reason,
+            "best_epoch": es.best_epoch if es else None,
+            "best_checkpoint": str(Path(mc.best_model_path).relative_to(run_dir)) if mc and mc.best_model_path
+            and Path(mc.best_model_path).is_relative_to(run_dir) else (mc.best_model_path if mc else None),
+            "wall_s": s.get("wall_s"), "compile_s": s.get("compile_s"), "train_s": s.get("train_s"),
+            "tracks_per_s": s.get("tracks_per_s"), "batch_size": s.get("batch_size"),
+            "steps_per_epoch": s.get("steps_per_epoch"), "device": jax.devices()[0].platform,
+        },
+        "data": dm.summary(),
+    }
+    if mc is None or not mc.best_model_path:  # no checkpoint callback: keep the final weights
+        trainer.save_checkpoint(run_dir / "checkpoints" / "final")
+        metrics["training"]["best_checkpoint"] = "checkpoints/final"
+    atomic_write_json(run_dir / METRICS_FILE, _finite(metrics))
+    return metrics
+
+
+def _finite(obj):
+    """JSON has no NaN: write None instead."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+# ----------------------------------------------------------------------------- loading runs
+def read_run(run_dir: str | Path) -> tuple[dict, dict]:
+    """The resolved recipe and metrics.json of a run directory."""
+    import json
+
+    from .recipe import read_yaml, validate_recipe
+
+    run_dir = Path(run_dir)
+    if not (run_dir / RECIPE_FILE).is_file():
+        raise RecipeError(f"{run_dir}: not a pidx run directory (no {RECIPE_FILE})")
+    cfg = validate_recipe(read_yaml(run_dir / RECIPE_FILE))
+    metrics = json.loads((run_dir / METRICS_FILE).read_text()) if (run_dir / METRICS_FILE).is_file() else {}
+    return cfg, metrics
+
+
+def best_checkpoint(run_dir: Path, metrics: dict) -> Path:
+    rel = metrics.get("training", {}).get("best_checkpoint")
+    candidates = [run_dir / rel] if rel else []
+    candidates.append(run_dir / "checkpoints" / "last")
+    for c in candidates:
+        if c.is_dir():
+            return c
+    raise CheckpointError(f"{run_dir}: no checkpoint found (looked for {', '.join(map(str, candidates))})")
+
+
+def load_run_model(run_dir: str | Path, checkpoint: str | Path | None = None):
+    """(cfg, model, state, preprocessor, checkpoint path) of a finished run."""
+    run_dir = Path(run_dir)
+    cfg, metrics = read_run(run_dir)
+    ckpt = Path(checkpoint) if checkpoint else best_checkpoint(run_dir, metrics)
+    meta = read_meta(ckpt)
+    if not meta.get("preprocessing"):
+        raise CheckpointError(f"{ckpt}: has no preprocessing statistics; it cannot be applied to new data")
+    pre = Preprocessor.from_dict(meta["preprocessing"])
+    model, state = make_model(cfg, pre.layout)
+    import equinox as eqx
+
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    params = load_tree(ckpt, "model", params)
+    state = load_tree(ckpt, "model_state", state)
+    return cfg, eqx.combine(params, static), state, pre, ckpt
+
+
+def test_run(run_dir: str | Path, data: str | Path | None = None) -> dict:
+    """Metrics of a run's best checkpoint on its test split, or on another labelled file."""
+    from .evaluation.metrics import classification_metrics
+
+    cfg, model, state, pre, ckpt = load_run_model(run_dir)
+    dm = make_datamodule(cfg)
+    trainer = make_trainer(cfg, Path(run_dir), quiet=True)
+    if data is None:
+        dm.setup()
+        arrays = dm.test
+    else:
+        table = dm.select_momentum(load_tracks(data, layout=pre.layout, sentinels=dm.sentinels,
+                                               drop_unknown_pdg=dm.drop_unknown_pdg, on_invalid=dm.on_invalid))
+        arrays = arrays_from_table(table, pre)
+    probs = trainer.predict(arrays, model, state=state)
+    out = classification_metrics(np.asarray(arrays.label), probs)
+    out.update({"checkpoint": str(ckpt), "data": str(data) if data else "test split"})
+    return _finite(out)
+
+
+def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str | Path) -> dict:
+    """Write every input row, in order, with prob_* columns, `pred` and `in_momentum_range`."""
+    from .data.datamodule import resolve_momentum_range
+    from .data.io import read_table, validate_tracks
+
+    cfg, model, state, pre, ckpt = load_run_model(run_dir)
+    raw = read_table(input_path)
+    d = cfg["data"]
+    table = validate_tracks(raw, source=str(input_path), layout=pre.layout, require_label=False,
+                            sentinels=tuple(d["sentinels"]), on_invalid="error")
+    trainer = make_trainer(cfg, Path(run_dir), quiet=True)
+    probs = trainer.predict(arrays_from_table(table, pre), model, state=state)
+    out = raw.copy()
+    for i, col in enumerate(PROB_COLUMNS):
+        out[col] = probs[:, i].astype(np.float32)
+    out["pred"] = np.asarray(CLASS_NAMES)[probs.argmax(1)]
+    lo, hi = resolve_momentum_range(tuple(d["momentum_range"]) if isinstance(d["momentum_range"], list)
+                                    else d["momentum_range"])
+    value = table.momentum if d["momentum_variable"] == "p" else table.frame["pt"].to_numpy()
+    out["in_momentum_range"] = (value > lo) & (value < hi)
+    write_table(out, output_path)
+    return {"rows": len(out), "checkpoint": str(ckpt), "output": str(output_path)}
+
+
+__all__ = ["make_layout_from", "make_datamodule", "make_model", "make_callbacks", "make_trainer", "new_run_dir",
+           "fit_recipe", "read_run", "load_run_model", "test_run", "predict_file", "majority_baseline"]

@@ -1,0 +1,96 @@
+"""End to end through the CLI: fit → test → predict, with the real recipe files."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pidx.cli import main
+
+RECIPE = str(Path(__file__).parent.parent / "recipes" / "fse_phase1_mid.yaml")
+SMALL = ["--set", "data.n_tracks=40000", "--set", "trainer.max_epochs=3", "--set", "trainer.batch_size=256"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "fse1"
+    assert main(["fit", RECIPE, *SMALL, "--output", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_fit_writes_run_directory(run_dir):
+    assert {p.name for p in run_dir.iterdir()} >= {"recipe.yaml", "history.csv", "checkpoints", "metrics.json"}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    test = metrics["test"]
+    assert set(test["per_class"]) == {"pi", "ka", "pr", "el"}
+    for m in test["per_class"].values():
+        assert set(m) >= {"auc", "efficiency", "purity", "f1"}
+    assert 0.0 < metrics["majority_baseline"] < 1.0
+    assert test["macro_auc"] > 0.8 and test["balanced_accuracy"] > 0.4  # chance is 0.5 and 0.25
+    t = metrics["training"]
+    assert t["epochs_run"] == 3 and "max_epochs" in t["stop_reason"] and t["tracks_per_s"] > 0 and t["wall_s"] > 0
+    assert (run_dir / "checkpoints" / t["best_checkpoint"].split("/", 1)[1]).is_dir()
+    history = pd.read_csv(run_dir / "history.csv")
+    assert len(history) == 3 and {"train/loss", "val/accuracy", "val/macro_auc"} <= set(history.columns)
+    assert abs(test["n_tracks"] - metrics["data"]["test"]["n_tracks"]) == 0
+
+
+def test_test_command_reproduces_fit_metrics(run_dir, tmp_path):
+    out = tmp_path / "m.json"
+    assert main(["test", str(run_dir), "--output", str(out)]) == 0
+    again = json.loads(out.read_text())
+    fit_metrics = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert again["accuracy"] == pytest.approx(fit_metrics["accuracy"], abs=1e-9)
+    assert again["n_tracks"] == fit_metrics["n_tracks"]
+
+
+def test_test_on_other_file_applies_momentum_range(run_dir, tmp_path):
+    data = tmp_path / "other.parquet"
+    assert main(["simulate", "--n", "5000", "--seed", "9", "--out", str(data), "--missing", "sentinel"]) == 0
+    out = tmp_path / "m.json"
+    assert main(["test", str(run_dir), "--data", str(data), "--output", str(out)]) == 0
+    df = pd.read_parquet(data)
+    p = df["pt"] * np.cosh(df["eta"])
+    assert json.loads(out.read_text())["n_tracks"] == int(((p > 0.7) & (p < 1.5)).sum())
+
+
+def test_predict_every_row_in_order_without_labels(run_dir, tmp_path):
+    data = tmp_path / "in.csv"
+    assert main(["simulate", "--n", "3000", "--seed", "4", "--out", str(data)]) == 0
+    df = pd.read_csv(data).drop(columns=["mc_pdg"])
+    df.to_csv(data, index=False)
+    out = tmp_path / "pred.parquet"
+    assert main(["predict", str(run_dir), "--input", str(data), "--output", str(out)]) == 0
+    pred = pd.read_parquet(out)
+    assert len(pred) == len(df)
+    np.testing.assert_array_equal(pred["pt"].to_numpy(), df["pt"].to_numpy())
+    probs = pred[["prob_pi", "prob_ka", "prob_pr", "prob_el"]].to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert set(pred["pred"]) <= {"pi", "ka", "pr", "el"}
+    np.testing.assert_array_equal(pred["pred"], np.array(["pi", "ka", "pr", "el"])[probs.argmax(1)])
+    assert pred["in_momentum_range"].any() and not pred["in_momentum_range"].all()
+
+
+def test_output_directory_is_not_mixed(run_dir, capsys):
+    assert main(["fit", RECIPE, *SMALL, "--output", str(run_dir), "--quiet"]) == 2
+    assert "exists and is not empty" in capsys.readouterr().err
+
+
+def test_print_config_and_recipe_errors_are_one_line(tmp_path, capsys):
+    assert main(["fit", RECIPE, "--set", "trainer.max_epochs=7", "--print-config"]) == 0
+    assert "max_epochs: 7" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainer: {max_epoch: 3}\n")
+    assert main(["fit", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'max_epochs'" in err and "Traceback" not in err
+
+
+def test_console_script_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "pidx.cli", "recipes", str(Path(RECIPE).parent)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "fse_phase1_mid" in proc.stdout

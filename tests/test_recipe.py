@@ -1,0 +1,80 @@
+from pathlib import Path
+
+import pytest
+
+from pidx.errors import RecipeError
+from pidx.recipe import apply_overrides, load_recipe, validate_recipe
+
+RECIPES = sorted(Path(__file__).parent.parent.joinpath("recipes").glob("*.yaml"))
+
+
+def test_twelve_recipes_load_with_seed_faithful_settings():
+    names = {p.stem for p in RECIPES}
+    assert names == {f"{m}_{r}" for m in ("simplenn", "dnn", "fse_phase0", "fse_phase1") for r in ("full", "mid", "high")}
+    for path in RECIPES:
+        cfg = load_recipe(path)
+        model, rng = path.stem.rsplit("_", 1)
+        assert cfg["model"]["name"] == model and cfg["data"]["momentum_range"] == rng
+        assert cfg["seed"] == 231 and cfg["data"]["n_tracks"] == 4_160_000
+        assert cfg["loss"] == {"name": "focal", "gamma": 2.0, "alpha": 0.25, "class_weights": "balanced"}
+        assert cfg["optimizer"]["name"] == "adam" and cfg["optimizer"]["learning_rate"] == 1e-3
+        assert cfg["trainer"]["batch_size"] == 1024 and cfg["trainer"]["max_epochs"] == 150
+        es = next(c["EarlyStopping"] for c in cfg["callbacks"] if "EarlyStopping" in c)
+        assert es["patience"] == 15 and es["monitor"] == "val/accuracy"
+        assert cfg["description"]
+
+
+def write(tmp_path, text, name="r.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, pattern", [
+    ("trainer: {max_epoch: 5}", r"unknown key 'trainer.max_epoch'; did you mean 'max_epochs'"),
+    ("trainr: {}", r"unknown key 'trainr'; did you mean 'trainer'"),
+    ("model: {name: fse_phase1, hiden_dim: 8}", r"unknown key 'model.hiden_dim'; did you mean 'hidden_dim'"),
+    ("model: {name: simplenn, hidden_dim: 8}", r"unknown key 'model.hidden_dim'"),
+    ("model: {name: fse_phase2}", r"unknown model 'fse_phase2' \(did you mean 'fse_phase1'"),
+    ("trainer: {batch_size: big}", r"'trainer.batch_size' must be an integer, got 'big'"),
+    ("optimizer: {learning_rate: [1]}", r"'optimizer.learning_rate' must be a number"),
+    ("loss: {name: hinge}", r"'loss.name' must be one of \['focal', 'cross_entropy'\]"),
+    ("data: {momentum_range: middle}", r"'data.momentum_range'.*unknown momentum range 'middle'"),
+    ("callbacks: [{EarlyStop: {}}]", r"unknown callback 'EarlyStop' \(did you mean 'EarlyStopping'"),
+    ("callbacks: [{EarlyStopping: {patiense: 3}}]", r"unknown key 'callbacks\[0\].EarlyStopping.patiense'; did you mean 'patience'"),
+    ("callbacks: [{'nosuch.module:Thing': {}}]", r"cannot import callback 'nosuch.module:Thing'"),
+    ("callbacks: [{'pidx.models:SimpleNN': {}}]", r"is not a pidx Callback subclass"),
+    ("data: [1, 2]", r"'data' must be a mapping"),
+])
+def test_recipe_errors_name_key_and_suggest(tmp_path, text, pattern):
+    with pytest.raises(RecipeError, match=pattern) as err:
+        load_recipe(write(tmp_path, text))
+    assert str(err.value).startswith(str(tmp_path / "r.yaml"))
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    path = write(tmp_path, "seed: 1\ntrainer:\n  max_epochs: [1, 2\n  batch_size: 3\n")
+    with pytest.raises(RecipeError, match=r"r.yaml: line \d+, column \d+: YAML syntax error"):
+        load_recipe(path)
+    with pytest.raises(RecipeError, match="recipe file not found"):
+        load_recipe(tmp_path / "missing.yaml")
+
+
+def test_overrides_and_defaults(tmp_path):
+    path = write(tmp_path, "model: {name: dnn}\n")
+    cfg = load_recipe(path, ["trainer.max_epochs=5", "data.momentum_range=[0.5, 2]", "optimizer.learning_rate=3e-4",
+                             "data.drop_unknown_pdg=true", "model.hidden=[32, 16]"])
+    assert cfg["trainer"]["max_epochs"] == 5 and cfg["data"]["momentum_range"] == [0.5, 2]
+    assert cfg["optimizer"]["learning_rate"] == 3e-4 and cfg["data"]["drop_unknown_pdg"] is True
+    assert cfg["model"]["hidden"] == [32, 16] and cfg["name"] == "r" and cfg["seed"] == 231
+    with pytest.raises(RecipeError, match="did you mean 'max_epochs'"):
+        load_recipe(path, ["trainer.max_epoch=5"])
+    with pytest.raises(RecipeError, match="key.path=value"):
+        apply_overrides({}, ["trainer.max_epochs"])
+    raw = {"callbacks": [{"EarlyStopping": {"patience": 15}}]}
+    assert apply_overrides(raw, ["callbacks.0.EarlyStopping.patience=2"])["callbacks"][0]["EarlyStopping"]["patience"] == 2
+
+
+def test_user_callback_by_import_path():
+    cfg = validate_recipe({"callbacks": [{"helpers:CountingCallback": {"tag": "y"}}]})
+    assert cfg["callbacks"] == [{"helpers:CountingCallback": {"tag": "y"}}]
