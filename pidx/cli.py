@@ -201,13 +201,14 @@ def list_recipes(
     files = sorted(directory.glob("*.yaml"))
     if not files:
         raise PidxError(f"{directory}: no *.yaml recipes found")
-    table = Table(show_header=True)
-    for col in ("recipe", "model", "momentum", "description"):
+    table = Table(title=str(directory), show_header=True)
+    table.add_column("recipe", no_wrap=True)
+    for col in ("model", "momentum", "description"):
         table.add_column(col)
     for f in files:
         cfg = load_recipe(f)
         rng = cfg["data"]["momentum_range"]
-        table.add_row(str(f), cfg["model"]["name"], str(rng), cfg["description"])
+        table.add_row(f.stem, cfg["model"]["name"], str(rng), cfg["description"])
     Console().print(table)
 
 
