@@ -153,7 +153,8 @@ def _compare(run_dirs, output):
     table = cmp.compare_runs(run_dirs)
     cmp.print_table(table)
     if output is not None:
-        cmp.write_table(table, output)
+        md, cs = cmp.write_table(table, output)
+        console.print(f"[green]wrote[/] {md} and {cs}")
 
 
 @app.command()
@@ -210,6 +211,35 @@ def list_recipes(
         rng = cfg["data"]["momentum_range"]
         table.add_row(f.stem, cfg["model"]["name"], str(rng), cfg["description"])
     Console().print(table)
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `pidx fit`."),
+    max_tracks: int = typer.Option(20_000, help="Test tracks used for feature importance and group ablation."),
+):
+    """Write <RUN_DIR>/report/: ROC, efficiency/purity vs p, confusion, dE/dx, importance, ablation, report.md."""
+    _enable_jax_cache()
+    from .evaluation.report import PREDICTIONS_FILE, generate_report
+    from .run import evaluate_run, read_run
+
+    _, metrics = read_run(run_dir)
+    if "test" not in metrics:
+        raise PidxError(f"{run_dir}: has no test metrics; the run did not finish (resume it with pidx fit --resume)")
+    if "baselines" not in metrics or not (run_dir / PREDICTIONS_FILE).is_file():
+        console.print("computing baselines on the test split…")
+        evaluate_run(run_dir)
+    path = generate_report(run_dir, max_tracks=max_tracks)
+    console.print(f"[green]wrote[/] {path}")
+
+
+@app.command()
+def compare(
+    run_dirs: list[Path] = typer.Argument(..., help="Run directories (e.g. runs/*/*)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write OUTPUT.md and OUTPUT.csv."),
+):
+    """Models × momentum ranges table (accuracy, AUC, efficiency/purity, gap to oracle), baselines as rows."""
+    _compare(run_dirs, output)
 
 
 def main(argv: list[str] | None = None) -> int:

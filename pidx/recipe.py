@@ -114,6 +114,13 @@ def spec() -> dict:
             "precision": Field("str", "f32", ("f32", "bf16")),
         },
         "callbacks": Field("any", []),
+        "evaluation": {
+            "baselines": Field("any", ["bayes_pid", "nsigma", "gbdt", "oracle"],
+                               help="classic methods measured on the same test tracks"),
+            "gbdt_max_iter": Field("int", 200),
+            "report": Field("bool", True, help="write report/ at the end of `pidx fit`"),
+            "report_max_tracks": Field("int", 20_000, help="tracks used for importance and ablation"),
+        },
     }
 
 

@@ -144,7 +144,7 @@ def fit_recipe(cfg: dict, run_dir: Path, *, resume: str | Path | None = None, qu
     atomic_write_text(run_dir / RECIPE_FILE, dump_recipe(cfg))
     dm = make_datamodule(cfg).setup()
     model, state = make_model(cfg, dm.layout)
-    steps = max(1, len(dm.train) // min(cfg["trainer"]["batch_size"], len(dm.train)))
+    steps = max(1, dm.train.num_tracks // min(cfg["trainer"]["batch_size"], dm.train.num_tracks))
     trainer = make_trainer(cfg, run_dir, quiet=quiet, steps_per_epoch=steps)
     ckpt = None
     if resume is not None:
@@ -161,7 +161,8 @@ def fit_recipe(cfg: dict, run_dir: Path, *, resume: str | Path | None = None, qu
     s = trainer.summary
     metrics = {
         "recipe": cfg["name"],
-        "test": {k: test[k] for k in ("accuracy", "balanced_accuracy", "macro_auc", "n_tracks", "per_class", "loss")},
+        "test": {k: test[k] for k in ("accuracy", "balanced_accuracy", "macro_auc", "micro_auc", "n_tracks",
+                                      "per_class", "confusion_normalized", "loss")},
         "majority_baseline": majority_baseline(dm.train.label, dm.test.label),
         "training": {
             "epochs_run": trainer.current_epoch, "stop_reason": trainer.stop_reason,
@@ -177,6 +178,39 @@ def fit_recipe(cfg: dict, run_dir: Path, *, resume: str | Path | None = None, qu
     if mc is None or not mc.best_model_path:  # no checkpoint callback: keep the final weights
         trainer.save_checkpoint(run_dir / "checkpoints" / "final")
         metrics["training"]["best_checkpoint"] = "checkpoints/final"
+    atomic_write_json(run_dir / METRICS_FILE, _finite(metrics))
+    metrics = evaluate_run(run_dir, cfg=cfg, dm=dm, trainer=trainer)
+    if cfg["evaluation"]["report"]:
+        from .evaluation.report import generate_report
+
+        generate_report(run_dir, max_tracks=cfg["evaluation"]["report_max_tracks"])
+    return metrics
+
+
+def evaluate_run(run_dir: Path, *, cfg=None, dm=None, trainer=None) -> dict:
+    """Baselines on the run's test tracks, oracle gaps and `test_predictions.parquet`.
+
+    Reuses a fitted `trainer`/`dm` when given, else loads the best checkpoint.
+    """
+    from .evaluation.baselines import add_oracle_gaps, run_baselines
+    from .evaluation.report import write_test_predictions
+
+    run_dir = Path(run_dir)
+    saved_cfg, metrics = read_run(run_dir)
+    cfg = cfg or saved_cfg
+    if dm is None:
+        dm = make_datamodule(cfg).setup()
+    if trainer is None:
+        _, model, state, _, _ = load_run_model(run_dir)
+        trainer = make_trainer(cfg, run_dir, quiet=True)
+        trainer.model, trainer.model_state = model, state
+    probs = trainer.predict(dm.test)
+    ev = cfg["evaluation"]
+    baselines, outputs = run_baselines(dm.tables, ev["baselines"], class_weights=cfg["loss"]["class_weights"],
+                                       seed=cfg["seed"], gbdt_max_iter=ev["gbdt_max_iter"])
+    add_oracle_gaps(metrics["test"], baselines)
+    metrics["baselines"] = baselines
+    write_test_predictions(run_dir, dm.tables["test"], np.asarray(dm.test.p), probs, outputs)
     atomic_write_json(run_dir / METRICS_FILE, _finite(metrics))
     return metrics
 
@@ -280,4 +314,4 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
 
 
 __all__ = ["make_layout_from", "make_datamodule", "make_model", "make_callbacks", "make_trainer", "new_run_dir",
-           "fit_recipe", "read_run", "load_run_model", "test_run", "predict_file", "majority_baseline"]
+           "fit_recipe", "evaluate_run", "read_run", "load_run_model", "test_run", "predict_file", "majority_baseline"]

@@ -42,9 +42,9 @@ def test_momentum_ranges():
 def test_device_arrays_shapes_and_class_counts():
     dm = make(momentum_range="high")
     tr = dm.train
-    assert tr.features.shape == (len(tr), 22) and tr.group_mask.shape == (len(tr), 4)
+    assert tr.features.shape == (tr.num_tracks, 22) and tr.group_mask.shape == (tr.num_tracks, 4)
     assert str(tr.features.dtype) == "float32" and str(tr.label.dtype) == "int32"
-    assert dm.class_counts.sum() == len(tr)
+    assert dm.class_counts.sum() == tr.num_tracks
     assert set(dm.summary()) >= {"train", "val", "test", "momentum_range"}
 
 

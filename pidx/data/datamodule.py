@@ -40,7 +40,8 @@ class TrackArrays(NamedTuple):
     label: Any
     p: Any
 
-    def __len__(self) -> int:
+    @property
+    def num_tracks(self) -> int:
         return int(self.label.shape[0])
 
 

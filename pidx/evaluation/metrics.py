@@ -38,10 +38,63 @@ def macro_auc(labels, probs) -> float:
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
-def classification_metrics(labels, probs) -> dict:
-    """Accuracy, balanced accuracy, macro AUC and per-class AUC, efficiency, purity, F1."""
+def micro_auc(labels, probs) -> float:
+    """ROC AUC of all (track, class) pairs pooled (one-vs-rest, micro average)."""
+    labels = np.asarray(labels)
+    onehot = np.eye(NUM_CLASSES, dtype=bool)[labels]
+    return float(roc_auc_score(onehot.ravel(), np.asarray(probs).ravel()))
+
+
+def confusion_matrix(labels, pred, *, normalize: bool = True) -> np.ndarray:
+    """`[true, predicted]` counts, or rows normalised to true-class fractions."""
+    labels, pred = np.asarray(labels), np.asarray(pred)
+    cm = np.zeros((NUM_CLASSES, NUM_CLASSES))
+    identified = pred >= 0  # -1 = unidentified (n-sigma): counts in the row total only
+    np.add.at(cm, (labels[identified], pred[identified]), 1)
+    if normalize:
+        rows = np.bincount(labels, minlength=NUM_CLASSES).astype(float)[:, None]
+        cm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    return cm
+
+
+DEFAULT_MOMENTUM_BINS = (0.1, 0.3, 0.5, 0.7, 0.9, 1.1, 1.3, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0)
+
+
+def efficiency_purity_vs_momentum(labels, pred, momentum, bins=DEFAULT_MOMENTUM_BINS) -> dict:
+    """Efficiency and purity per species in momentum bins (the standard ALICE PID figure).
+
+    Returns `{"bins": edges, species: {"efficiency": [...], "purity": [...], "n_true": [...]}}`,
+    with None where a bin has no true (efficiency) or no predicted (purity) track.
+    """
+    labels, pred, momentum = map(np.asarray, (labels, pred, momentum))
+    edges = np.asarray(bins, dtype=np.float64)
+    which = np.digitize(momentum, edges) - 1
+    out = {"bins": edges.tolist()}
+    for c, name in enumerate(CLASS_NAMES):
+        eff, pur, n_true = [], [], []
+        for b in range(len(edges) - 1):
+            in_bin = which == b
+            true_c, pred_c = in_bin & (labels == c), in_bin & (pred == c)
+            tp = int(np.sum(true_c & (pred == c)))
+            eff.append(tp / true_c.sum() if true_c.any() else None)
+            pur.append(tp / pred_c.sum() if pred_c.any() else None)
+            n_true.append(int(true_c.sum()))
+        out[name] = {"efficiency": eff, "purity": pur, "n_true": n_true}
+    return out
+
+
+def classification_metrics(labels, probs, *, pred=None) -> dict:
+    """Accuracy, balanced accuracy, macro/micro AUC, per-class AUC, efficiency, purity, F1
+    and the normalised confusion matrix.
+
+    **Arguments:**
+
+    - `labels`: true class indices.
+    - `probs`: `[N, 4]` scores (for AUC).
+    - `pred`: decisions, default `argmax(probs)`; -1 marks an unidentified track.
+    """
     labels, probs = np.asarray(labels), np.asarray(probs, dtype=np.float64)
-    pred = probs.argmax(1)
+    pred = probs.argmax(1) if pred is None else np.asarray(pred)
     aucs = per_class_auc(labels, probs)
     per_class = {}
     for c, name in enumerate(CLASS_NAMES):
@@ -52,7 +105,10 @@ def classification_metrics(labels, probs) -> dict:
         f1 = 2 * eff * pur / (eff + pur) if eff and pur else (0.0 if n_true else None)
         per_class[name] = {"auc": aucs[c], "efficiency": eff, "purity": pur, "f1": f1, "n_true": n_true}
     return {"accuracy": accuracy(labels, pred), "balanced_accuracy": balanced_accuracy(labels, pred),
-            "macro_auc": macro_auc(labels, probs), "n_tracks": int(len(labels)), "per_class": per_class}
+            "macro_auc": macro_auc(labels, probs), "micro_auc": micro_auc(labels, probs),
+            "n_tracks": int(len(labels)), "per_class": per_class,
+            "confusion_normalized": confusion_matrix(labels, pred).round(6).tolist()}
 
 
-__all__ = ["accuracy", "balanced_accuracy", "per_class_auc", "macro_auc", "classification_metrics"]
+__all__ = ["accuracy", "balanced_accuracy", "per_class_auc", "macro_auc", "micro_auc", "confusion_matrix",
+           "DEFAULT_MOMENTUM_BINS", "efficiency_purity_vs_momentum", "classification_metrics"]

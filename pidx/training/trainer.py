@@ -169,7 +169,7 @@ class Trainer:
 
     def _fit_loop(self, dm):
         train, val = dm.train, dm.val
-        n = len(train)
+        n = train.num_tracks
         batch = min(self.batch_size, n)
         n_steps = n // batch
         per_batch = any(wants_batch_hooks(c) for c in self.callbacks)

@@ -1,0 +1,148 @@
+"""The classic methods, measured on the same test tracks as the networks.
+
+- `bayes_pid`: argmax of the ALICE Bayesian PID probabilities; tracks without them
+  fall back to the n-sigma method (and are also reported separately).
+- `nsigma`: the species with the smallest combined n-sigma among those within 3σ in
+  every available detector; tracks with no species within 3σ stay unidentified
+  (they count against efficiency, never for purity).
+- `gbdt`: scikit-learn's HistGradientBoostingClassifier on the raw 21 features (NaN
+  for missing, which it handles natively), trained on the same train split with the
+  same class weighting as the network: the strongest classic competitor.
+- `oracle`: the simulator's exact posterior (simulated data only): the ceiling.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..data.io import TrackTable
+from ..data.schema import BAYES_COLUMNS, CLASS_NAMES, FEATURE_COLUMNS, NUM_CLASSES
+from ..training.losses import compute_class_weights
+from .metrics import classification_metrics
+
+BASELINES = ("bayes_pid", "nsigma", "gbdt", "oracle")
+
+
+def nsigma_scores(table: TrackTable, window: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """(pred with -1 for unidentified, pseudo-probabilities ∝ exp(−χ²/2)) from TPC/TOF n-sigma."""
+    f = table.frame
+    chi2 = np.zeros((len(f), NUM_CLASSES))
+    inside = np.ones((len(f), NUM_CLASSES), bool)
+    any_det = np.zeros(len(f), bool)
+    for det, flag in (("tpc", "has_tpc"), ("tof", "has_tof")):
+        present = f[flag].to_numpy() == 1
+        any_det |= present
+        ns = np.stack([f[f"{det}_nsigma_{c}"].to_numpy(np.float64) for c in CLASS_NAMES], axis=1)
+        ns = np.where(present[:, None], ns, 0.0)
+        chi2 += ns**2
+        inside &= np.abs(ns) < window
+    pred = np.where(inside.any(1) & any_det, np.argmin(np.where(inside, chi2, np.inf), axis=1), -1)
+    logits = -0.5 * chi2
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    return pred, probs
+
+
+def nsigma(test: TrackTable, **_) -> dict:
+    pred, probs = nsigma_scores(test)
+    return {"probs": probs, "pred": pred, "extra": {"unidentified_fraction": float(np.mean(pred < 0))}}
+
+
+def bayes_pid(test: TrackTable, **_) -> dict:
+    f = test.frame
+    have = f["bayes_available"].to_numpy() == 1
+    ns_pred, ns_probs = nsigma_scores(test)
+    bayes = np.nan_to_num(f[list(BAYES_COLUMNS)].to_numpy(np.float64), nan=0.25)
+    probs = np.where(have[:, None], bayes, ns_probs)
+    pred = np.where(have, bayes.argmax(1), ns_pred)
+    extra = {"with_bayes": _subset(test.labels, probs, pred, have),
+             "without_bayes_nsigma_fallback": _subset(test.labels, probs, pred, ~have),
+             "bayes_available_fraction": float(have.mean())}
+    return {"probs": probs, "pred": pred, "extra": extra}
+
+
+def _subset(labels, probs, pred, sel):
+    if not sel.any():
+        return None
+    m = classification_metrics(labels[sel], probs[sel], pred=pred[sel])
+    return {k: m[k] for k in ("accuracy", "balanced_accuracy", "macro_auc", "n_tracks")}
+
+
+def gbdt_features(table: TrackTable) -> np.ndarray:
+    f = table.frame
+    return np.stack([f[c].to_numpy(np.float64) for c in FEATURE_COLUMNS], axis=1)
+
+
+def gbdt(test: TrackTable, *, train: TrackTable, class_weights="balanced", seed: int = 231,
+         max_iter: int = 200, **_) -> dict:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    weights = compute_class_weights(class_weights, np.bincount(train.labels, minlength=NUM_CLASSES))
+    model = HistGradientBoostingClassifier(max_iter=max_iter, early_stopping=True, random_state=seed)
+    start = time.perf_counter()
+    model.fit(gbdt_features(train), train.labels, sample_weight=weights[train.labels])
+    fit_s = time.perf_counter() - start
+    probs = np.zeros((len(test), NUM_CLASSES))
+    probs[:, model.classes_] = model.predict_proba(gbdt_features(test))
+    return {"probs": probs, "pred": None,
+            "extra": {"fit_s": fit_s, "iterations": int(model.n_iter_), "class_weights": class_weights}}
+
+
+def oracle(test: TrackTable, *, train: TrackTable, class_weights="balanced", **_) -> dict | None:
+    """The exact posterior. Its argmax maximises accuracy; `weighted_decision` is the
+    argmax of w_c · p(c | x) with the run's class weights, the ceiling for models
+    trained with those weights (it maximises balanced accuracy for balanced weights)."""
+    probs = test.oracle
+    if probs is None:
+        return None
+    probs = probs / probs.sum(1, keepdims=True)
+    weights = compute_class_weights(class_weights, np.bincount(train.labels, minlength=NUM_CLASSES))
+    weighted = classification_metrics(test.labels, probs, pred=(probs * weights).argmax(1))
+    extra = {"weighted_decision": {k: weighted[k] for k in ("accuracy", "balanced_accuracy", "per_class")}}
+    return {"probs": probs, "pred": None, "extra": extra}
+
+
+def run_baselines(tables: dict[str, TrackTable], names=BASELINES, *, class_weights="balanced",
+                  seed: int = 231, gbdt_max_iter: int = 200) -> tuple[dict, dict]:
+    """Run each baseline on `tables["test"]` (GBDT trained on `tables["train"]`).
+
+    Returns `(metrics, outputs)`: metrics per baseline (with its extras), and the
+    per-track `probs`/`pred` for plots.
+    """
+    funcs = {"bayes_pid": bayes_pid, "nsigma": nsigma, "gbdt": gbdt, "oracle": oracle}
+    unknown = sorted(set(names) - set(funcs))
+    if unknown:
+        from ..errors import RecipeError
+
+        raise RecipeError(f"evaluation.baselines: unknown {unknown}; available are {list(BASELINES)}")
+    metrics, outputs = {}, {}
+    test = tables["test"]
+    for name in names:
+        res = funcs[name](test, train=tables["train"], class_weights=class_weights, seed=seed, max_iter=gbdt_max_iter)
+        if res is None:
+            continue
+        metrics[name] = {**classification_metrics(test.labels, res["probs"], pred=res["pred"]), **res["extra"]}
+        outputs[name] = res
+    return metrics, outputs
+
+
+def add_oracle_gaps(model_metrics: dict, baselines: dict) -> None:
+    """Write the gaps to the oracle in percentage points, in place:
+
+    - `gap_to_oracle_pp`: oracle accuracy − accuracy;
+    - `balanced_gap_to_oracle_pp`: balanced accuracy of the oracle's weighted decision
+      − balanced accuracy (the fair ceiling for class-weighted training).
+    """
+    if "oracle" not in baselines:
+        return
+    ref = baselines["oracle"]["accuracy"]
+    ref_bal = baselines["oracle"]["weighted_decision"]["balanced_accuracy"]
+    for m in (model_metrics, *baselines.values()):
+        m["gap_to_oracle_pp"] = 100.0 * (ref - m["accuracy"])
+        m["balanced_gap_to_oracle_pp"] = 100.0 * (ref_bal - m["balanced_accuracy"])
+
+
+__all__ = ["BASELINES", "nsigma_scores", "nsigma", "bayes_pid", "gbdt", "oracle", "run_baselines",
+           "add_oracle_gaps"]

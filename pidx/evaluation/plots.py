@@ -1,0 +1,146 @@
+"""Standard PID figures (matplotlib, headless). Each function writes one PNG and returns its path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import auc as area_under, roc_curve  # noqa: E402
+
+from ..data.schema import CLASS_LABELS, CLASS_NAMES  # noqa: E402
+from .metrics import DEFAULT_MOMENTUM_BINS, efficiency_purity_vs_momentum  # noqa: E402
+
+SPECIES_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
+METHOD_STYLES = {"model": dict(color="black", lw=2.0), "oracle": dict(color="tab:purple", ls=":", lw=1.8),
+                 "gbdt": dict(color="tab:green", ls="--"), "bayes_pid": dict(color="tab:orange", ls="-."),
+                 "nsigma": dict(color="tab:gray", ls=(0, (1, 1)))}
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _momentum_axis(ax, lo: float, hi: float) -> None:
+    """Log scale only when the range spans more than a decade (else the ticks collide)."""
+    if hi > 10 * lo:
+        ax.set_xscale("log")
+
+
+def roc_curves(labels, methods: dict[str, np.ndarray], path, title="") -> Path:
+    """One-vs-rest ROC per species; `methods` maps a name to `[N, 4]` scores."""
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.2))
+    for c, ax in enumerate(axes):
+        pos = labels == c
+        if not pos.any() or pos.all():
+            ax.set_title(f"{CLASS_LABELS[c]} (absent)")
+            continue
+        for name, probs in methods.items():
+            fpr, tpr, _ = roc_curve(pos, probs[:, c])
+            ax.plot(fpr, tpr, label=f"{name} (AUC {area_under(fpr, tpr):.3f})", **METHOD_STYLES.get(name, {}))
+        ax.plot([0, 1], [0, 1], color="lightgray", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlim(1e-4, 1)
+        ax.set(title=f"{CLASS_LABELS[c]} vs rest", xlabel="false positive rate", ylabel="true positive rate")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def efficiency_purity(labels, preds: dict[str, np.ndarray], momentum, path, bins=DEFAULT_MOMENTUM_BINS,
+                      title="") -> Path:
+    """Efficiency (top row) and purity (bottom row) vs p per species for each method."""
+    lo, hi = float(np.nanmin(momentum)), float(np.nanmax(momentum))
+    edges = np.asarray(bins, dtype=np.float64)
+    edges = np.unique(np.concatenate([[lo], edges[(edges > lo) & (edges < hi)], [hi]]))
+    if len(edges) < 7:  # a narrow range: finer, equal bins
+        edges = np.linspace(lo, hi, 9)
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7), sharex=True)
+    for name, pred in preds.items():
+        res = efficiency_purity_vs_momentum(labels, pred, momentum, edges)
+        for c, sp in enumerate(CLASS_NAMES):
+            for row, key in enumerate(("efficiency", "purity")):
+                y = np.array([np.nan if v is None else v for v in res[sp][key]])
+                axes[row, c].plot(centers, y, marker="o", ms=3, label=name, **METHOD_STYLES.get(name, {}))
+    for c in range(4):
+        axes[0, c].set_title(CLASS_LABELS[c])
+        for row, key in enumerate(("efficiency", "purity")):
+            ax = axes[row, c]
+            ax.set_ylim(0, 1.02)
+            _momentum_axis(ax, lo, hi)
+            ax.grid(alpha=0.3)
+            ax.set_ylabel(key)
+            if row == 1:
+                ax.set_xlabel("p (GeV/c)")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def confusion(cm: np.ndarray, path, title="normalised confusion matrix") -> Path:
+    fig, ax = plt.subplots(figsize=(4.8, 4.2))
+    im = ax.imshow(cm, vmin=0, vmax=1, cmap="Blues")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, f"{cm[i, j]:.3f}", ha="center", va="center", color="white" if cm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(4), CLASS_NAMES)
+    ax.set_yticks(range(4), CLASS_NAMES)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return _save(fig, path)
+
+
+def training_curves(history, path) -> Path:
+    """Loss (train/val), validation accuracy and macro AUC vs epoch from history rows."""
+    epochs = [r["epoch"] for r in history]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    axes[0].plot(epochs, [r["train/loss"] for r in history], label="train")
+    axes[0].plot(epochs, [r["val/loss"] for r in history], label="validation")
+    axes[0].set(title="loss", xlabel="epoch", yscale="log")
+    axes[0].legend()
+    for ax, key in zip(axes[1:], ("val/accuracy", "val/macro_auc")):
+        ax.plot(epochs, [r.get(key, np.nan) for r in history], color="black")
+        if key == "val/accuracy":
+            ax.plot(epochs, [r.get("val/balanced_accuracy", np.nan) for r in history], color="gray",
+                    label="balanced accuracy")
+            ax.legend()
+        ax.set(title=key, xlabel="epoch")
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def dedx_map(momentum, signal, labels, pred, path) -> Path:
+    """TPC dE/dx vs p coloured by true and by predicted species."""
+    ok = np.isfinite(signal)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
+    for ax, cls, title in ((axes[0], labels, "true species"), (axes[1], pred, "predicted species")):
+        for c in range(4):
+            sel = ok & (cls == c)
+            ax.scatter(momentum[sel], signal[sel], s=1, alpha=0.3, color=SPECIES_COLORS[c], label=CLASS_LABELS[c],
+                       rasterized=True)
+        _momentum_axis(ax, float(np.nanmin(momentum)), float(np.nanmax(momentum)))
+        ax.set(xlabel="p (GeV/c)", title=f"TPC dE/dx, {title}")
+        ax.legend(markerscale=8, fontsize=8)
+    top = np.nanpercentile(signal[ok], 99.5) if ok.any() else 1
+    axes[0].set(ylabel="dE/dx (a.u.)", ylim=(20, max(top, 100)))
+    return _save(fig, path)
+
+
+def bar_chart(names, values, path, title, xlabel) -> Path:
+    order = np.argsort(values)
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(names) + 1.2))
+    ax.barh(np.asarray(names)[order], np.asarray(values)[order], color="tab:blue")
+    ax.set(title=title, xlabel=xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    return _save(fig, path)
+
+
+__all__ = ["roc_curves", "efficiency_purity", "confusion", "training_curves", "dedx_map", "bar_chart"]
