@@ -94,3 +94,56 @@ def test_console_script_entry_point():
     proc = subprocess.run([sys.executable, "-m", "pidx.cli", "recipes", str(Path(RECIPE).parent)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "fse_phase1_mid" in proc.stdout
+
+
+def test_fit_writes_baselines_and_report(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    base = metrics["baselines"]
+    assert set(base) == {"bayes_pid", "nsigma", "gbdt", "oracle"}
+    assert base["oracle"]["gap_to_oracle_pp"] == 0
+    assert metrics["test"]["gap_to_oracle_pp"] == pytest.approx(
+        100 * (base["oracle"]["accuracy"] - metrics["test"]["accuracy"]))
+    report = run_dir / "report"
+    pngs = {p.name: p.stat().st_size for p in report.glob("*.png")}
+    assert set(pngs) == {"roc.png", "efficiency_purity_vs_p.png", "confusion.png", "dedx_vs_p.png",
+                         "training_curves.png", "feature_importance.png", "group_ablation.png"}
+    assert min(pngs.values()) > 10_000  # real figures, not empty canvases
+    text = (report / "report.md").read_text()
+    for section in ("## Model and classic methods", "## Efficiency and purity vs momentum", "## ROC curves",
+                    "## What the model uses", "![roc](roc.png)"):
+        assert section in text
+    assert f"{metrics['test']['accuracy']:.4f}" in text and f"{base['gbdt']['accuracy']:.4f}" in text
+    importance = json.loads((report / "importance.json").read_text())
+    assert set(importance["ablation"]) == {"none", "tpc", "tof", "bayes", "kinematics"}
+    assert len(importance["importance"]) == 22
+
+
+def test_report_command_rebuilds_missing_predictions(run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "test_predictions.parquet").unlink()
+    shutil.rmtree(copy / "report")
+    assert main(["report", str(copy), "--max-tracks", "2000"]) == 0
+    assert (copy / "report" / "report.md").is_file() and (copy / "test_predictions.parquet").is_file()
+
+
+def test_compare_table(run_dir, tmp_path, capsys):
+    other = tmp_path / "simplenn"
+    assert main(["fit", RECIPE.replace("fse_phase1", "simplenn"), *SMALL, "--set", "evaluation.report=false",
+                 "--set", "evaluation.baselines=[oracle]", "--output", str(other), "--quiet"]) == 0
+    out = tmp_path / "table"
+    assert main(["compare", str(run_dir), str(other), "--output", str(out)]) == 0
+    rows = pd.read_csv(out.with_suffix(".csv"))
+    models = rows["model"].tolist()
+    assert models == ["fse_phase1", "[bayes_pid]", "[nsigma]", "[gbdt]", "[oracle]", "simplenn", "[oracle]"]
+    m = json.loads((run_dir / "metrics.json").read_text())
+    first = rows.iloc[0]
+    assert first["accuracy"] == pytest.approx(m["test"]["accuracy"], abs=1e-9)
+    assert first["eff_ka"] == pytest.approx(m["test"]["per_class"]["ka"]["efficiency"], abs=1e-9)
+    assert first["gap_to_oracle_pp"] == pytest.approx(m["test"]["gap_to_oracle_pp"], abs=1e-9)
+    assert (rows["range"] == "mid").all()
+    md = out.with_suffix(".md").read_text()
+    assert md.count("\n") == len(rows) + 2 and "| mid | fse_phase1 |" in md
+    assert "pidx compare" in capsys.readouterr().out

@@ -27,7 +27,7 @@ def compare_runs(run_dirs) -> list[dict]:
         base = {"range": rng if isinstance(rng, str) else f"{rng[0]}-{rng[1]}", "run": str(run_dir)}
         t = metrics.get("training", {})
         rows.append({**base, "model": cfg["model"]["name"], **_scores(metrics["test"]),
-                     "gap_to_oracle_pp": metrics.get("gap_to_oracle_pp"),
+                     "gap_to_oracle_pp": metrics["test"].get("gap_to_oracle_pp"),
                      "train_s": t.get("wall_s"), "epochs": t.get("epochs_run")})
         for name, b in (metrics.get("baselines") or {}).items():
             rows.append({**base, "model": f"[{name}]", **_scores(b),
@@ -76,15 +76,16 @@ def write_table(rows: list[dict], output: str | Path) -> tuple[Path, Path]:
 
 def print_table(rows: list[dict]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="pidx compare", show_header=True)
     shown = ["range", "model", "accuracy", "balanced_accuracy", "macro_auc", "eff_ka", "pur_ka",
              "gap_to_oracle_pp", "train_s"]
     for c in shown:
-        table.add_column(c, justify="left" if c in ("range", "model") else "right")
+        table.add_column(c, justify="left" if c in ("range", "model") else "right", no_wrap=c == "model")
     for r in rows:
-        table.add_row(*[_fmt(r.get(c), 2 if c in ("train_s", "gap_to_oracle_pp") else 4) for c in shown])
+        table.add_row(*[escape(_fmt(r.get(c), 2 if c in ("train_s", "gap_to_oracle_pp") else 4)) for c in shown])
     Console().print(table)
 
 
