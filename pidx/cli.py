@@ -121,7 +121,16 @@ def fit(
         if not quiet:
             console.print(f"[bold]pidx fit[/] {cfg['name']}: {cfg['model']['name']} on "
                           f"{cfg['data']['source']} ({cfg['data']['momentum_range']}) → {run_dir}")
-        metrics = run.fit_recipe(cfg, run_dir, resume=resume, quiet=quiet)
+        try:
+            metrics = run.fit_recipe(cfg, run_dir, resume=resume, quiet=quiet)
+        except KeyboardInterrupt as exc:
+            where = getattr(exc, "checkpoint_path", None)
+            if where:
+                console.print(f"[yellow]interrupted[/]: state saved to {where}; continue with "
+                              f"`pidx fit {recipes[len(results)]} --output {run_dir} --resume {where}`")
+            else:
+                console.print("[yellow]interrupted[/] before any checkpoint could be written")
+            raise typer.Exit(130) from None
         results.append((run_dir, metrics))
         t = metrics["training"]
         if not quiet:

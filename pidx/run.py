@@ -205,6 +205,9 @@ def evaluate_run(run_dir: Path, *, cfg=None, dm=None, trainer=None) -> dict:
         trainer = make_trainer(cfg, run_dir, quiet=True)
         trainer.model, trainer.model_state = model, state
     probs = trainer.predict(dm.test)
+    from .evaluation.metrics import classification_metrics
+
+    metrics["test"] = {**metrics.get("test", {}), **classification_metrics(np.asarray(dm.test.label), probs)}
     ev = cfg["evaluation"]
     baselines, outputs = run_baselines(dm.tables, ev["baselines"], class_weights=cfg["loss"]["class_weights"],
                                        seed=cfg["seed"], gbdt_max_iter=ev["gbdt_max_iter"])

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 
@@ -54,25 +55,60 @@ def _json_default(obj):
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike):
-    """Yield a temporary directory beside `path`; rename it onto `path` on success.
+    """Yield a fresh hidden directory; on success make `path` point to it atomically.
 
-    An existing `path` is replaced only after the new one is complete.
+    `path` becomes a symbolic link to a complete hidden directory beside it
+    (`.<name>.<random>`), replaced with one `rename` of a new link, so a reader (or a
+    crash at any instant) only ever sees the old complete directory or the new one.
+    Hidden directories left by an earlier crash are removed on the next write.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    data = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-            os.replace(tmp, path)
+        yield data
+        link = path.parent / f".{path.name}.link-{uuid.uuid4().hex}"
+        os.symlink(data.name, link)
+        old = _link_target(path)
+        if path.exists() and not path.is_symlink():  # a plain directory from elsewhere
+            aside = path.with_name(f".{path.name}.old-{uuid.uuid4().hex}")
+            os.replace(path, aside)
+            old = aside
+        os.replace(link, path)
+        _fsync_dir(path.parent)
+        for stale in path.parent.glob(f".{path.name}.*"):
+            if stale.name != data.name and not stale.name.startswith(f".{path.name}.link-"):
+                shutil.rmtree(stale, ignore_errors=True)
+        if old is not None and old.exists() and old != data:
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(data, ignore_errors=True)
         raise
+
+
+def _link_target(path: Path) -> Path | None:
+    return path.parent / os.readlink(path) if path.is_symlink() else None
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def remove_dir(path: str | os.PathLike) -> None:
+    """Remove a directory written by `atomic_dir` (the link and its target)."""
+    path = Path(path)
+    target = _link_target(path)
+    if path.is_symlink():
+        path.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+    if target is not None:
+        shutil.rmtree(target, ignore_errors=True)
 
 
 def stable_hash(obj) -> str:
@@ -81,4 +117,4 @@ def stable_hash(obj) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_dir", "stable_hash"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_dir", "remove_dir", "stable_hash"]

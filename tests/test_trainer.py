@@ -120,7 +120,8 @@ def test_model_checkpoint_keeps_exactly_top_k(dm, tmp_path):
     mc = ModelCheckpoint(save_top_k=2, filename="epoch={epoch}-acc={val/accuracy:.2f}")
     t = trainer(max_epochs=6, callbacks=[Scripted(values), mc], default_root_dir=tmp_path)
     t.fit(model, dm, state=state)
-    saved = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    saved = sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if not p.name.startswith("."))
+    assert len(list((tmp_path / "checkpoints").iterdir())) == 6  # 3 links + their 3 directories, no leftovers
     assert saved == ["epoch=3-acc=0.90", "epoch=5-acc=0.85", "last"]
     assert mc.best_model_score == 0.9 and mc.best_model_path.endswith("epoch=3-acc=0.90")
 

@@ -255,6 +255,12 @@ class ModelCheckpoint(Callback):
         if self.save_last:
             trainer.save_checkpoint(self.dirpath / "last")
 
+    def on_exception(self, trainer, exception):
+        """On Ctrl-C, save the state reached (possibly mid-epoch) as `interrupted/`."""
+        if isinstance(exception, KeyboardInterrupt) and trainer.params is not None and self.dirpath is not None:
+            path = trainer.save_checkpoint(self.dirpath / "interrupted")
+            exception.checkpoint_path = str(path)
+
     def state_dict(self):
         return {"best_k": [list(x) for x in self.best_k], "dirpath": str(self.dirpath) if self.dirpath else None}
 

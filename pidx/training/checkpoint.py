@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import equinox as eqx
 
 from ..errors import CheckpointError
-from ..utils import atomic_dir
+from ..utils import atomic_dir, remove_dir
 
 FORMAT_VERSION = 1
 META = "meta.json"
@@ -100,7 +99,7 @@ def load_tree(path: str | Path, name: str, like):
 def remove_checkpoint(path: str | Path) -> None:
     path = Path(path)
     if (path / META).is_file():
-        shutil.rmtree(path, ignore_errors=True)
+        remove_dir(path)
 
 
 __all__ = ["FORMAT_VERSION", "save_checkpoint", "read_meta", "load_tree", "remove_checkpoint"]

@@ -14,6 +14,8 @@ with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -94,6 +96,9 @@ class Trainer:
         self.validation_outputs = None
         self.epoch_step_losses = np.zeros(0)
         self.restored_epoch: int | None = None
+        self.epoch_step = 0  # steps done in the current epoch (for mid-epoch checkpoints)
+        self._resume_step = 0
+        self._interrupt_requested = False
         self.summary: dict = {}
         self.params = self.static = self.opt_state = self.model_state = None
         self.datamodule = None
@@ -158,7 +163,8 @@ class Trainer:
             if ckpt_path is not None:
                 self.load_checkpoint(ckpt_path)
             self._call_hook("on_fit_start")
-            self._fit_loop(datamodule)
+            with self._graceful_interrupt():
+                self._fit_loop(datamodule)
             self._call_hook("on_fit_end")
         except BaseException as exc:
             self._call_hook("on_exception", exc)
@@ -166,6 +172,33 @@ class Trainer:
         finally:
             self._call_hook("teardown", "fit")
         return self
+
+    def _graceful_interrupt(self):
+        """First Ctrl-C: stop after the running chunk of steps (state stays consistent,
+        on_exception can checkpoint it); a second Ctrl-C interrupts at once."""
+        import contextlib
+
+        @contextlib.contextmanager
+        def handler():
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+
+            def on_sigint(signum, frame):
+                if self._interrupt_requested:
+                    raise KeyboardInterrupt
+                self._interrupt_requested = True
+                import sys
+                print("\ninterrupt: stopping after the current steps (Ctrl-C again to abort now)",
+                      file=sys.stderr, flush=True)
+
+            previous = signal.signal(signal.SIGINT, on_sigint)
+            try:
+                yield
+            finally:
+                signal.signal(signal.SIGINT, previous)
+
+        return handler()
 
     def _fit_loop(self, dm):
         train, val = dm.train, dm.val
@@ -193,7 +226,9 @@ class Trainer:
             idx_all = permutation(jax.random.fold_in(perm_root, self.current_epoch))
             carry = (self.params, self.opt_state, self.model_state)
             losses, corrects = [], []
-            for start in range(0, n_steps, chunk):
+            first, self._resume_step = self._resume_step, 0  # resuming an interrupted epoch
+            self.epoch_step = first
+            for start in range(first, n_steps, chunk):
                 idx = idx_all[start:start + chunk]
                 steps = idx.shape[0]
                 if steps not in compiled:  # AOT so compile time is measured apart from training
@@ -206,8 +241,11 @@ class Trainer:
                                                          jnp.uint32(self.global_step))
                 self.params, self.opt_state, self.model_state = carry
                 self.global_step += steps
+                self.epoch_step += steps
                 losses.append(loss)
                 corrects.append(correct)
+                if self._interrupt_requested and self.epoch_step < n_steps:
+                    raise KeyboardInterrupt(f"interrupted at epoch {self.current_epoch}, step {self.global_step}")
                 if per_batch:
                     self._call_hook("on_train_batch_end", {
                         "loss": float(jnp.mean(loss)), "accuracy": float(jnp.sum(correct)) / (steps * batch),
@@ -215,13 +253,14 @@ class Trainer:
             self.epoch_step_losses = np.asarray(jnp.concatenate(losses))  # one host sync per epoch
             epoch_train_s = time.perf_counter() - t0
             train_time += epoch_train_s
-            tracks_seen += n_steps * batch
+            done_steps = n_steps - first
+            tracks_seen += done_steps * batch
             self.logged_metrics = {
                 "epoch": self.current_epoch, "step": self.global_step,
                 "train/loss": float(np.mean(self.epoch_step_losses)),
-                "train/accuracy": float(np.sum(np.asarray(jnp.concatenate(corrects)))) / (n_steps * batch),
+                "train/accuracy": float(np.sum(np.asarray(jnp.concatenate(corrects)))) / (done_steps * batch),
                 "lr": self.learning_rate, "time/train_epoch_s": epoch_train_s,
-                "throughput/tracks_per_s": n_steps * batch / max(epoch_train_s, 1e-9),
+                "throughput/tracks_per_s": done_steps * batch / max(epoch_train_s, 1e-9),
             }
             self._call_hook("on_validation_start")
             probs, vloss = evaluate(self.params, self.model_state, val.features, val.group_mask, val.label,
@@ -232,8 +271,11 @@ class Trainer:
             self.logged_metrics["val/accuracy"] = float(np.mean(self.validation_outputs[0].argmax(1) == labels))
             self._call_hook("on_validation_end")
             self.history.append(dict(self.logged_metrics))
+            self.epoch_step = 0
             self._call_hook("on_train_epoch_end")
             self.current_epoch += 1
+            if self._interrupt_requested:  # arrived during the epoch's last steps: stop at the boundary
+                raise KeyboardInterrupt(f"interrupted after epoch {self.current_epoch - 1}")
         if self.current_epoch >= self.max_epochs and not self.stop_reason:
             self.stop_reason = f"reached max_epochs={self.max_epochs}"
         self.summary.update({
@@ -301,6 +343,7 @@ class Trainer:
         """Write the whole training state to the directory `path` (atomically)."""
         meta = {
             "epochs_completed": len(self.history), "global_step": self.global_step, "seed": self.seed,
+            "epoch_step": self.epoch_step,
             "history": self.history, "stop_reason": self.stop_reason, "should_stop": self.should_stop,
             "metrics": self.logged_metrics, "class_weights": np.asarray(self.class_weights).tolist(),
             "preprocessing": getattr(getattr(self.datamodule, "preprocessor", None), "to_dict", dict)(),
@@ -325,8 +368,9 @@ class Trainer:
         self.params = load_tree(path, "model", self.params)
         self.model_state = load_tree(path, "model_state", self.model_state)
         self.opt_state = load_tree(path, "opt_state", self.opt_state)
-        self.current_epoch = self.current_epoch_start = int(meta["epochs_completed"])
+        self.current_epoch = int(meta["epochs_completed"])
         self.global_step = int(meta["global_step"])
+        self._resume_step = int(meta.get("epoch_step", 0))
         self.history = list(meta["history"])
         self.should_stop, self.stop_reason = bool(meta["should_stop"]), meta["stop_reason"]
         self.logged_metrics = dict(meta["metrics"])
