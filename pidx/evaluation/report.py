@@ -18,6 +18,7 @@ from ..data.datamodule import TrackArrays
 from ..data.schema import CLASS_LABELS, CLASS_NAMES, NUM_CLASSES
 from ..utils import atomic_write_text
 from . import plots
+from .metrics import confusion_matrix
 
 PREDICTIONS_FILE = "test_predictions.parquet"
 
@@ -108,7 +109,7 @@ def generate_report(run_dir: str | Path, *, max_tracks: int = 20_000) -> Path:
         "roc": plots.roc_curves(labels, {m: _probs(preds, m) for m in methods}, out / "roc.png", title),
         "effpur": plots.efficiency_purity(labels, {m: _pred(preds, m) for m in methods}, momentum,
                                           out / "efficiency_purity_vs_p.png", title=title),
-        "confusion": plots.confusion(np.asarray(metrics["test"]["confusion_normalized"]), out / "confusion.png",
+        "confusion": plots.confusion(confusion_matrix(labels, _pred(preds, "model")), out / "confusion.png",
                                      f"{cfg['model']['name']}: normalised confusion"),
         "dedx": plots.dedx_map(momentum, preds["tpc_signal"].to_numpy(), labels, _pred(preds, "model"),
                                out / "dedx_vs_p.png"),
