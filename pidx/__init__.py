@@ -1,15 +1,38 @@
-"""pidx: particle identification for ALICE with JAX + Equinox."""
+"""pidx: particle identification for ALICE with JAX + Equinox.
+
+The public API, re-exported explicitly:
+
+- data: `simulate`, `SimulatorConfig`, `load_tracks`, `TrackDataModule`, `ArrayDataModule`,
+  `TrackArrays`, `Preprocessor`, `DetectorGroup`, `FeatureLayout`, `make_layout`, `DEFAULT_LAYOUT`;
+- models: `SimpleNN`, `DNN`, `FSEAttention`, `DetectorAwareFSE`, `PIDModel`, `build_model`;
+- training: `Trainer`, `Callback` and the built-in callbacks, `FocalLoss`, `CrossEntropy`,
+  `compute_class_weights`, `make_optimizer`;
+- recipes and runs: `load_recipe`, `validate_recipe`;
+- evaluation: `classification_metrics`;
+- errors: `PidxError` and its subclasses.
+"""
 
 from .data import (
-    CLASS_NAMES, DEFAULT_LAYOUT, FEATURE_COLUMNS, DetectorGroup, FeatureLayout, Preprocessor,
+    CLASS_NAMES, DEFAULT_LAYOUT, FEATURE_COLUMNS, ArrayDataModule, DetectorGroup, FeatureLayout, Preprocessor,
     SimulatorConfig, TrackArrays, TrackDataModule, load_tracks, make_layout, simulate,
 )
 from .errors import CheckpointError, DataError, PidxError, RecipeError, TrainingError
+from .evaluation import classification_metrics
+from .models import DNN, DetectorAwareFSE, FSEAttention, PIDModel, SimpleNN, build_model
+from .recipe import load_recipe, validate_recipe
+from .training import (
+    Callback, CrossEntropy, CSVLogger, EarlyStopping, FocalLoss, ModelCheckpoint, ProgressBar, TerminateOnNaN,
+    Trainer, ValidationMetrics, compute_class_weights, make_optimizer,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CLASS_NAMES", "DEFAULT_LAYOUT", "FEATURE_COLUMNS", "DetectorGroup", "FeatureLayout", "Preprocessor",
-    "SimulatorConfig", "TrackArrays", "TrackDataModule", "load_tracks", "make_layout", "simulate",
-    "CheckpointError", "DataError", "PidxError", "RecipeError", "TrainingError", "__version__",
+    "CLASS_NAMES", "DEFAULT_LAYOUT", "FEATURE_COLUMNS", "ArrayDataModule", "DetectorGroup", "FeatureLayout",
+    "Preprocessor", "SimulatorConfig", "TrackArrays", "TrackDataModule", "load_tracks", "make_layout", "simulate",
+    "CheckpointError", "DataError", "PidxError", "RecipeError", "TrainingError", "classification_metrics",
+    "DNN", "DetectorAwareFSE", "FSEAttention", "PIDModel", "SimpleNN", "build_model", "load_recipe",
+    "validate_recipe", "Callback", "CrossEntropy", "CSVLogger", "EarlyStopping", "FocalLoss", "ModelCheckpoint",
+    "ProgressBar", "TerminateOnNaN", "Trainer", "ValidationMetrics", "compute_class_weights", "make_optimizer",
+    "__version__",
 ]

@@ -16,6 +16,7 @@ import copy
 import dataclasses
 import difflib
 import inspect
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -51,9 +52,28 @@ class Field:
     help: str = ""
 
 
+def _sim_help() -> dict[str, str]:
+    """Per-field help from SimulatorConfig's docstring (`- `a`, `b`: text` lines)."""
+    from .data.simulate import SimulatorConfig
+
+    helps, names, text = {}, [], []
+    for line in (SimulatorConfig.__doc__ or "").splitlines() + ["- "]:
+        line = line.strip()
+        if line.startswith("- "):
+            for n in names:
+                helps[n] = "simulator: " + " ".join(text)
+            head, _, rest = line[2:].partition(":")
+            names, text = re.findall(r"`(\w+)`", head), [rest.strip()]
+        elif line and names:
+            text.append(line)
+    helps["tof_plateau"] = "simulator: TOF matching plateau; overrides the one of `tof_scenario`"
+    return helps
+
+
 def _sim_fields() -> dict[str, Field]:
     from .data.simulate import SimulatorConfig
 
+    helps = _sim_help()
     out = {}
     for f in dataclasses.fields(SimulatorConfig):
         if f.name in ("n_tracks", "seed"):
@@ -62,9 +82,10 @@ def _sim_fields() -> dict[str, Field]:
         if f.name == "tof_plateau":
             kind = "float"
         if f.name == "tof_scenario":
-            out[f.name] = Field("str", f.default, ("run3", "seed_scarce"), "TOF matching scenario")
+            out[f.name] = Field("str", f.default, ("run3", "seed_scarce"), helps.get(f.name, ""))
             continue
-        out[f.name] = Field(kind, list(f.default) if isinstance(f.default, tuple) else f.default, help="simulator")
+        out[f.name] = Field(kind, list(f.default) if isinstance(f.default, tuple) else f.default,
+                            help=helps.get(f.name, "simulator parameter"))
     return out
 
 
@@ -79,41 +100,49 @@ def spec() -> dict:
             "source": Field("str", "simulate", help="'simulate' or a path to a CSV/Parquet file"),
             "n_tracks": Field("int", 4_160_000, help="simulated tracks before the momentum cut"),
             "simulation_seed": Field("int", 231, help="seed of the simulation (shared by recipes)"),
-            "momentum_range": Field("range", "full", help="full | mid | high | [low, high] GeV/c"),
-            "momentum_variable": Field("str", "p", ("p", "pt")),
-            "test_fraction": Field("float", 0.2),
-            "val_fraction": Field("float", 0.1),
-            "sentinels": Field("float_list", [-999.0]),
-            "drop_unknown_pdg": Field("bool", False),
-            "on_invalid": Field("str", "error", ("error", "drop")),
-            "clip": Field("float", 20.0),
+            "momentum_range": Field("range", "full", help="full (p > 0.1), mid (0.7-1.5), high (1-3 GeV/c) "
+                                    "or [low, high]"),
+            "momentum_variable": Field("str", "p", ("p", "pt"), "select on total momentum p = pT cosh(eta) or on pT"),
+            "test_fraction": Field("float", 0.2, help="share of the selected tracks held out for testing"),
+            "val_fraction": Field("float", 0.1, help="share carved from the training part for validation"),
+            "sentinels": Field("float_list", [-999.0], help="values meaning 'missing' besides NaN"),
+            "drop_unknown_pdg": Field("bool", False, help="drop rows with PDG codes other than pi, K, p, e "
+                                      "(counted) instead of failing"),
+            "on_invalid": Field("str", "error", ("error", "drop"), "rows whose flag says present but whose "
+                                "values are NaN/inf/sentinel"),
+            "clip": Field("float", 20.0, help="robust-scaled features are clipped to [-clip, clip]"),
             "cache": Field("bool", True, help="cache simulated tables on disk"),
             "extra_groups": Field("any", [], help="list of {name, columns, flag} detector groups"),
             **_sim_fields(),
         },
-        "model": {"name": Field("str", "fse_phase1"), "*": Field("any")},
+        "model": {"name": Field("str", "fse_phase1", help="simplenn, dnn, fse_phase0, fse_phase1 or "
+                                "package.module:Class"), "*": Field("any")},
         "loss": {
             "name": Field("str", "focal", ("focal", "cross_entropy")),
-            "gamma": Field("float", 2.0),
-            "alpha": Field("str_or_float_list", 0.25),
-            "class_weights": Field("str_or_float_list", "balanced"),
+            "gamma": Field("float", 2.0, help="focal loss focusing parameter"),
+            "alpha": Field("str_or_float_list", 0.25, help="focal loss alpha: a number or one per class"),
+            "class_weights": Field("str_or_float_list", "balanced", help="'balanced', 'none' or [w_pi, w_ka, "
+                                   "w_pr, w_el], from the train split"),
         },
         "optimizer": {
             "name": Field("str", "adam", ("adam", "adamw", "sgd")),
-            "learning_rate": Field("float", 1e-3),
-            "weight_decay": Field("float", 0.0),
-            "grad_clip_norm": Field("float", None),
-            "schedule": Field("str", "constant", ("constant", "cosine", "warmup_cosine")),
-            "warmup_epochs": Field("int", 0),
+            "learning_rate": Field("float", 1e-3, help="peak learning rate"),
+            "weight_decay": Field("float", 0.0, help="adamw only"),
+            "grad_clip_norm": Field("float", None, help="clip gradients to this global norm"),
+            "schedule": Field("str", "constant", ("constant", "cosine", "warmup_cosine"),
+                              "learning-rate schedule over max_epochs"),
+            "warmup_epochs": Field("int", 0, help="linear warm-up length for warmup_cosine"),
         },
         "trainer": {
             "max_epochs": Field("int", 150),
             "batch_size": Field("int", 1024),
-            "log_every_n_steps": Field("int", 50),
-            "eval_batch_size": Field("int", 65536),
-            "precision": Field("str", "f32", ("f32", "bf16")),
+            "log_every_n_steps": Field("int", 50, help="chunk of steps per on-device scan when a callback "
+                                       "wants on_train_batch_end"),
+            "eval_batch_size": Field("int", 65536, help="batch of validation, test and predict"),
+            "precision": Field("str", "f32", ("f32", "bf16"), "bf16: bf16 compute, f32 weights and loss"),
         },
-        "callbacks": Field("any", []),
+        "callbacks": Field("any", [], help="list of Name or {Name: {args}}; Name is built-in or "
+                           "package.module:Class"),
         "evaluation": {
             "baselines": Field("any", ["bayes_pid", "nsigma", "gbdt", "oracle"],
                                help="classic methods measured on the same test tracks"),
@@ -326,9 +355,31 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> dict:
         raise RecipeError(f"{path}: {exc}") from None
 
 
+def reference_markdown() -> str:
+    """The table of every recipe key (docs/recipes.md embeds it; a test keeps them equal)."""
+    rows = []
+
+    def walk(node, path):
+        for key, field in node.items():
+            where = f"{path}.{key}" if path else key
+            if isinstance(field, dict):
+                walk(field, where)
+            elif key == "*":
+                rows.append((f"{path}.<argument>", "any", "–", "keyword arguments of the model class"))
+            else:
+                kind = _KIND_TEXT[field.kind] + (f", one of {', '.join(map(str, field.choices))}" if field.choices else "")
+                default = "–" if field.default is None else f"`{json.dumps(field.default)}`"
+                rows.append((f"`{where}`", kind, default, field.help))
+
+    walk(spec(), "")
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    lines += [f"| {k} | {t} | {d} | {h.replace('|', chr(92) + '|')} |" for k, t, d, h in rows]
+    return "\n".join(lines) + "\n"
+
+
 def dump_recipe(cfg: dict) -> str:
     return yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None)
 
 
 __all__ = ["Field", "spec", "validate_recipe", "load_recipe", "apply_overrides", "parse_override", "read_yaml",
-           "dump_recipe", "resolve_callbacks", "callback_class"]
+           "dump_recipe", "resolve_callbacks", "callback_class", "reference_markdown"]
