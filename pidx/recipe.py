@@ -248,25 +248,11 @@ def resolve_callbacks(entries) -> list[tuple[str, dict]]:
 
 
 def callback_class(name: str, where: str = "callbacks"):
-    import importlib
-
+    """A built-in callback name or a `package.module:Class` import path."""
     from .training.callbacks import BUILTIN_CALLBACKS, Callback
+    from .utils import resolve_named_class
 
-    if name in BUILTIN_CALLBACKS:
-        return BUILTIN_CALLBACKS[name]
-    if ":" not in name:
-        close = difflib.get_close_matches(name, list(BUILTIN_CALLBACKS), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise RecipeError(f"'{where}': unknown callback '{name}'{hint}; built-in callbacks are "
-                          f"{sorted(BUILTIN_CALLBACKS)}, or give 'package.module:Class'")
-    module, _, attr = name.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as exc:
-        raise RecipeError(f"'{where}': cannot import callback '{name}': {exc}") from None
-    if not (isinstance(cls, type) and issubclass(cls, Callback)):
-        raise RecipeError(f"'{where}': '{name}' is not a pidx Callback subclass")
-    return cls
+    return resolve_named_class(name, BUILTIN_CALLBACKS, Callback, prefix=f"'{where}'", kind="callback")
 
 
 def validate_recipe(raw: dict, *, name: str | None = None) -> dict:

@@ -111,10 +111,39 @@ def remove_dir(path: str | os.PathLike) -> None:
         shutil.rmtree(target, ignore_errors=True)
 
 
+def resolve_named_class(name: str, registry: dict, base: type, *, prefix: str, kind: str) -> type:
+    """A built-in name from `registry` (a class or an import path) or a `package.module:Class` path.
+
+    Errors (RecipeError) start with `prefix`, suggest the closest built-in name and check that the
+    class subclasses `base`.
+    """
+    import difflib
+    import importlib
+
+    from .errors import RecipeError
+
+    target = registry.get(name, name)
+    if isinstance(target, type):
+        return target
+    if ":" not in target:
+        close = difflib.get_close_matches(name, list(registry), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise RecipeError(f"{prefix}: unknown {kind} '{name}'{hint}; built-in {kind}s are {sorted(registry)}, "
+                          "or give 'package.module:Class'")
+    module_name, _, attr = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise RecipeError(f"{prefix}: cannot import {kind} '{target}': {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise RecipeError(f"{prefix}: '{target}' is not a pidx {base.__name__} subclass")
+    return cls
+
+
 def stable_hash(obj) -> str:
     """Short hash of a JSON-serialisable object, independent of dict order."""
     blob = json.dumps(obj, sort_keys=True, default=_json_default).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_dir", "remove_dir", "stable_hash"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_dir", "remove_dir", "resolve_named_class", "stable_hash"]

@@ -234,3 +234,11 @@ def test_fifth_detector_group_trains_through_unchanged_trainer(tmp_path):
         t = trainer(max_epochs=6, batch_size=128, default_root_dir=tmp_path)
         t.fit(model, dm5, state=state)
         assert t.test()["accuracy"] > 0.99
+
+
+def test_fit_leaves_the_callers_model_usable(dm, tmp_path):
+    model, state = small()
+    trainer(max_epochs=1, default_root_dir=tmp_path).fit(model, dm, state=state)
+    t2 = trainer(max_epochs=1, default_root_dir=tmp_path / "again")
+    t2.fit(model, dm, state=state)  # the same objects again: their buffers were not donated away
+    assert np.isfinite(t2.logged_metrics["train/loss"])

@@ -16,7 +16,6 @@ BatchNorm on running statistics).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 import equinox as eqx
@@ -90,22 +89,9 @@ def model_names() -> list[str]:
 
 def resolve_model_class(name: str) -> type:
     """A built-in model name or a `package.module:Class` import path."""
-    import difflib
+    from ..utils import resolve_named_class
 
-    path = _REGISTRY.get(name, name)
-    if ":" not in path:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise RecipeError(f"model.name: unknown model '{name}'{hint}; built-in models are "
-                          f"{model_names()}, or give 'package.module:Class'")
-    module_name, _, attr = path.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise RecipeError(f"model.name: cannot import '{path}': {exc}") from None
-    if not (isinstance(cls, type) and issubclass(cls, PIDModel)):
-        raise RecipeError(f"model.name: '{path}' is not a pidx PIDModel subclass")
-    return cls
+    return resolve_named_class(name, _REGISTRY, PIDModel, prefix="model.name", kind="model")
 
 
 def build_model(name: str, layout: FeatureLayout, *, key: PRNGKeyArray, num_classes: int = NUM_CLASSES,

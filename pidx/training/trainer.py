@@ -154,8 +154,10 @@ class Trainer:
         """
         self._reset()
         self.datamodule = datamodule
-        self.model = model
-        self.model_state = state if state is not None else eqx.nn.State(model)
+        # Training donates its buffers: work on copies so the caller's model and state stay usable.
+        copy = lambda tree: jax.tree.map(lambda a: jnp.copy(a) if eqx.is_array(a) else a, tree)  # noqa: E731
+        self.model = copy(model)
+        self.model_state = copy(state) if state is not None else eqx.nn.State(model)
         try:
             self._call_hook("setup", "fit")
             datamodule.setup()
@@ -270,6 +272,7 @@ class Trainer:
             self.logged_metrics["val/loss"] = float(vloss)
             self.logged_metrics["val/accuracy"] = float(np.mean(self.validation_outputs[0].argmax(1) == labels))
             self._call_hook("on_validation_end")
+            self.logged_metrics["time/epoch_s"] = time.perf_counter() - t0  # train + validation + hooks
             self.history.append(dict(self.logged_metrics))
             self.epoch_step = 0
             self._call_hook("on_train_epoch_end")
