@@ -179,7 +179,7 @@ def fit_recipe(cfg: dict, run_dir: Path, *, resume: str | Path | None = None, qu
         trainer.save_checkpoint(run_dir / "checkpoints" / "final")
         metrics["training"]["best_checkpoint"] = "checkpoints/final"
     atomic_write_json(run_dir / METRICS_FILE, _finite(metrics))
-    metrics = evaluate_run(run_dir, cfg=cfg, dm=dm, trainer=trainer)
+    metrics = evaluate_run(run_dir, cfg=cfg, dm=dm, trainer=trainer, test_probs=trainer.last_probs)
     if cfg["evaluation"]["report"]:
         from .evaluation.report import generate_report
 
@@ -187,10 +187,11 @@ def fit_recipe(cfg: dict, run_dir: Path, *, resume: str | Path | None = None, qu
     return metrics
 
 
-def evaluate_run(run_dir: Path, *, cfg=None, dm=None, trainer=None) -> dict:
+def evaluate_run(run_dir: Path, *, cfg=None, dm=None, trainer=None, test_probs=None) -> dict:
     """Baselines on the run's test tracks, oracle gaps and `test_predictions.parquet`.
 
-    Reuses a fitted `trainer`/`dm` when given, else loads the best checkpoint.
+    Reuses a fitted `trainer`/`dm` and the model's test probabilities when given, else loads the
+    best checkpoint and predicts.
     """
     from .evaluation.baselines import add_oracle_gaps, run_baselines
     from .evaluation.report import write_test_predictions
@@ -204,7 +205,7 @@ def evaluate_run(run_dir: Path, *, cfg=None, dm=None, trainer=None) -> dict:
         _, model, state, _, _ = load_run_model(run_dir)
         trainer = make_trainer(cfg, run_dir, quiet=True)
         trainer.model, trainer.model_state = model, state
-    probs = trainer.predict(dm.test)
+    probs = trainer.predict(dm.test) if test_probs is None else test_probs
     from .evaluation.metrics import classification_metrics
 
     metrics["test"] = {**metrics.get("test", {}), **classification_metrics(np.asarray(dm.test.label), probs)}

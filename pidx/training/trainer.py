@@ -211,7 +211,7 @@ class Trainer:
         chunk = min(self.log_every_n_steps, n_steps) if per_batch else n_steps
         compute_dtype = PRECISIONS[self.precision]
         train_chunk = make_train_chunk(self.static, self.loss, self.optimizer, compute_dtype)
-        evaluate = make_evaluate(self.static, self.loss, self.eval_batch_size)
+        evaluate = self._evaluator()
         permutation = make_permutation(n, n_steps, batch)
         root = jax.random.PRNGKey(self.seed)
         perm_root, dropout_root = jax.random.fold_in(root, 1), jax.random.fold_in(root, 2)
@@ -288,8 +288,17 @@ class Trainer:
         })
 
     # ------------------------------------------------------------------ evaluation
+    def _evaluator(self):
+        """The jitted evaluation pass for the current model structure, built once and reused
+        (a fresh jit per call would recompile every test/predict pass)."""
+        key = (self.static, self.loss, self.eval_batch_size)
+        cached = getattr(self, "_evaluator_cache", None)
+        if cached is None or cached[0] != key:
+            self._evaluator_cache = (key, make_evaluate(self.static, self.loss, self.eval_batch_size))
+        return self._evaluator_cache[1]
+
     def _evaluate_arrays(self, arrays):
-        evaluate = make_evaluate(self.static, self.loss, self.eval_batch_size)
+        evaluate = self._evaluator()
         weights = getattr(self, "class_weights", jnp.ones(4))
         return evaluate(self.params, self.model_state, arrays.features, arrays.group_mask, arrays.label, weights)
 
