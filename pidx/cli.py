@@ -190,13 +190,41 @@ def predict(
     run_dir: Path = typer.Argument(..., help="A run directory written by `pidx fit`."),
     input: Path = typer.Option(..., "--input", "-i", help="CSV/Parquet tracks (labels not needed)."),
     output: Path = typer.Option(..., "--output", "-o", help="Output .parquet or .csv."),
+    uncertainty: bool = typer.Option(False, "--uncertainty", help="Add per-track `entropy`; for an ensemble run also "
+                                     "`mutual_information` and `disagreement` between members."),
+    mc_dropout: int = typer.Option(0, "--mc-dropout", help="Also sample N forward passes with dropout on (single "
+                                   "models): `mc_entropy`, `mutual_information`, `disagreement`."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the MC dropout masks."),
 ):
     """Write class probabilities (prob_pi, prob_ka, prob_pr, prob_el) and `pred` for every input row."""
     _enable_jax_cache()
     from .run import predict_file
 
-    info = predict_file(run_dir, input, output)
-    console.print(f"[green]wrote[/] {info['rows']:,} rows to {info['output']} (checkpoint {info['checkpoint']})")
+    info = predict_file(run_dir, input, output, uncertainty=uncertainty, mc_dropout=mc_dropout, seed=seed)
+    extra = f", temperature {info['temperature']:.3f}" if info["temperature"] is not None else ""
+    console.print(f"[green]wrote[/] {info['rows']:,} rows to {info['output']} (checkpoint {info['checkpoint']}"
+                  f"{extra}; added {', '.join(info['columns'])})")
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `pidx fit`."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output file (.onnx); a .json sidecar is written beside."),
+    format: str = typer.Option("onnx", "--format", help="Export format: onnx."),
+    tolerance: float = typer.Option(1e-5, help="Largest |Δprob| allowed between ONNX Runtime and pidx in the check."),
+    no_check: bool = typer.Option(False, "--no-check", help="Skip the ONNX Runtime check (needs no onnxruntime)."),
+):
+    """Export the run's best model, preprocessing included, for ONNX Runtime (O2Physics)."""
+    if format != "onnx":
+        raise PidxError(f"--format {format!r} is not supported; accepted: onnx")
+    from .export import export_run
+
+    info = export_run(run_dir, output, tolerance=tolerance, check=not no_check)
+    check = info.get("check")
+    checked = (f"; ONNX Runtime matches pidx to {check['max_abs_diff']:.1e} on {check['tracks']:,} tracks"
+               if check else "; not checked")
+    console.print(f"[green]wrote[/] {output} and {output.with_suffix('.json')} (input [N, {info['input']['shape'][1]}]"
+                  f", output [N, 4]{checked})")
 
 
 @app.command("recipes")

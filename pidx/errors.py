@@ -28,4 +28,8 @@ class TrainingError(PidxError, RuntimeError):
     """Training cannot go on (NaN loss, misconfigured callback, ...)."""
 
 
-__all__ = ["PidxError", "DataError", "RecipeError", "CheckpointError", "TrainingError"]
+class ExportError(PidxError):
+    """A model, run or option that cannot be exported (e.g. to ONNX)."""
+
+
+__all__ = ["PidxError", "DataError", "RecipeError", "CheckpointError", "TrainingError", "ExportError"]

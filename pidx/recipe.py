@@ -140,6 +140,8 @@ def spec() -> dict:
                                        "wants on_train_batch_end"),
             "eval_batch_size": Field("int", 65536, help="batch of validation, test and predict"),
             "precision": Field("str", "f32", ("f32", "bf16"), "bf16: bf16 compute, f32 weights and loss"),
+            "ensemble": Field("int", 1, help="members trained in one vmapped program (seeds seed, seed+1, ...); "
+                              "1 = a single model"),
         },
         "callbacks": Field("any", [], help="list of Name or {Name: {args}}; Name is built-in or "
                            "package.module:Class"),
@@ -149,6 +151,10 @@ def spec() -> dict:
             "gbdt_max_iter": Field("int", 200),
             "report": Field("bool", True, help="write report/ at the end of `pidx fit`"),
             "report_max_tracks": Field("int", 20_000, help="tracks used for importance and ablation"),
+            "calibration_bins": Field("int", 15, help="equal-width confidence bins of the ECE and reliability "
+                                      "diagrams"),
+            "temperature_scaling": Field("bool", False, help="fit a temperature on the validation split; test, "
+                                         "predict and the report then use calibrated probabilities"),
         },
     }
 
@@ -274,6 +280,11 @@ def validate_recipe(raw: dict, *, name: str | None = None) -> dict:
         resolve_momentum_range(cfg["data"]["momentum_range"])
     except DataError as exc:
         raise RecipeError(f"'data.momentum_range': {exc}") from None
+    for key, low in (("trainer.ensemble", 1), ("evaluation.calibration_bins", 2), ("trainer.max_epochs", 1),
+                     ("trainer.batch_size", 1)):
+        section, field = key.split(".")
+        if cfg[section][field] < low:
+            raise RecipeError(f"'{key}' must be >= {low}, got {cfg[section][field]}")
     if cfg["name"] is None:
         cfg["name"] = name or "recipe"
     return cfg

@@ -5,7 +5,8 @@ runs/<recipe>/<timestamp>/
   recipe.yaml      the resolved recipe (every default filled in)
   history.csv      one row per epoch
   checkpoints/     best (top-k by the monitored metric) and last/
-  metrics.json     test metrics, majority baseline, training summary, data summary
+  metrics.json     test metrics, majority baseline, training summary, data summary, calibration
+  calibration.json the fitted temperature (only with evaluation.temperature_scaling)
 ```
 `pidx test` and `pidx predict` rebuild the model from `recipe.yaml` and load the best
 checkpoint, whose preprocessing statistics are applied to new data.
@@ -27,6 +28,7 @@ from .data.schema import CLASS_NAMES, PROB_COLUMNS, DetectorGroup, FeatureLayout
 from .data.simulate import SimulatorConfig
 from .errors import CheckpointError, RecipeError
 from .models.base import build_model
+from .models.ensemble import make_ensemble, member_key
 from .recipe import callback_class, dump_recipe
 from .training.checkpoint import load_tree, read_meta
 from .training.losses import make_loss
@@ -34,7 +36,7 @@ from .training.step import make_optimizer
 from .training.trainer import Trainer
 from .utils import atomic_write_json, atomic_write_text
 
-RECIPE_FILE, METRICS_FILE = "recipe.yaml", "metrics.json"
+RECIPE_FILE, METRICS_FILE, CALIBRATION_FILE = "recipe.yaml", "metrics.json", "calibration.json"
 
 
 # ----------------------------------------------------------------------------- builders
@@ -65,9 +67,12 @@ def make_datamodule(cfg: dict) -> TrackDataModule:
 def make_model(cfg: dict, layout: FeatureLayout):
     kwargs = {k: v for k, v in cfg["model"].items() if k != "name"}
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
-    key = jax.random.fold_in(jax.random.PRNGKey(cfg["seed"]), 0)
+    members = cfg["trainer"]["ensemble"]
     try:
-        return build_model(cfg["model"]["name"], layout, key=key, **kwargs)
+        if members > 1:  # member i: seed + i, exactly a single run with that seed
+            return make_ensemble(cfg["model"]["name"], layout, seeds=[cfg["seed"] + i for i in range(members)],
+                                 **kwargs)
+        return build_model(cfg["model"]["name"], layout, key=member_key(cfg["seed"]), **kwargs)
     except ValueError as exc:
         raise RecipeError(f"model: {exc}") from None
 
@@ -210,6 +215,7 @@ def evaluate_run(run_dir: Path, *, cfg=None, dm=None, trainer=None, test_probs=N
 
     metrics["test"] = {**metrics.get("test", {}), **classification_metrics(np.asarray(dm.test.label), probs)}
     ev = cfg["evaluation"]
+    metrics["calibration"] = calibrate_run(run_dir, cfg, trainer, dm, probs)
     baselines, outputs = run_baselines(dm.tables, ev["baselines"], class_weights=cfg["loss"]["class_weights"],
                                        seed=cfg["seed"], gbdt_max_iter=ev["gbdt_max_iter"])
     add_oracle_gaps(metrics["test"], baselines)
@@ -217,6 +223,40 @@ def evaluate_run(run_dir: Path, *, cfg=None, dm=None, trainer=None, test_probs=N
     write_test_predictions(run_dir, dm.tables["test"], np.asarray(dm.test.p), probs, outputs)
     atomic_write_json(run_dir / METRICS_FILE, _finite(metrics))
     return metrics
+
+
+def calibrate_run(run_dir: Path, cfg: dict, trainer, dm, test_probs) -> dict:
+    """ECE and reliability on the test split; with `evaluation.temperature_scaling`, fit T on the
+    validation split (never the test split), write calibration.json and measure the test split again."""
+    from .evaluation.calibration import apply_temperature, calibration_summary, fit_temperature, \
+        negative_log_likelihood
+
+    bins = cfg["evaluation"]["calibration_bins"]
+    labels = np.asarray(dm.test.label)
+    out = {"test": calibration_summary(test_probs, labels, bins)}
+    if cfg["evaluation"]["temperature_scaling"]:
+        val_probs, val_labels = trainer.predict(dm.val), np.asarray(dm.val.label)
+        t = fit_temperature(val_probs, val_labels)
+        fitted = {"temperature": t, "fitted_on": "validation split", "val_tracks": len(val_labels),
+                  "val_nll_before": negative_log_likelihood(val_probs, val_labels),
+                  "val_nll_after": negative_log_likelihood(apply_temperature(val_probs, t), val_labels)}
+        atomic_write_json(Path(run_dir) / CALIBRATION_FILE, fitted)
+        out.update(fitted)
+        out["test_calibrated"] = calibration_summary(apply_temperature(test_probs, t), labels, bins)
+    return out
+
+
+def run_temperature(run_dir: str | Path) -> float | None:
+    """The run's fitted temperature, or None if it has none."""
+    import json
+
+    path = Path(run_dir) / CALIBRATION_FILE
+    if not path.is_file():
+        return None
+    try:
+        return float(json.loads(path.read_text())["temperature"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: unreadable calibration file ({exc}); delete it or re-run pidx fit") from None
 
 
 def _finite(obj):
@@ -288,13 +328,31 @@ def test_run(run_dir: str | Path, data: str | Path | None = None) -> dict:
                                                drop_unknown_pdg=dm.drop_unknown_pdg, on_invalid=dm.on_invalid))
         arrays = arrays_from_table(table, pre)
     probs = trainer.predict(arrays, model, state=state)
+    temperature = run_temperature(run_dir)
+    if temperature is not None:
+        from .evaluation.calibration import apply_temperature
+
+        probs = apply_temperature(probs, temperature)
     out = classification_metrics(np.asarray(arrays.label), probs)
-    out.update({"checkpoint": str(ckpt), "data": str(data) if data else "test split"})
+    out.update({"checkpoint": str(ckpt), "data": str(data) if data else "test split", "temperature": temperature})
     return _finite(out)
 
 
-def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str | Path) -> dict:
-    """Write every input row, in order, with prob_* columns, `pred` and `in_momentum_range`."""
+def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str | Path, *,
+                 uncertainty: bool = False, mc_dropout: int = 0, seed: int = 0) -> dict:
+    """Write every input row, in order, with prob_* columns, `pred` and `in_momentum_range`.
+
+    **Arguments:**
+
+    - `run_dir`, `input_path`, `output_path`: the run, the tracks, the output table.
+    - `uncertainty`: add `entropy` (and for an ensemble `mutual_information`, `disagreement`).
+    - `mc_dropout`: if > 0, that many dropout samples per track give `mc_entropy`,
+      `mutual_information` and `disagreement` (single models with dropout).
+    - `seed`: seed of the MC dropout masks.
+
+    The prob_* columns are the deterministic prediction (the one `pidx export` writes),
+    temperature-scaled when the run fitted a temperature.
+    """
     from .data.datamodule import resolve_momentum_range
     from .data.io import read_table, validate_tracks
 
@@ -304,7 +362,13 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
     table = validate_tracks(raw, source=str(input_path), layout=pre.layout, require_label=False,
                             sentinels=tuple(d["sentinels"]), on_invalid="error")
     trainer = make_trainer(cfg, Path(run_dir), quiet=True)
-    probs = trainer.predict(arrays_from_table(table, pre), model, state=state)
+    arrays = arrays_from_table(table, pre)
+    probs = trainer.predict(arrays, model, state=state)
+    temperature = run_temperature(run_dir)
+    if temperature is not None:
+        from .evaluation.calibration import apply_temperature
+
+        probs = apply_temperature(probs, temperature)
     out = raw.copy()
     for i, col in enumerate(PROB_COLUMNS):
         out[col] = probs[:, i].astype(np.float32)
@@ -313,9 +377,35 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
                                     else d["momentum_range"])
     value = table.momentum if d["momentum_variable"] == "p" else table.frame["pt"].to_numpy()
     out["in_momentum_range"] = (value > lo) & (value < hi)
+    out = _add_uncertainty(out, probs, trainer, arrays, model, state, uncertainty, mc_dropout, seed)
     write_table(out, output_path)
-    return {"rows": len(out), "checkpoint": str(ckpt), "output": str(output_path)}
+    return {"rows": len(out), "checkpoint": str(ckpt), "output": str(output_path), "temperature": temperature,
+            "columns": [c for c in out.columns if c not in raw.columns]}
+
+
+def _add_uncertainty(out, probs, trainer, arrays, model, state, uncertainty, mc_dropout, seed):
+    from .evaluation import uncertainty as unc
+
+    if mc_dropout < 0:
+        raise RecipeError(f"--mc-dropout must be >= 0 samples, got {mc_dropout}")
+    if uncertainty or mc_dropout:
+        out["entropy"] = unc.entropy(probs).astype(np.float32)
+    if trainer.is_ensemble and (uncertainty or mc_dropout):
+        if mc_dropout:
+            raise RecipeError("--mc-dropout samples a single model; this run is an ensemble, whose members "
+                              "already give mutual_information and disagreement with --uncertainty")
+        u = unc.sample_uncertainty(trainer.predict_members(arrays))
+        out["mutual_information"] = u["mutual_information"].astype(np.float32)
+        out["disagreement"] = u["disagreement"].astype(np.float32)
+    elif mc_dropout:
+        u = unc.sample_uncertainty(unc.mc_dropout_probs(model, state, arrays.features, arrays.group_mask,
+                                                        samples=mc_dropout, seed=seed))
+        out["mc_entropy"] = u["entropy"].astype(np.float32)
+        out["mutual_information"] = u["mutual_information"].astype(np.float32)
+        out["disagreement"] = u["disagreement"].astype(np.float32)
+    return out
 
 
 __all__ = ["make_layout_from", "make_datamodule", "make_model", "make_callbacks", "make_trainer", "new_run_dir",
-           "fit_recipe", "evaluate_run", "read_run", "load_run_model", "test_run", "predict_file", "majority_baseline"]
+           "fit_recipe", "evaluate_run", "calibrate_run", "run_temperature", "read_run", "load_run_model", "test_run",
+           "predict_file", "majority_baseline"]

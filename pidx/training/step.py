@@ -53,12 +53,17 @@ def batched_forward(model, x, mask, state, keys=None):
                     out_axes=(0, None))(x, mask, keys)
 
 
-def make_train_chunk(static, loss_fn, optimizer: optax.GradientTransformation, compute_dtype=None):
+def make_train_chunk(static, loss_fn, optimizer: optax.GradientTransformation, compute_dtype=None,
+                     ensemble: bool = False):
     """Build `train_chunk(carry, idx, data, class_weights, dropout_root, step0)`.
 
     - `carry`: `(params, opt_state, model_state)`, donated.
     - `idx`: `i32[steps, batch]` rows of the device-resident `data = (x, mask, label)`.
     - returns the new carry and per-step `loss` and number of correct predictions.
+
+    With `ensemble=True` (`static` is an `Ensemble`), the whole chunk is vmapped over the
+    member axis of carry, `idx` (`[K, steps, batch]`) and `dropout_root` (`[K]`): each member
+    runs exactly the steps a single run with its seed would, in one program.
     """
 
     def step(carry, inputs, data, class_weights, dropout_root):
@@ -70,6 +75,8 @@ def make_train_chunk(static, loss_fn, optimizer: optax.GradientTransformation, c
 
         def loss_of(p):
             model = eqx.combine(p, static)
+            if ensemble:  # inside the member vmap: one member's weights
+                model = model.members
             xin = x
             if compute_dtype is not None:  # mixed precision: low-precision compute, f32 master weights
                 model = jax.tree.map(lambda a: a.astype(compute_dtype) if eqx.is_inexact_array(a) else a, model)
@@ -88,6 +95,8 @@ def make_train_chunk(static, loss_fn, optimizer: optax.GradientTransformation, c
         steps = step0 + jnp.arange(idx.shape[0], dtype=jnp.uint32)
         return jax.lax.scan(lambda c, i: step(c, i, data, class_weights, dropout_root), carry, (idx, steps))
 
+    if ensemble:
+        train_chunk = jax.vmap(train_chunk, in_axes=(0, 0, None, None, 0, None))
     return jax.jit(train_chunk, donate_argnums=(0,))
 
 
@@ -101,15 +110,28 @@ def make_permutation(n_rows: int, n_steps: int, batch_size: int):
     return perm
 
 
-def make_evaluate(static, loss_fn, eval_batch_size: int):
+def make_evaluate(static, loss_fn, eval_batch_size: int, *, ensemble: bool = False, members: bool = False):
     """Build `evaluate(params, model_state, x, mask, label, class_weights) -> (probs, loss)`.
 
     One jitted pass: rows are padded to whole batches and mapped with `lax.map`.
-    Labels < 0 (unlabelled) are ignored by the loss.
+    Labels < 0 (unlabelled) are ignored by the loss. For an ensemble, `probs` is the
+    members' mean (and the loss is that of the mean), or with `members=True` the
+    members' probabilities `[K, N, C]` (loss NaN).
     """
 
     def evaluate(params, model_state, x, mask, label, class_weights):
-        model = eqx.nn.inference_mode(eqx.combine(params, static))
+        if not ensemble:
+            return single(params, model_state, x, mask, label, class_weights)
+        probs = jax.vmap(lambda p, s: single(p, s, x, mask, label, class_weights, member=True)[0])(
+            params, model_state)
+        if members:
+            return probs, jnp.nan
+        mean = probs.mean(0)
+        return mean, _masked_loss(loss_fn, jnp.log(jnp.maximum(mean, 1e-30)), label, class_weights)
+
+    def single(params, model_state, x, mask, label, class_weights, member=False):
+        model = eqx.combine(params, static)
+        model = eqx.nn.inference_mode(model.members if member else model)
         n = x.shape[0]
         batch = min(eval_batch_size, n)
         pad = (-n) % batch
@@ -117,6 +139,8 @@ def make_evaluate(static, loss_fn, eval_batch_size: int):
         mp = jnp.pad(mask, ((0, pad), (0, 0)), constant_values=True).reshape(-1, batch, mask.shape[1])
         logits = jax.lax.map(lambda b: batched_forward(model, b[0], b[1], model_state)[0], (xp, mp))
         logits = logits.reshape(-1, logits.shape[-1])[:n].astype(jnp.float32)
+        if member:
+            return jax.nn.softmax(logits, axis=-1), None
         return jax.nn.softmax(logits, axis=-1), _masked_loss(loss_fn, logits, label, class_weights)
 
     return jax.jit(evaluate)

@@ -10,6 +10,11 @@ Randomness is a pure function of `seed`: the epoch's permutation comes from
 `fold_in(seed, epoch)` and the dropout keys of step `s` from `fold_in(seed, s)`, so
 dropout keys are never reused and an interrupted run resumed from a checkpoint ends
 with the same weights as an uninterrupted one.
+
+Given an `Ensemble` (see `pidx.models.ensemble`), the Trainer trains its K members in
+one program (vmapped over members); member `i` draws its randomness from
+`ensemble.seeds[i]` instead of `seed`, and validation, early stopping and
+checkpoints use the members' mean probabilities.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import TrainingError
+from ..models.ensemble import Ensemble
 from .callbacks import Callback, ProgressBar, ValidationMetrics, wants_batch_hooks
 from .checkpoint import load_tree, read_meta, remove_checkpoint, save_checkpoint
 from .losses import FocalLoss, compute_class_weights
@@ -127,18 +133,25 @@ class Trainer:
         same = self.params is not None and (jax.tree.structure(params) == jax.tree.structure(self.params))
         self.params, self.static = params, static
         if self.opt_state is None or not same:
-            self.opt_state = self.optimizer.init(params)
+            init = jax.vmap(self.optimizer.init) if self.is_ensemble else self.optimizer.init
+            self.opt_state = init(params)
+
+    @property
+    def is_ensemble(self) -> bool:
+        """Whether the model is an `Ensemble` trained member-vmapped."""
+        return isinstance(self.static, Ensemble)
 
     def set_weights(self, params, model_state):
         self.params, self.model_state = params, model_state
 
     @property
     def learning_rate(self) -> float:
-        return float(self.opt_state.hyperparams["learning_rate"])
+        return float(jnp.ravel(self.opt_state.hyperparams["learning_rate"])[0])  # one per member: all equal
 
     @learning_rate.setter
     def learning_rate(self, value: float):
-        self.opt_state.hyperparams["learning_rate"] = jnp.asarray(value, jnp.float32)
+        old = self.opt_state.hyperparams["learning_rate"]
+        self.opt_state.hyperparams["learning_rate"] = jnp.full(jnp.shape(old), value, jnp.float32)
 
     # ------------------------------------------------------------------ fit
     def fit(self, model, datamodule, *, state: eqx.nn.State | None = None, ckpt_path: str | Path | None = None):
@@ -210,11 +223,16 @@ class Trainer:
         per_batch = any(wants_batch_hooks(c) for c in self.callbacks)
         chunk = min(self.log_every_n_steps, n_steps) if per_batch else n_steps
         compute_dtype = PRECISIONS[self.precision]
-        train_chunk = make_train_chunk(self.static, self.loss, self.optimizer, compute_dtype)
+        members = self.is_ensemble
+        train_chunk = make_train_chunk(self.static, self.loss, self.optimizer, compute_dtype, ensemble=members)
         evaluate = self._evaluator()
         permutation = make_permutation(n, n_steps, batch)
-        root = jax.random.PRNGKey(self.seed)
-        perm_root, dropout_root = jax.random.fold_in(root, 1), jax.random.fold_in(root, 2)
+        seeds = jnp.asarray(self.static.seeds if members else self.seed, jnp.uint32)
+        roots = jax.vmap(jax.random.PRNGKey)(seeds) if members else jax.random.PRNGKey(self.seed)
+        fold = jax.vmap(jax.random.fold_in, in_axes=(0, None)) if members else jax.random.fold_in
+        perm_root, dropout_root = fold(roots, 1), fold(roots, 2)
+        if members:
+            permutation = jax.vmap(permutation)
         data = (train.features, train.group_mask, train.label)
         compiled, compile_s = {}, 0.0
         fit_start = time.perf_counter()
@@ -225,14 +243,14 @@ class Trainer:
         while self.current_epoch < self.max_epochs and not self.should_stop:
             self._call_hook("on_train_epoch_start")
             t0 = time.perf_counter()
-            idx_all = permutation(jax.random.fold_in(perm_root, self.current_epoch))
+            idx_all = permutation(fold(perm_root, self.current_epoch))
             carry = (self.params, self.opt_state, self.model_state)
             losses, corrects = [], []
             first, self._resume_step = self._resume_step, 0  # resuming an interrupted epoch
             self.epoch_step = first
             for start in range(first, n_steps, chunk):
-                idx = idx_all[start:start + chunk]
-                steps = idx.shape[0]
+                idx = idx_all[..., start:start + chunk, :]
+                steps = idx.shape[-2]
                 if steps not in compiled:  # AOT so compile time is measured apart from training
                     c0 = time.perf_counter()
                     compiled[steps] = train_chunk.lower(carry, idx, data, self.class_weights, dropout_root,
@@ -244,6 +262,8 @@ class Trainer:
                 self.params, self.opt_state, self.model_state = carry
                 self.global_step += steps
                 self.epoch_step += steps
+                if members:  # per-member [K, steps]: log the members' mean
+                    loss, correct = loss.mean(0), correct.mean(0)
                 losses.append(loss)
                 corrects.append(correct)
                 if self._interrupt_requested and self.epoch_step < n_steps:
@@ -294,7 +314,10 @@ class Trainer:
         key = (self.static, self.loss, self.eval_batch_size)
         cached = getattr(self, "_evaluator_cache", None)
         if cached is None or cached[0] != key:
-            self._evaluator_cache = (key, make_evaluate(self.static, self.loss, self.eval_batch_size))
+            ens = self.is_ensemble
+            self._evaluator_cache = (key, make_evaluate(self.static, self.loss, self.eval_batch_size, ensemble=ens),
+                                     make_evaluate(self.static, self.loss, self.eval_batch_size, ensemble=ens,
+                                                   members=True) if ens else None)
         return self._evaluator_cache[1]
 
     def _evaluate_arrays(self, arrays):
@@ -349,6 +372,18 @@ class Trainer:
         probs = np.asarray(self._evaluate_arrays(arrays)[0])
         self._call_hook("on_predict_end")
         return probs
+
+    def predict_members(self, arrays, model=None, *, state=None) -> np.ndarray:
+        """Every ensemble member's probabilities `[K, N, 4]` (a single model: `[1, N, 4]`)."""
+        if model is not None:
+            self.model = model
+            self.model_state = state if state is not None else eqx.nn.State(model)
+        if not self.is_ensemble:
+            return self.predict(arrays)[None]
+        self._evaluator()
+        probs, _ = self._evaluator_cache[2](self.params, self.model_state, arrays.features, arrays.group_mask,
+                                            arrays.label, getattr(self, "class_weights", jnp.ones(4)))
+        return np.asarray(probs)
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path: str | Path) -> Path:

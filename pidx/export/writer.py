@@ -1,0 +1,203 @@
+"""Build, check and write the ONNX file of a model or of a run directory.
+
+```python
+from pidx.export import export_run
+info = export_run("runs/fse_phase1_mid/20261123-101500", "fse_phase1_mid.onnx")
+# writes fse_phase1_mid.onnx and fse_phase1_mid.json (input columns, class order, version, ...)
+```
+Every export is checked before it is written: ONNX Runtime and pidx predict the same
+synthetic tracks (every detector-availability pattern, NaN and sentinel encodings);
+a difference above `tolerance` is an `ExportError` and nothing is written.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from ..data.io import validate_tracks
+from ..data.schema import BAYES_FLAG, CLASS_NAMES, PROB_COLUMNS
+from ..errors import ExportError
+from ..models.ensemble import is_ensemble, member_probs
+from ..training.step import batched_forward
+from ..utils import atomic_path, atomic_write_json
+from .graph import OPSET, GraphBuilder, _onnx, input_columns, preprocessing_graph
+from .onnx import model_graph
+
+INPUT_NAME, OUTPUT_NAME = "tracks", "probabilities"
+
+
+def build_onnx(model, state, preprocessor, *, sentinels=(-999.0,), ensemble: bool = False,
+               temperature: float | None = None):
+    """The `onnx.ModelProto`: raw tracks `f32[N, C]` → class probabilities `f32[N, 4]`.
+
+    **Arguments:**
+
+    - `model`, `state`: a trained model and its `eqx.nn.State` (BatchNorm statistics).
+      With `ensemble=True`, a stacked ensemble: its members' probabilities are averaged.
+    - `preprocessor`: the run's fitted `Preprocessor` (its layout sets the input columns).
+    - `sentinels`: values that mean "missing" besides NaN (the run's `data.sentinels`).
+    - `temperature`: the run's fitted temperature, applied as softmax(log p / T).
+    """
+    onnx, helper, _ = _onnx()
+    g = GraphBuilder()
+    feats, mask = preprocessing_graph(g, INPUT_NAME, preprocessor, sentinels)
+    if ensemble:
+        members = [model.member(i, state) for i in range(model.size)]
+        probs = [g.op("Softmax", model_graph(g, m, s, feats, mask), axis=1) for m, s in members]
+        probs = g.op("Div", g.op("Sum", *probs), g.const(float(model.size), "k"))
+    else:
+        probs = g.op("Softmax", model_graph(g, model, state, feats, mask), axis=1)
+    if temperature is not None:
+        logp = g.op("Log", g.op("Max", probs, g.const(1e-30, "tiny")))
+        probs = g.op("Softmax", g.op("Div", logp, g.const(float(temperature), "temperature")), axis=1)
+    g.nodes.append(helper.make_node("Identity", [probs], [OUTPUT_NAME]))
+    n_in = len(input_columns(preprocessor.layout))
+    graph = helper.make_graph(
+        g.nodes, "pidx", [helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.FLOAT, ["N", n_in])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, onnx.TensorProto.FLOAT, ["N", len(CLASS_NAMES)])],
+        initializer=g.initializers)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pidx")
+    proto.ir_version = 8  # readable by ONNX Runtime >= 1.10
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def synthetic_tracks(preprocessor, *, n_per_pattern: int = 64, sentinels=(-999.0,), seed: int = 0) -> pd.DataFrame:
+    """Raw float32-exact tracks covering every detector-availability pattern.
+
+    Present values are drawn around the train medians (a few outside the clip range);
+    absent groups are NaN or a sentinel, absent Bayes rows NaN, all 0 or all 0.25.
+    """
+    rng = np.random.default_rng(seed)
+    layout = preprocessor.layout
+    flagged = [g for g in layout.groups if g.flag is not None]
+    patterns = list(itertools.product((0, 1), repeat=len(flagged)))
+    n = n_per_pattern * len(patterns)
+    cols = {c: np.zeros(n) for c in input_columns(layout)}
+    present_all = np.repeat(np.array(patterns, bool), n_per_pattern, axis=0)
+    for group in layout.groups:
+        k = len(group.columns)
+        if group.scale:
+            z = rng.standard_normal((n, k)) * np.where(rng.random((n, 1)) < 0.05, 40.0, 1.5)
+            v = np.array([preprocessor.median[c] for c in group.columns]) + z * [preprocessor.scale[c] for c in
+                                                                               group.columns]
+        else:
+            v = rng.dirichlet(np.ones(k), n)
+        if group.flag is not None:
+            present = present_all[:, flagged.index(group)]
+            if group.flag == BAYES_FLAG:
+                fills = np.array([np.nan, 0.0, 0.25])[rng.integers(0, 3, n)]
+            else:
+                fills = np.where(rng.random(n) < 0.5, np.nan, sentinels[0] if sentinels else np.nan)
+                cols[group.flag] = present.astype(float)
+            v = np.where(present[:, None], v, fills[:, None])
+        for j, c in enumerate(group.columns):
+            cols[c] = v[:, j]
+    return pd.DataFrame(cols).astype(np.float32).astype(np.float64)
+
+
+@eqx.filter_jit
+def _reference(model, state, x, mask):
+    return jax.nn.softmax(batched_forward(eqx.nn.inference_mode(model), x, mask, state)[0], axis=-1)
+
+
+def pidx_probs(model, state, preprocessor, frame: pd.DataFrame, *, sentinels=(-999.0,),
+               temperature: float | None = None) -> np.ndarray:
+    """pidx's own probabilities for a raw table (validation + preprocessing + model [+ temperature])."""
+    probs = _pidx_probs(model, state, preprocessor, frame, sentinels)
+    if temperature is None:
+        return probs
+    from ..evaluation.calibration import apply_temperature
+
+    return apply_temperature(probs, temperature)
+
+
+def _pidx_probs(model, state, preprocessor, frame, sentinels):
+    table = validate_tracks(frame, source="export check", layout=preprocessor.layout, require_label=False,
+                            sentinels=tuple(sentinels))
+    feats, mask = preprocessor.transform(table)
+    if is_ensemble(model):
+        return np.asarray(member_probs(model, state, jnp.asarray(feats), jnp.asarray(mask)).mean(0))
+    return np.asarray(_reference(model, state, jnp.asarray(feats), jnp.asarray(mask)))
+
+
+def onnx_probs(proto_or_path, frame: pd.DataFrame, columns) -> np.ndarray:
+    """ONNX Runtime's probabilities for the columns `columns` of `frame`."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ExportError("checking an export needs onnxruntime: pip install 'pidx[export]'") from None
+    src = proto_or_path.SerializeToString() if hasattr(proto_or_path, "SerializeToString") else str(proto_or_path)
+    session = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
+    x = frame[list(columns)].to_numpy(np.float32)
+    return session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+
+
+def export_onnx(model, state, preprocessor, path: str | Path, *, sentinels=(-999.0,), metadata: dict | None = None,
+                temperature: float | None = None, tolerance: float = 1e-5, check: bool = True) -> dict:
+    """Write `path` (.onnx) and its sidecar `path.with_suffix(".json")`, atomically.
+
+    **Arguments:**
+
+    - `model`, `state`, `preprocessor`, `sentinels`: as in `build_onnx`.
+    - `metadata`: extra JSON-able entries for the sidecar (recipe, momentum range, ...).
+    - `temperature`: a fitted temperature to apply inside the graph.
+    - `tolerance`: largest |Δprob| allowed between ONNX Runtime and pidx in the check.
+    - `check`: run the check (needs onnxruntime); `False` only writes.
+    """
+    from .. import __version__
+
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise ExportError(f"{path}: the output must end in .onnx")
+    ensemble = is_ensemble(model)
+    proto = build_onnx(model, state, preprocessor, sentinels=sentinels, ensemble=ensemble, temperature=temperature)
+    columns = input_columns(preprocessor.layout)
+    info = {
+        "format": "onnx", "opset": OPSET, "pidx_version": __version__,
+        "input": {"name": INPUT_NAME, "shape": ["N", len(columns)], "dtype": "float32", "columns": list(columns),
+                  "missing": f"NaN or one of the sentinels {list(sentinels)}; Bayes rows also all 0 or all 0.25; "
+                             "the has_* flags decide presence"},
+        "output": {"name": OUTPUT_NAME, "shape": ["N", len(CLASS_NAMES)], "columns": list(PROB_COLUMNS),
+                   "classes": list(CLASS_NAMES), "pdg": [211, 321, 2212, 11]},
+        "sentinels": list(sentinels), "ensemble_members": model.size if ensemble else 1, "temperature": temperature,
+        **(metadata or {}),
+    }
+    if check:
+        frame = synthetic_tracks(preprocessor, sentinels=sentinels)
+        diff = float(np.max(np.abs(onnx_probs(proto, frame, columns)
+                                   - pidx_probs(model, state, preprocessor, frame, sentinels=sentinels,
+                                                temperature=temperature))))
+        if not diff <= tolerance:
+            raise ExportError(f"ONNX Runtime and pidx differ by {diff:.3g} > {tolerance:g} on {len(frame)} synthetic "
+                              "tracks; nothing was written (report this with the run directory)")
+        info["check"] = {"tracks": len(frame), "max_abs_diff": diff, "tolerance": tolerance}
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(proto.SerializeToString())
+    atomic_write_json(path.with_suffix(".json"), info)
+    return info
+
+
+def export_run(run_dir: str | Path, output: str | Path, *, tolerance: float = 1e-5, check: bool = True) -> dict:
+    """Export a run directory's best checkpoint (preprocessing included) to ONNX."""
+    from ..run import load_run_model, run_temperature
+
+    cfg, model, state, pre, ckpt = load_run_model(run_dir)
+    d = cfg["data"]
+    meta = {"recipe": cfg["name"], "model": cfg["model"]["name"], "checkpoint": str(ckpt),
+            "momentum_range": d["momentum_range"], "momentum_variable": d["momentum_variable"],
+            "note": "the model was trained on tracks inside momentum_range; apply the same selection"}
+    info = export_onnx(model, state, pre, output, sentinels=tuple(d["sentinels"]), metadata=meta,
+                       temperature=run_temperature(run_dir), tolerance=tolerance, check=check)
+    return {**info, "output": str(output)}
+
+
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "build_onnx", "synthetic_tracks", "pidx_probs", "onnx_probs",
+           "export_onnx", "export_run"]

@@ -1,0 +1,115 @@
+"""ONNX export: ONNX Runtime equals `pidx predict` for all four models, every missing pattern, batch 1."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import pidx
+from pidx.cli import main
+from pidx.data.io import encode_missing
+from pidx.data.schema import BAYES_COLUMNS, FEATURE_COLUMNS, PROB_COLUMNS, TOF_COLUMNS, TPC_COLUMNS
+
+ort = pytest.importorskip("onnxruntime")  # in the test extra; skipped only where it cannot install
+
+RECIPES = Path(__file__).parent.parent / "recipes"
+FAST = ["--set", "data.n_tracks=8000", "--set", "data.momentum_range=full", "--set", "trainer.max_epochs=2",
+        "--set", "trainer.batch_size=256", "--set", "evaluation.report=false", "--set", "evaluation.baselines=[]",
+        "--quiet"]
+TOL = 1e-5
+
+
+def _fit(tmp_path_factory, recipe, *extra):
+    out = tmp_path_factory.mktemp("runs") / recipe
+    assert main(["fit", str(RECIPES / f"{recipe}.yaml"), *FAST, *extra, "--output", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def tracks(tmp_path_factory):
+    """12,000 tracks, float32-exact, every pattern of (TPC, TOF, Bayes) present/absent, mixed encodings."""
+    df = pidx.simulate(n_tracks=50_000, seed=77, tof_scenario="run3")
+    full = df[(df.has_tpc == 1) & (df.has_tof == 1) & df[list(BAYES_COLUMNS)].notna().all(axis=1)]
+    df = full.iloc[:12_000].reset_index(drop=True).copy()
+    assert len(df) == 12_000
+    pattern = np.arange(len(df)) % 8
+    for bit, cols, flag in ((1, TPC_COLUMNS, "has_tpc"), (2, TOF_COLUMNS, "has_tof"), (4, BAYES_COLUMNS, None)):
+        off = (pattern & bit) > 0
+        df.loc[off, list(cols)] = np.nan
+        if flag:
+            df.loc[off, flag] = 0
+    half = np.arange(len(df)) % 16 >= 8  # half NaN, half extractor sentinels (-999, Bayes all 0)
+    df.loc[half] = encode_missing(df.loc[half], "sentinel").to_numpy()
+    df = df[list(FEATURE_COLUMNS)].astype(np.float32).astype(np.float64)
+    path = tmp_path_factory.mktemp("data") / "tracks.parquet"
+    df.to_parquet(path)
+    return path, df
+
+
+def _session(path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _check_parity(run_dir, tracks, tmp_path):
+    path, df = tracks
+    model = tmp_path / "model.onnx"
+    assert main(["export", str(run_dir), "--format", "onnx", "--output", str(model)]) == 0
+    info = json.loads(model.with_suffix(".json").read_text())
+    assert info["input"]["columns"] == list(FEATURE_COLUMNS) and info["output"]["classes"] == ["pi", "ka", "pr", "el"]
+    assert info["pidx_version"] == pidx.__version__ and info["check"]["max_abs_diff"] <= TOL
+    out = tmp_path / "pred.parquet"
+    assert main(["predict", str(run_dir), "--input", str(path), "--output", str(out)]) == 0
+    ref = pd.read_parquet(out)[list(PROB_COLUMNS)].to_numpy()
+    x = df[info["input"]["columns"]].to_numpy(np.float32)
+    session = _session(model)
+    got = session.run(["probabilities"], {"tracks": x})[0]
+    assert got.shape == (len(df), 4)
+    assert np.abs(got - ref).max() <= TOL
+    assert ref.std(0).min() > 0.01  # a trained model, not a constant: parity is meaningful
+    # batch size 1, the way O2Physics calls it, on every pattern and encoding
+    rows = np.arange(0, len(df), 37)
+    single = np.concatenate([session.run(["probabilities"], {"tracks": x[i:i + 1]})[0] for i in rows])
+    assert np.abs(single - ref[rows]).max() <= TOL
+    return got, ref
+
+
+@pytest.mark.parametrize("recipe", ["simplenn_full", "dnn_full", "fse_phase0_full", "fse_phase1_full"])
+def test_onnx_matches_pidx_predict(recipe, tracks, tmp_path_factory, tmp_path):
+    run_dir = _fit(tmp_path_factory, recipe)
+    _check_parity(run_dir, tracks, tmp_path)
+
+
+def test_ensemble_with_temperature_exports(tracks, tmp_path_factory, tmp_path):
+    run_dir = _fit(tmp_path_factory, "simplenn_full", "--set", "trainer.ensemble=2",
+                   "--set", "evaluation.temperature_scaling=true")
+    temperature = json.loads((run_dir / "calibration.json").read_text())["temperature"]
+    assert temperature != pytest.approx(1.0, abs=1e-3)
+    _check_parity(run_dir, tracks, tmp_path)
+    info = json.loads((tmp_path / "model.json").read_text())
+    assert info["ensemble_members"] == 2 and info["temperature"] == pytest.approx(temperature)
+
+
+def test_export_errors_name_the_problem(tmp_path, capsys):
+    assert main(["export", str(tmp_path), "--output", str(tmp_path / "m.onnx")]) == 2
+    assert "not a pidx run directory" in capsys.readouterr().err
+    assert main(["export", str(tmp_path), "--format", "tflite", "--output", str(tmp_path / "m.onnx")]) == 2
+    assert "accepted: onnx" in capsys.readouterr().err
+
+
+def test_subclass_that_changes_forward_is_refused():
+    import jax
+
+    from pidx.data.schema import DEFAULT_LAYOUT
+    from pidx.errors import ExportError
+    from pidx.export import GraphBuilder, model_graph
+
+    class Doubled(pidx.SimpleNN):
+        def forward(self, x, mask, state, *, key=None):
+            logits, state = super().forward(x, mask, state, key=key)
+            return 2 * logits, state
+
+    model = Doubled(DEFAULT_LAYOUT, key=jax.random.PRNGKey(0))
+    with pytest.raises(ExportError, match="overrides forward"):
+        model_graph(GraphBuilder(), model, None, "f", "m")
