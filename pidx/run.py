@@ -351,7 +351,9 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
     - `seed`: seed of the MC dropout masks.
 
     The prob_* columns are the deterministic prediction (the one `pidx export` writes),
-    temperature-scaled when the run fitted a temperature.
+    temperature-scaled when the run fitted a temperature; `entropy` is theirs, while
+    `mutual_information` and `disagreement` come from the members' (or samples') own
+    probabilities.
     """
     from .data.datamodule import resolve_momentum_range
     from .data.io import read_table, validate_tracks

@@ -106,11 +106,11 @@ def test_fit_writes_baselines_and_report(run_dir):
     report = run_dir / "report"
     pngs = {p.name: p.stat().st_size for p in report.glob("*.png")}
     assert set(pngs) == {"roc.png", "efficiency_purity_vs_p.png", "confusion.png", "dedx_vs_p.png",
-                         "training_curves.png", "feature_importance.png", "group_ablation.png"}
+                         "training_curves.png", "feature_importance.png", "group_ablation.png", "reliability.png"}
     assert min(pngs.values()) > 10_000  # real figures, not empty canvases
     text = (report / "report.md").read_text()
     for section in ("## Model and classic methods", "## Efficiency and purity vs momentum", "## ROC curves",
-                    "## What the model uses", "![roc](roc.png)"):
+                    "## What the model uses", "![roc](roc.png)", "## Calibration"):
         assert section in text
     assert f"{metrics['test']['accuracy']:.4f}" in text and f"{base['gbdt']['accuracy']:.4f}" in text
     importance = json.loads((report / "importance.json").read_text())

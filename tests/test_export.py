@@ -86,6 +86,9 @@ def test_ensemble_with_temperature_exports(tracks, tmp_path_factory, tmp_path):
                    "--set", "evaluation.temperature_scaling=true")
     temperature = json.loads((run_dir / "calibration.json").read_text())["temperature"]
     assert temperature != pytest.approx(1.0, abs=1e-3)
+    cal = json.loads((run_dir / "metrics.json").read_text())["calibration"]
+    assert cal["temperature"] == temperature and cal["val_nll_after"] <= cal["val_nll_before"]
+    assert cal["test_calibrated"]["nll"] < cal["test"]["nll"]  # fitted on validation, better on test too
     _check_parity(run_dir, tracks, tmp_path)
     info = json.loads((tmp_path / "model.json").read_text())
     assert info["ensemble_members"] == 2 and info["temperature"] == pytest.approx(temperature)

@@ -143,4 +143,30 @@ def bar_chart(names, values, path, title, xlabel) -> Path:
     return _save(fig, path)
 
 
-__all__ = ["roc_curves", "efficiency_purity", "confusion", "training_curves", "dedx_map", "bar_chart"]
+def reliability_diagram(curves: dict[str, dict], path, title="") -> Path:
+    """Per species: observed frequency vs mean predicted probability (one vs rest), bin counts below.
+
+    `curves` maps a label (e.g. "model", "temperature-scaled") to `calibration.reliability(...)`.
+    """
+    fig, axes = plt.subplots(2, 4, figsize=(16, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    styles = ({"color": "black", "marker": "o"}, {"color": "tab:purple", "marker": "s", "ls": "--"})
+    for c, name in enumerate(CLASS_NAMES):
+        ax, cnt = axes[0, c], axes[1, c]
+        ax.plot([0, 1], [0, 1], color="lightgray", lw=0.8)
+        for (label, rel), style in zip(curves.items(), styles):
+            r = rel[name]
+            conf, freq, count = (np.asarray(r[k], float) for k in ("confidence", "frequency", "count"))
+            ok = count > 0
+            ax.plot(conf[ok], freq[ok], ms=3, label=f"{label} (ECE {r['ece']:.4f})", **style)
+            edges = np.linspace(0, 1, len(count) + 1)
+            cnt.step(edges[:-1], np.maximum(count, 0.5), where="post", color=style["color"], alpha=0.7)
+        ax.set(title=f"{CLASS_LABELS[c]}", ylabel="observed frequency" if c == 0 else None, xlim=(0, 1), ylim=(0, 1))
+        ax.legend(fontsize=7, loc="upper left")
+        cnt.set_yscale("log")
+        cnt.set(xlabel="predicted probability", ylabel="tracks" if c == 0 else None)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+__all__ = ["roc_curves", "efficiency_purity", "confusion", "training_curves", "dedx_map", "bar_chart",
+           "reliability_diagram"]

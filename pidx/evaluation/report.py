@@ -114,6 +114,13 @@ def generate_report(run_dir: str | Path, *, max_tracks: int = 20_000) -> Path:
         "dedx": plots.dedx_map(momentum, preds["tpc_signal"].to_numpy(), labels, _pred(preds, "model"),
                                out / "dedx_vs_p.png"),
     }
+    cal = metrics.get("calibration", {})
+    if "test" in cal:
+        curves = {"model": cal["test"]["reliability"]}
+        if "test_calibrated" in cal:
+            curves[f"temperature-scaled (T={cal['temperature']:.3f})"] = cal["test_calibrated"]["reliability"]
+        figs["reliability"] = plots.reliability_diagram(curves, out / "reliability.png",
+                                                        f"{title}: reliability on the test split")
     history = pd.read_csv(run_dir / "history.csv").to_dict("records") if (run_dir / "history.csv").is_file() else []
     if history:
         figs["curves"] = plots.training_curves(history, out / "training_curves.png")
@@ -175,6 +182,8 @@ def _markdown(cfg, metrics, figs, importance, ablation, top, ckpt, run_dir) -> s
               "and purity (fraction of tracks identified as a species that really are it) in momentum bins.", "",
               "![effpur](efficiency_purity_vs_p.png)", "", "## TPC dE/dx vs momentum", "",
               "![dedx](dedx_vs_p.png)", ""]
+    if "reliability" in figs:
+        lines += _calibration_lines(metrics["calibration"])
     if "curves" in figs:
         lines += ["## Training curves", "", "![curves](training_curves.png)", ""]
     lines += ["## What the model uses", "",
@@ -185,6 +194,24 @@ def _markdown(cfg, metrics, figs, importance, ablation, top, ckpt, run_dir) -> s
               "if the detector had not measured it).", "", "![ablation](group_ablation.png)", "",
               _table([[k, _f(v)] for k, v in ablation.items()], ["removed group", "accuracy"])]
     return "\n".join(lines) + "\n"
+
+
+def _calibration_lines(cal: dict) -> list[str]:
+    rows = [["model", _f(cal["test"]["ece"]), _f(cal["test"]["nll"])]
+            + [_f(cal["test"]["classwise_ece"][c]) for c in cal["test"]["classwise_ece"]]]
+    if "test_calibrated" in cal:
+        tc = cal["test_calibrated"]
+        rows.append([f"T = {cal['temperature']:.3f}", _f(tc["ece"]), _f(tc["nll"])]
+                    + [_f(tc["classwise_ece"][c]) for c in tc["classwise_ece"]])
+    lines = ["## Calibration", "",
+             f"Expected calibration error (top label, {cal['test']['bins']} equal-width bins) and per-species ECE "
+             "(one vs rest) on the test split. Balanced class weights shift probabilities towards rare species by "
+             "design, so a class-weighted model is expected to be miscalibrated for the true mixture.", "",
+             _table(rows, ["probabilities", "ECE", "NLL"] + [f"ECE {c}" for c in cal["test"]["classwise_ece"]])]
+    if "temperature" in cal:
+        lines += [f"Temperature fitted on the validation split ({cal['val_tracks']:,} tracks): NLL "
+                  f"{_f(cal['val_nll_before'])} → {_f(cal['val_nll_after'])}.", ""]
+    return lines + ["![reliability](reliability.png)", ""]
 
 
 __all__ = ["PREDICTIONS_FILE", "write_test_predictions", "masked_group", "importance_and_ablation",

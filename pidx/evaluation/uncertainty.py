@@ -43,8 +43,8 @@ def with_dropout(model):
     if not drops:
         raise PidxError(f"{type(model).__name__} has no dropout layer with p > 0: MC dropout cannot sample it "
                         "(use an ensemble, trainer.ensemble: K, instead)")
-    return eqx.tree_at(lambda m: [x for x in jax.tree.leaves(m, is_leaf=is_dropout) if is_dropout(x) and x.p > 0],
-                       model, replace_fn=lambda d: eqx.nn.Dropout(d.p, inference=False))
+    return jax.tree.map(lambda d: eqx.nn.Dropout(d.p, inference=False) if is_dropout(d) and d.p > 0 else d,
+                        model, is_leaf=is_dropout)
 
 
 @eqx.filter_jit
