@@ -4,11 +4,14 @@ The public API, re-exported explicitly:
 
 - data: `simulate`, `SimulatorConfig`, `load_tracks`, `TrackDataModule`, `ArrayDataModule`,
   `TrackArrays`, `Preprocessor`, `DetectorGroup`, `FeatureLayout`, `make_layout`, `DEFAULT_LAYOUT`;
-- models: `SimpleNN`, `DNN`, `FSEAttention`, `DetectorAwareFSE`, `PIDModel`, `build_model`;
+- models: `SimpleNN`, `DNN`, `FSEAttention`, `DetectorAwareFSE`, `PIDModel`, `build_model`,
+  `Ensemble`, `make_ensemble` (K members trained in one vmapped program);
+- deployment: `pidx.export` (ONNX export with the preprocessing in the graph);
 - training: `Trainer`, `Callback` and the built-in callbacks, `FocalLoss`, `CrossEntropy`,
   `compute_class_weights`, `make_optimizer`;
 - recipes and runs: `load_recipe`, `validate_recipe`;
 - evaluation: `classification_metrics`;
+- calibration and uncertainty: `pidx.evaluation.calibration`, `pidx.evaluation.uncertainty`;
 - errors: `PidxError` and its subclasses.
 """
 
@@ -16,9 +19,9 @@ from .data import (
     CLASS_NAMES, DEFAULT_LAYOUT, FEATURE_COLUMNS, ArrayDataModule, DetectorGroup, FeatureLayout, Preprocessor,
     SimulatorConfig, TrackArrays, TrackDataModule, load_tracks, make_layout, simulate,
 )
-from .errors import CheckpointError, DataError, PidxError, RecipeError, TrainingError
+from .errors import CheckpointError, DataError, ExportError, PidxError, RecipeError, TrainingError
 from .evaluation import classification_metrics
-from .models import DNN, DetectorAwareFSE, FSEAttention, PIDModel, SimpleNN, build_model
+from .models import DNN, DetectorAwareFSE, Ensemble, FSEAttention, PIDModel, SimpleNN, build_model, make_ensemble
 from .recipe import load_recipe, validate_recipe
 from .training import (
     Callback, CrossEntropy, CSVLogger, EarlyStopping, FocalLoss, ModelCheckpoint, ProgressBar, TerminateOnNaN,
@@ -30,8 +33,9 @@ __version__ = "0.1.0"
 __all__ = [
     "CLASS_NAMES", "DEFAULT_LAYOUT", "FEATURE_COLUMNS", "ArrayDataModule", "DetectorGroup", "FeatureLayout",
     "Preprocessor", "SimulatorConfig", "TrackArrays", "TrackDataModule", "load_tracks", "make_layout", "simulate",
-    "CheckpointError", "DataError", "PidxError", "RecipeError", "TrainingError", "classification_metrics",
-    "DNN", "DetectorAwareFSE", "FSEAttention", "PIDModel", "SimpleNN", "build_model", "load_recipe",
+    "CheckpointError", "DataError", "ExportError", "PidxError", "RecipeError", "TrainingError", "classification_metrics",
+    "DNN", "DetectorAwareFSE", "Ensemble", "FSEAttention", "PIDModel", "SimpleNN", "build_model",
+    "make_ensemble", "load_recipe",
     "validate_recipe", "Callback", "CrossEntropy", "CSVLogger", "EarlyStopping", "FocalLoss", "ModelCheckpoint",
     "ProgressBar", "TerminateOnNaN", "Trainer", "ValidationMetrics", "compute_class_weights", "make_optimizer",
     "__version__",

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.datamodule import TrackArrays
-from ..data.schema import CLASS_LABELS, CLASS_NAMES, NUM_CLASSES
+from ..data.schema import CLASS_LABELS, CLASS_NAMES
 from ..utils import atomic_write_text
 from . import plots
 from .metrics import confusion_matrix
