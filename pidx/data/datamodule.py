@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from ..errors import DataError
 from ..utils import stable_hash
@@ -155,6 +154,8 @@ class TrackDataModule:
                             "train/validation/test (need >= 3 each, or none)")
         idx = np.arange(len(labels))
         try:
+            from sklearn.model_selection import train_test_split  # lazy: sklearn costs ~2 s to import
+
             rest, test = train_test_split(idx, test_size=self.test_fraction, stratify=labels,
                                           random_state=self.seed)
             val_share = self.val_fraction / (1.0 - self.test_fraction)

@@ -7,13 +7,18 @@ Classes absent from `labels` are left out of macro averages (and reported as Non
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from ..data.schema import CLASS_NAMES, NUM_CLASSES
 
 
 def accuracy(labels, pred) -> float:
     return float(np.mean(np.asarray(labels) == np.asarray(pred)))
+
+
+def _roc_auc(y_true, score):
+    from sklearn.metrics import roc_auc_score  # lazy: sklearn costs ~2 s to import
+
+    return roc_auc_score(y_true, score)
 
 
 def balanced_accuracy(labels, pred) -> float:
@@ -28,7 +33,7 @@ def per_class_auc(labels, probs) -> list[float | None]:
     out = []
     for c in range(NUM_CLASSES):
         pos = labels == c
-        out.append(float(roc_auc_score(pos, probs[:, c])) if 0 < pos.sum() < len(labels) else None)
+        out.append(float(_roc_auc(pos, probs[:, c])) if 0 < pos.sum() < len(labels) else None)
     return out
 
 
@@ -42,7 +47,7 @@ def micro_auc(labels, probs) -> float:
     """ROC AUC of all (track, class) pairs pooled (one-vs-rest, micro average)."""
     labels = np.asarray(labels)
     onehot = np.eye(NUM_CLASSES, dtype=bool)[labels]
-    return float(roc_auc_score(onehot.ravel(), np.asarray(probs).ravel()))
+    return float(_roc_auc(onehot.ravel(), np.asarray(probs).ravel()))
 
 
 def confusion_matrix(labels, pred, *, normalize: bool = True) -> np.ndarray:
