@@ -11,7 +11,7 @@ from pidx.models.ensemble import Ensemble, make_ensemble, member_key
 
 from helpers import separable_datamodule
 
-SEEDS = (5, 17, 42)
+SEEDS = (5, 42)
 
 
 def _trainer(seed, epochs=2):

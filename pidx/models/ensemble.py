@@ -74,7 +74,7 @@ def make_ensemble(name: str, layout, *, seeds: Sequence[int], **kwargs) -> tuple
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise ValueError(f"an ensemble needs at least 2 distinct seeds, got {seeds}")
     keys = jnp.stack([member_key(s) for s in seeds])
-    members, state = eqx.filter_vmap(lambda k: build_model(name, layout, key=k, **kwargs))(keys)
+    members, state = eqx.filter_jit(eqx.filter_vmap(lambda k: build_model(name, layout, key=k, **kwargs)))(keys)
     return Ensemble(members, seeds), state
 
 
