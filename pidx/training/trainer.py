@@ -19,8 +19,6 @@ checkpoints use the members' mean probabilities.
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from pathlib import Path
 
@@ -32,14 +30,14 @@ import numpy as np
 from ..errors import TrainingError
 from ..models.ensemble import Ensemble
 from .callbacks import Callback, ProgressBar, ValidationMetrics, wants_batch_hooks
-from .checkpoint import load_tree, read_meta, remove_checkpoint, save_checkpoint
 from .losses import FocalLoss, compute_class_weights
 from .step import make_evaluate, make_optimizer, make_permutation, make_train_chunk
+from .trainer_state import CheckpointingMixin
 
 PRECISIONS = {"f32": None, "bf16": jnp.bfloat16}
 
 
-class Trainer:
+class Trainer(CheckpointingMixin):
     """Fits, validates, tests and predicts with any `PIDModel`.
 
     **Arguments:**
@@ -187,33 +185,6 @@ class Trainer:
         finally:
             self._call_hook("teardown", "fit")
         return self
-
-    def _graceful_interrupt(self):
-        """First Ctrl-C: stop after the running chunk of steps (state stays consistent,
-        on_exception can checkpoint it); a second Ctrl-C interrupts at once."""
-        import contextlib
-
-        @contextlib.contextmanager
-        def handler():
-            if threading.current_thread() is not threading.main_thread():
-                yield
-                return
-
-            def on_sigint(signum, frame):
-                if self._interrupt_requested:
-                    raise KeyboardInterrupt
-                self._interrupt_requested = True
-                import sys
-                print("\ninterrupt: stopping after the current steps (Ctrl-C again to abort now)",
-                      file=sys.stderr, flush=True)
-
-            previous = signal.signal(signal.SIGINT, on_sigint)
-            try:
-                yield
-            finally:
-                signal.signal(signal.SIGINT, previous)
-
-        return handler()
 
     def _fit_loop(self, dm):
         train, val = dm.train, dm.val
@@ -384,52 +355,5 @@ class Trainer:
         probs, _ = self._evaluator_cache[2](self.params, self.model_state, arrays.features, arrays.group_mask,
                                             arrays.label, getattr(self, "class_weights", jnp.ones(4)))
         return np.asarray(probs)
-
-    # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self, path: str | Path) -> Path:
-        """Write the whole training state to the directory `path` (atomically)."""
-        meta = {
-            "epochs_completed": len(self.history), "global_step": self.global_step, "seed": self.seed,
-            "epoch_step": self.epoch_step,
-            "history": self.history, "stop_reason": self.stop_reason, "should_stop": self.should_stop,
-            "metrics": self.logged_metrics, "class_weights": np.asarray(self.class_weights).tolist(),
-            "preprocessing": getattr(getattr(self.datamodule, "preprocessor", None), "to_dict", dict)(),
-            "config": self.config, "callbacks": {},
-        }
-        trees = {"model": self.params, "model_state": self.model_state, "opt_state": self.opt_state}
-        for cb in self.callbacks:
-            st = dict(cb.state_dict())
-            if "weights" in st:
-                trees[f"extra-{cb.state_key}"] = st.pop("weights")
-                st["__weights__"] = True
-            meta["callbacks"][cb.state_key] = st
-        self._call_hook("on_save_checkpoint", meta)
-        return save_checkpoint(path, trees=trees, meta=meta)
-
-    def remove_checkpoint(self, path: str | Path) -> None:
-        remove_checkpoint(path)
-
-    def load_checkpoint(self, path: str | Path) -> dict:
-        """Restore weights, optimizer, model state, counters and callback states."""
-        meta = read_meta(path)
-        self.params = load_tree(path, "model", self.params)
-        self.model_state = load_tree(path, "model_state", self.model_state)
-        self.opt_state = load_tree(path, "opt_state", self.opt_state)
-        self.current_epoch = int(meta["epochs_completed"])
-        self.global_step = int(meta["global_step"])
-        self._resume_step = int(meta.get("epoch_step", 0))
-        self.history = list(meta["history"])
-        self.should_stop, self.stop_reason = bool(meta["should_stop"]), meta["stop_reason"]
-        self.logged_metrics = dict(meta["metrics"])
-        for cb in self.callbacks:
-            st = meta["callbacks"].get(cb.state_key)
-            if st is None:
-                continue
-            if st.pop("__weights__", False):
-                st["weights"] = load_tree(path, f"extra-{cb.state_key}", (self.params, self.model_state))
-            cb.load_state_dict(st)
-        self._call_hook("on_load_checkpoint", meta)
-        return meta
-
 
 __all__ = ["Trainer", "PRECISIONS"]

@@ -1,0 +1,93 @@
+"""The parts of `Trainer` that save and restore its state: checkpoints and Ctrl-C.
+
+Split from trainer.py to keep each file to one job; `Trainer` inherits these methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import load_tree, read_meta, remove_checkpoint, save_checkpoint
+
+
+class CheckpointingMixin:
+    """`save_checkpoint`, `load_checkpoint`, `remove_checkpoint` and the graceful Ctrl-C handler."""
+
+    def _graceful_interrupt(self):
+        """First Ctrl-C: stop after the running chunk of steps (state stays consistent,
+        on_exception can checkpoint it); a second Ctrl-C interrupts at once."""
+        @contextlib.contextmanager
+        def handler():
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+
+            def on_sigint(signum, frame):
+                if self._interrupt_requested:
+                    raise KeyboardInterrupt
+                self._interrupt_requested = True
+                print("\ninterrupt: stopping after the current steps (Ctrl-C again to abort now)",
+                      file=sys.stderr, flush=True)
+
+            previous = signal.signal(signal.SIGINT, on_sigint)
+            try:
+                yield
+            finally:
+                signal.signal(signal.SIGINT, previous)
+
+        return handler()
+
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Write the whole training state to the directory `path` (atomically)."""
+        meta = {
+            "epochs_completed": len(self.history), "global_step": self.global_step, "seed": self.seed,
+            "epoch_step": self.epoch_step,
+            "history": self.history, "stop_reason": self.stop_reason, "should_stop": self.should_stop,
+            "metrics": self.logged_metrics, "class_weights": np.asarray(self.class_weights).tolist(),
+            "preprocessing": getattr(getattr(self.datamodule, "preprocessor", None), "to_dict", dict)(),
+            "config": self.config, "callbacks": {},
+        }
+        trees = {"model": self.params, "model_state": self.model_state, "opt_state": self.opt_state}
+        for cb in self.callbacks:
+            st = dict(cb.state_dict())
+            if "weights" in st:
+                trees[f"extra-{cb.state_key}"] = st.pop("weights")
+                st["__weights__"] = True
+            meta["callbacks"][cb.state_key] = st
+        self._call_hook("on_save_checkpoint", meta)
+        return save_checkpoint(path, trees=trees, meta=meta)
+
+    def remove_checkpoint(self, path: str | Path) -> None:
+        remove_checkpoint(path)
+
+    def load_checkpoint(self, path: str | Path) -> dict:
+        """Restore weights, optimizer, model state, counters and callback states."""
+        meta = read_meta(path)
+        self.params = load_tree(path, "model", self.params)
+        self.model_state = load_tree(path, "model_state", self.model_state)
+        self.opt_state = load_tree(path, "opt_state", self.opt_state)
+        self.current_epoch = int(meta["epochs_completed"])
+        self.global_step = int(meta["global_step"])
+        self._resume_step = int(meta.get("epoch_step", 0))
+        self.history = list(meta["history"])
+        self.should_stop, self.stop_reason = bool(meta["should_stop"]), meta["stop_reason"]
+        self.logged_metrics = dict(meta["metrics"])
+        for cb in self.callbacks:
+            st = meta["callbacks"].get(cb.state_key)
+            if st is None:
+                continue
+            if st.pop("__weights__", False):
+                st["weights"] = load_tree(path, f"extra-{cb.state_key}", (self.params, self.model_state))
+            cb.load_state_dict(st)
+        self._call_hook("on_load_checkpoint", meta)
+        return meta
+
+
+
+__all__ = ["CheckpointingMixin"]
