@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort  # in the test extra: a missing install fails, never skips
 import pandas as pd
 import pytest
 
@@ -12,7 +13,6 @@ from pidx.cli import main
 from pidx.data.io import encode_missing
 from pidx.data.schema import BAYES_COLUMNS, FEATURE_COLUMNS, PROB_COLUMNS, TOF_COLUMNS, TPC_COLUMNS
 
-ort = pytest.importorskip("onnxruntime")  # in the test extra; skipped only where it cannot install
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 FAST = ["--set", "data.n_tracks=8000", "--set", "data.momentum_range=full", "--set", "trainer.max_epochs=2",
