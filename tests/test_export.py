@@ -116,3 +116,21 @@ def test_subclass_that_changes_forward_is_refused():
     model = Doubled(DEFAULT_LAYOUT, key=jax.random.PRNGKey(0))
     with pytest.raises(ExportError, match="overrides forward"):
         model_graph(GraphBuilder(), model, None, "f", "m")
+
+
+def test_extra_detector_group_is_an_extra_input_column(tmp_path):
+    """A TRD group (the models guide's example) exports with its columns after the 21."""
+    import jax
+
+    from pidx.data.preprocess import Preprocessor
+    from pidx.data.schema import DetectorGroup, make_layout
+    from pidx.export import export_onnx
+
+    layout = make_layout([DetectorGroup("trd", ("trd_signal", "trd_nsigma_el"), flag="has_trd")])
+    scaled = [c for g in layout.groups if g.scale for c in g.columns]
+    rng = np.random.default_rng(0)
+    pre = Preprocessor(layout, {c: float(rng.normal()) for c in scaled}, {c: float(rng.uniform(0.5, 2)) for c in scaled})
+    model, state = pidx.build_model("fse_phase1", layout, key=jax.random.PRNGKey(3), hidden_dim=32)
+    info = export_onnx(model, state, pre, tmp_path / "trd.onnx")
+    assert info["input"]["columns"] == list(FEATURE_COLUMNS) + ["trd_signal", "trd_nsigma_el", "has_trd"]
+    assert info["check"]["tracks"] == 64 * 2 ** 4 and info["check"]["max_abs_diff"] <= TOL
