@@ -70,8 +70,9 @@ def make_model(cfg: dict, layout: FeatureLayout):
     try:
         if members > 1:  # member i: seed + i, exactly a single run with that seed
             return make_ensemble(cfg["model"]["name"], layout, seeds=[cfg["seed"] + i for i in range(members)],
-                                 **kwargs)
-        return build_model(cfg["model"]["name"], layout, key=member_key(cfg["seed"]), **kwargs)
+                                 compile=True, **kwargs)
+        # compiled init: the CLI's persistent compilation cache makes re-runs (test, predict, report) skip it
+        return build_model(cfg["model"]["name"], layout, key=member_key(cfg["seed"]), compile=True, **kwargs)
     except ValueError as exc:
         raise RecipeError(f"model: {exc}") from None
 

@@ -95,19 +95,27 @@ def resolve_model_class(name: str) -> type:
 
 
 def build_model(name: str, layout: FeatureLayout, *, key: PRNGKeyArray, num_classes: int = NUM_CLASSES,
-                **kwargs) -> tuple[PIDModel, eqx.nn.State]:
-    """Instantiate a model by name with its initial state (BatchNorm statistics, if any)."""
+                compile: bool = False, **kwargs) -> tuple[PIDModel, eqx.nn.State]:
+    """Instantiate a model by name with its initial state (BatchNorm statistics, if any).
+
+    With `compile=True` the initialisation runs as one compiled program (bitwise the same
+    weights). Worth it where the persistent compilation cache is on, as in the `pidx` CLI:
+    a re-run then skips the ~60 one-op compiles of an eager initialisation (~3 s on a
+    2-core CPU). In a process that builds many differently-sized models, eager is faster,
+    since one-op compiles are shared between models.
+    """
     cls = resolve_model_class(name)
     try:
-        return _initialise(cls, layout, key, num_classes, kwargs)
+        if compile:
+            return _initialise(cls, layout, key, num_classes, kwargs)
+        return eqx.nn.make_with_state(cls)(layout, num_classes=num_classes, key=key, **kwargs)
     except TypeError as exc:
         raise RecipeError(f"model '{name}': bad parameters {sorted(kwargs)}: {exc}") from None
 
 
 @eqx.filter_jit
 def _initialise(cls, layout, key, num_classes, kwargs):
-    """One compiled program for the whole initialisation: run eagerly, every random draw and
-    scaling would be compiled on its own (~60 tiny compiles, 4 s on a 2-core CPU)."""
+    """The whole initialisation as one compiled program (see `build_model(compile=True)`)."""
     return eqx.nn.make_with_state(cls)(layout, num_classes=num_classes, key=key, **kwargs)
 
 

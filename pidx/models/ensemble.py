@@ -60,7 +60,8 @@ class Ensemble(eqx.Module):
         return pick(self.members) if state is None else (pick(self.members), pick(state))
 
 
-def make_ensemble(name: str, layout, *, seeds: Sequence[int], **kwargs) -> tuple[Ensemble, eqx.nn.State]:
+def make_ensemble(name: str, layout, *, seeds: Sequence[int], compile: bool = False,
+                  **kwargs) -> tuple[Ensemble, eqx.nn.State]:
     """K members of model `name`, member `i` initialised from `member_key(seeds[i])`.
 
     **Arguments:**
@@ -68,13 +69,15 @@ def make_ensemble(name: str, layout, *, seeds: Sequence[int], **kwargs) -> tuple
     - `name`: a built-in model name or `module:Class` path (as `build_model`).
     - `layout`: the feature layout.
     - `seeds`: one seed per member (at least 2).
+    - `compile`: initialise in one compiled program (see `build_model`).
     - `kwargs`: the model's parameters.
     """
     seeds = tuple(int(s) for s in seeds)
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
         raise ValueError(f"an ensemble needs at least 2 distinct seeds, got {seeds}")
     keys = jnp.stack([member_key(s) for s in seeds])
-    members, state = eqx.filter_jit(eqx.filter_vmap(lambda k: build_model(name, layout, key=k, **kwargs)))(keys)
+    build = eqx.filter_vmap(lambda k: build_model(name, layout, key=k, **kwargs))
+    members, state = (eqx.filter_jit(build) if compile else build)(keys)
     return Ensemble(members, seeds), state
 
 
