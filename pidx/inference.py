@@ -34,6 +34,16 @@ def run_temperature(run_dir: str | Path) -> float | None:
         raise CheckpointError(f"{path}: unreadable calibration file ({exc}); delete it or re-run pidx fit") from None
 
 
+def calibrated(run_dir: str | Path, probs: np.ndarray) -> tuple[np.ndarray, float | None]:
+    """`probs` with the run's fitted temperature applied (unchanged if it has none), and the temperature."""
+    temperature = run_temperature(run_dir)
+    if temperature is None:
+        return probs, None
+    from .evaluation.calibration import apply_temperature
+
+    return apply_temperature(probs, temperature), temperature
+
+
 def read_run(run_dir: str | Path) -> tuple[dict, dict]:
     """The resolved recipe and metrics.json of a run directory."""
     import json
@@ -93,12 +103,7 @@ def test_run(run_dir: str | Path, data: str | Path | None = None) -> dict:
         table = dm.select_momentum(load_tracks(data, layout=pre.layout, sentinels=dm.sentinels,
                                                drop_unknown_pdg=dm.drop_unknown_pdg, on_invalid=dm.on_invalid))
         arrays = arrays_from_table(table, pre)
-    probs = trainer.predict(arrays, model, state=state)
-    temperature = run_temperature(run_dir)
-    if temperature is not None:
-        from .evaluation.calibration import apply_temperature
-
-        probs = apply_temperature(probs, temperature)
+    probs, temperature = calibrated(run_dir, trainer.predict(arrays, model, state=state))
     out = classification_metrics(np.asarray(arrays.label), probs)
     out.update({"checkpoint": str(ckpt), "data": str(data) if data else "test split", "temperature": temperature})
     return _finite(out)
@@ -125,19 +130,19 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
     from .data.io import read_table, validate_tracks
     from .run import make_trainer
 
+    if mc_dropout < 0:
+        raise RecipeError(f"--mc-dropout must be >= 0 samples, got {mc_dropout}")
     cfg, model, state, pre, ckpt = load_run_model(run_dir)
+    if mc_dropout and cfg["trainer"]["ensemble"] > 1:
+        raise RecipeError("--mc-dropout samples a single model; this run is an ensemble, whose members "
+                          "already give mutual_information and disagreement with --uncertainty")
     raw = read_table(input_path)
     d = cfg["data"]
     table = validate_tracks(raw, source=str(input_path), layout=pre.layout, require_label=False,
                             sentinels=tuple(d["sentinels"]), on_invalid="error")
     trainer = make_trainer(cfg, Path(run_dir), quiet=True)
     arrays = arrays_from_table(table, pre)
-    probs = trainer.predict(arrays, model, state=state)
-    temperature = run_temperature(run_dir)
-    if temperature is not None:
-        from .evaluation.calibration import apply_temperature
-
-        probs = apply_temperature(probs, temperature)
+    probs, temperature = calibrated(run_dir, trainer.predict(arrays, model, state=state))
     out = raw.copy()
     for i, col in enumerate(PROB_COLUMNS):
         out[col] = probs[:, i].astype(np.float32)
@@ -155,25 +160,21 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
 def _add_uncertainty(out, probs, trainer, arrays, model, state, uncertainty, mc_dropout, seed):
     from .evaluation import uncertainty as unc
 
-    if mc_dropout < 0:
-        raise RecipeError(f"--mc-dropout must be >= 0 samples, got {mc_dropout}")
-    if uncertainty or mc_dropout:
-        out["entropy"] = unc.entropy(probs).astype(np.float32)
-    if trainer.is_ensemble and (uncertainty or mc_dropout):
-        if mc_dropout:
-            raise RecipeError("--mc-dropout samples a single model; this run is an ensemble, whose members "
-                              "already give mutual_information and disagreement with --uncertainty")
-        u = unc.sample_uncertainty(trainer.predict_members(arrays))
-        out["mutual_information"] = u["mutual_information"].astype(np.float32)
-        out["disagreement"] = u["disagreement"].astype(np.float32)
-    elif mc_dropout:
-        u = unc.sample_uncertainty(unc.mc_dropout_probs(model, state, arrays.features, arrays.group_mask,
-                                                        samples=mc_dropout, seed=seed))
+    if not (uncertainty or mc_dropout):
+        return out
+    out["entropy"] = unc.entropy(probs).astype(np.float32)
+    if mc_dropout:
+        samples = unc.mc_dropout_probs(model, state, arrays.features, arrays.group_mask, samples=mc_dropout, seed=seed)
+    elif trainer.is_ensemble:
+        samples = trainer.predict_members(arrays)
+    else:
+        return out
+    u = unc.sample_uncertainty(samples)
+    if mc_dropout:
         out["mc_entropy"] = u["entropy"].astype(np.float32)
-        out["mutual_information"] = u["mutual_information"].astype(np.float32)
-        out["disagreement"] = u["disagreement"].astype(np.float32)
+    out["mutual_information"] = u["mutual_information"].astype(np.float32)
+    out["disagreement"] = u["disagreement"].astype(np.float32)
     return out
 
-
-__all__ = ["RECIPE_FILE", "METRICS_FILE", "CALIBRATION_FILE", "run_temperature", "read_run", "best_checkpoint",
+__all__ = ["RECIPE_FILE", "METRICS_FILE", "CALIBRATION_FILE", "run_temperature", "calibrated", "read_run", "best_checkpoint",
            "load_run_model", "test_run", "predict_file"]

@@ -16,7 +16,6 @@ import itertools
 from pathlib import Path
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -24,8 +23,9 @@ import pandas as pd
 from ..data.io import validate_tracks
 from ..data.schema import BAYES_FLAG, CLASS_NAMES, PROB_COLUMNS
 from ..errors import ExportError
-from ..models.ensemble import is_ensemble, member_probs
-from ..training.step import batched_forward
+from ..models.ensemble import is_ensemble
+from ..training.losses import FocalLoss
+from ..training.step import make_evaluate
 from ..utils import atomic_path, atomic_write_json
 from .graph import OPSET, GraphBuilder, _onnx, input_columns, preprocessing_graph
 from .onnx import model_graph
@@ -103,29 +103,23 @@ def synthetic_tracks(preprocessor, *, n_per_pattern: int = 64, sentinels=(-999.0
     return pd.DataFrame(cols).astype(np.float32).astype(np.float64)
 
 
-@eqx.filter_jit
-def _reference(model, state, x, mask):
-    return jax.nn.softmax(batched_forward(eqx.nn.inference_mode(model), x, mask, state)[0], axis=-1)
-
-
 def pidx_probs(model, state, preprocessor, frame: pd.DataFrame, *, sentinels=(-999.0,),
                temperature: float | None = None) -> np.ndarray:
-    """pidx's own probabilities for a raw table (validation + preprocessing + model [+ temperature])."""
-    probs = _pidx_probs(model, state, preprocessor, frame, sentinels)
+    """pidx's own probabilities for a raw table: the same validation, preprocessing and jitted
+    evaluation pass as `pidx predict` (members' mean for an ensemble) [+ temperature]."""
+    table = validate_tracks(frame, source="export check", layout=preprocessor.layout, require_label=False,
+                            sentinels=tuple(sentinels))
+    feats, mask = preprocessor.transform(table)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    evaluate = make_evaluate(static, FocalLoss(), len(feats), ensemble=is_ensemble(model))
+    unlabelled = jnp.full(len(feats), -1, jnp.int32)
+    probs, _ = evaluate(params, state, jnp.asarray(feats), jnp.asarray(mask), unlabelled, jnp.ones(model.num_classes))
+    probs = np.asarray(probs)
     if temperature is None:
         return probs
     from ..evaluation.calibration import apply_temperature
 
     return apply_temperature(probs, temperature)
-
-
-def _pidx_probs(model, state, preprocessor, frame, sentinels):
-    table = validate_tracks(frame, source="export check", layout=preprocessor.layout, require_label=False,
-                            sentinels=tuple(sentinels))
-    feats, mask = preprocessor.transform(table)
-    if is_ensemble(model):
-        return np.asarray(member_probs(model, state, jnp.asarray(feats), jnp.asarray(mask)).mean(0))
-    return np.asarray(_reference(model, state, jnp.asarray(feats), jnp.asarray(mask)))
 
 
 def onnx_probs(proto_or_path, frame: pd.DataFrame, columns) -> np.ndarray:

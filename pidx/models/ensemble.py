@@ -85,15 +85,4 @@ def is_ensemble(model) -> bool:
     return isinstance(model, Ensemble)
 
 
-def member_probs(ensemble: Ensemble, state, x, mask):
-    """Class probabilities of every member, `[K, N, C]`, in inference mode."""
-    from ..training.step import batched_forward
-
-    def one(members, st):
-        logits = batched_forward(eqx.nn.inference_mode(members), x, mask, st)[0]
-        return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
-
-    return eqx.filter_vmap(one)(ensemble.members, state)
-
-
-__all__ = ["Ensemble", "make_ensemble", "member_key", "is_ensemble", "member_probs"]
+__all__ = ["Ensemble", "make_ensemble", "member_key", "is_ensemble"]

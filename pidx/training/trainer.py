@@ -279,29 +279,33 @@ class Trainer(CheckpointingMixin):
         })
 
     # ------------------------------------------------------------------ evaluation
-    def _evaluator(self):
+    def _evaluator(self, members: bool = False):
         """The jitted evaluation pass for the current model structure, built once and reused
-        (a fresh jit per call would recompile every test/predict pass)."""
+        (a fresh jit per call would recompile every test/predict pass). `members=True`: the
+        ensemble members' probabilities instead of their mean."""
         key = (self.static, self.loss, self.eval_batch_size)
-        cached = getattr(self, "_evaluator_cache", None)
-        if cached is None or cached[0] != key:
-            ens = self.is_ensemble
-            self._evaluator_cache = (key, make_evaluate(self.static, self.loss, self.eval_batch_size, ensemble=ens),
-                                     make_evaluate(self.static, self.loss, self.eval_batch_size, ensemble=ens,
-                                                   members=True) if ens else None)
-        return self._evaluator_cache[1]
+        if getattr(self, "_evaluator_key", None) != key:
+            self._evaluator_key, self._evaluators = key, {}
+        if members not in self._evaluators:
+            self._evaluators[members] = make_evaluate(self.static, self.loss, self.eval_batch_size,
+                                                      ensemble=self.is_ensemble, members=members)
+        return self._evaluators[members]
 
-    def _evaluate_arrays(self, arrays):
-        evaluate = self._evaluator()
+    def _evaluate_arrays(self, arrays, members: bool = False):
+        evaluate = self._evaluator(members)
         weights = getattr(self, "class_weights", jnp.ones(4))
         return evaluate(self.params, self.model_state, arrays.features, arrays.group_mask, arrays.label, weights)
 
-    def _use(self, model, state, datamodule):
+    def _set_model(self, model, state) -> None:
+        """Use `model` (and `state`) if given; fail if there is no model at all."""
         if model is not None:
             self.model = model
             self.model_state = state if state is not None else eqx.nn.State(model)
         if self.params is None:
             raise TrainingError("no model: pass model= or call fit() first")
+
+    def _use(self, model, state, datamodule):
+        self._set_model(model, state)
         if datamodule is not None:
             self.datamodule = datamodule
         if self.datamodule is None:
@@ -334,11 +338,7 @@ class Trainer(CheckpointingMixin):
 
     def predict(self, arrays, model=None, *, state=None) -> np.ndarray:
         """Class probabilities `[N, 4]` for `TrackArrays` (labels may be -1)."""
-        if model is not None:
-            self.model = model
-            self.model_state = state if state is not None else eqx.nn.State(model)
-        if self.params is None:
-            raise TrainingError("no model: pass model= or call fit() first")
+        self._set_model(model, state)
         self._call_hook("on_predict_start")
         probs = np.asarray(self._evaluate_arrays(arrays)[0])
         self._call_hook("on_predict_end")
@@ -346,14 +346,10 @@ class Trainer(CheckpointingMixin):
 
     def predict_members(self, arrays, model=None, *, state=None) -> np.ndarray:
         """Every ensemble member's probabilities `[K, N, 4]` (a single model: `[1, N, 4]`)."""
-        if model is not None:
-            self.model = model
-            self.model_state = state if state is not None else eqx.nn.State(model)
+        self._set_model(model, state)
         if not self.is_ensemble:
             return self.predict(arrays)[None]
-        self._evaluator()
-        probs, _ = self._evaluator_cache[2](self.params, self.model_state, arrays.features, arrays.group_mask,
-                                            arrays.label, getattr(self, "class_weights", jnp.ones(4)))
-        return np.asarray(probs)
+        return np.asarray(self._evaluate_arrays(arrays, members=True)[0])
+
 
 __all__ = ["Trainer", "PRECISIONS"]
