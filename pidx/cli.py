@@ -32,28 +32,35 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 @app.command()
 def simulate(
-    out: Path = typer.Option(..., "--out", "-o", help="Output file (.parquet or .csv)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output file (.root, .parquet or .csv)."),
     n: int = typer.Option(100_000, "--n", help="Number of tracks."),
     seed: int = typer.Option(231, "--seed", help="Random seed (same seed, same table)."),
+    layout: str = typer.Option("o2", "--layout", help="'o2': the pid_features tree of O2Physics' extractor (all "
+                               "branches, O2's types and missing values, MC truth); 'legacy': the seed's 21 columns."),
     tof_scenario: str = typer.Option("run3", help="TOF matching: 'run3' (~65 % plateau) or 'seed_scarce' "
                                      "(~8.5 % TOF at 0.7-1.5 GeV/c like the seed data)."),
-    missing: str = typer.Option("nan", help="Missing-value encoding: 'nan' or 'sentinel' (-999, Bayes all 0)."),
+    missing: str = typer.Option("nan", help="Legacy layout: missing-value encoding 'nan' or 'sentinel' (-999, Bayes "
+                                "all 0). The o2 layout always writes O2's own conventions."),
     no_oracle: bool = typer.Option(False, "--no-oracle", help="Leave out the oracle_prob_* columns."),
 ):
-    """Simulate ALICE tracks (21 features + mc_pdg + the exact oracle posterior)."""
+    """Simulate ALICE tracks with MC truth and the exact oracle posterior (oracle_prob_*)."""
     import time
 
     from .data.io import encode_missing, write_table
+    from .data.layouts import O2_BRANCHES, O2_MC_BRANCHES
     from .data.schema import ORACLE_COLUMNS
     from .data.simulate import SimulatorConfig
     from .data.simulate import simulate as run_simulation
 
     start = time.perf_counter()
-    df = run_simulation(SimulatorConfig(n_tracks=n, seed=seed, tof_scenario=tof_scenario))
+    df = run_simulation(SimulatorConfig(n_tracks=n, seed=seed, tof_scenario=tof_scenario, layout=layout))
     if no_oracle:
         df = df.drop(columns=list(ORACLE_COLUMNS))
-    df = encode_missing(df, missing)
-    write_table(df, out)
+    if layout == "legacy":
+        df = encode_missing(df, missing)
+    elif missing != "nan":
+        raise PidxError("--missing applies to --layout legacy; the o2 layout writes O2's own missing values")
+    write_table(df, out, root_types={**O2_BRANCHES, **O2_MC_BRANCHES} if layout == "o2" else None)
     console.print(f"[green]wrote[/] {len(df):,} tracks to {out} in {time.perf_counter() - start:.1f} s")
 
 
@@ -195,12 +202,16 @@ def predict(
     mc_dropout: int = typer.Option(0, "--mc-dropout", help="Also sample N forward passes with dropout on (single "
                                    "models): `mc_entropy`, `mutual_information`, `disagreement`."),
     seed: int = typer.Option(0, "--seed", help="Seed of the MC dropout masks."),
+    without: list[str] = typer.Option([], "--without", help="O2 layout: treat a detector group as absent on every "
+                                      "track, like pid-onnx-inference's use* options (tpc, tof, trd, its, emcal, "
+                                      "hmpid); repeat for several."),
 ):
     """Write class probabilities (prob_pi, prob_ka, prob_pr, prob_el) and `pred` for every input row."""
     _enable_jax_cache()
     from .run import predict_file
 
-    info = predict_file(run_dir, input, output, uncertainty=uncertainty, mc_dropout=mc_dropout, seed=seed)
+    info = predict_file(run_dir, input, output, uncertainty=uncertainty, mc_dropout=mc_dropout, seed=seed,
+                        disabled_groups=tuple(without))
     extra = f", temperature {info['temperature']:.3f}" if info["temperature"] is not None else ""
     console.print(f"[green]wrote[/] {info['rows']:,} rows to {info['output']} (checkpoint {info['checkpoint']}"
                   f"{extra}; added {', '.join(info['columns'])})")
@@ -209,21 +220,30 @@ def predict(
 @app.command()
 def export(
     run_dir: Path = typer.Argument(..., help="A run directory written by `pidx fit`."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output file (.onnx); a .json sidecar is written beside."),
-    format: str = typer.Option("onnx", "--format", help="Export format: onnx."),
+    output: Path = typer.Option(..., "--output", "-o", help="--target onnx: the .onnx file (a .json sidecar is "
+                                "written beside); --target o2physics: a directory for pid_feature_model.onnx and "
+                                "pid-onnx-inference.json."),
+    target: str = typer.Option("onnx", "--target", help="onnx: the layout's raw inputs (21 legacy columns or the 46-"
+                               "value O2 vector) → 4 probabilities; o2physics: the model and configuration O2Physics' "
+                               "pid-onnx-inference runs."),
+    format: str = typer.Option("onnx", "--format", help="File format: onnx."),
     tolerance: float = typer.Option(1e-5, help="Largest |Δprob| allowed between ONNX Runtime and pidx in the check."),
     no_check: bool = typer.Option(False, "--no-check", help="Skip the ONNX Runtime check (needs no onnxruntime)."),
 ):
-    """Export the run's best model, preprocessing included, for ONNX Runtime (O2Physics)."""
+    """Export the run's best model, preprocessing included, for ONNX Runtime or O2Physics."""
     if format != "onnx":
         raise PidxError(f"--format {format!r} is not supported; accepted: onnx")
+    if target not in ("onnx", "o2physics"):
+        raise PidxError(f"--target {target!r} is not supported; accepted: onnx, o2physics")
     from .export import export_run
 
-    info = export_run(run_dir, output, tolerance=tolerance, check=not no_check)
+    info = export_run(run_dir, output, target=target, tolerance=tolerance, check=not no_check)
     check = info.get("check")
     checked = (f"; ONNX Runtime matches pidx to {check['max_abs_diff']:.1e} on {check['tracks']:,} tracks"
                if check else "; not checked")
-    console.print(f"[green]wrote[/] {output} and {output.with_suffix('.json')} (input [N, {info['input']['shape'][1]}]"
+    written = Path(info["output"])
+    extra = info.get("configuration") or written.with_suffix(".json")
+    console.print(f"[green]wrote[/] {written} and {extra} (input [N, {info['input']['shape'][1]}]"
                   f", output [N, 4]{checked})")
 
 

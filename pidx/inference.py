@@ -100,7 +100,8 @@ def test_run(run_dir: str | Path, data: str | Path | None = None) -> dict:
         dm.setup()
         arrays = dm.test
     else:
-        table = dm.select_momentum(load_tracks(data, layout=pre.layout, sentinels=dm.sentinels,
+        table = dm.select_momentum(load_tracks(data, track_layout=pre.track_layout, tree=dm.tree, layout=pre.layout,
+                                               selection=dm.selection, sentinels=dm.sentinels,
                                                drop_unknown_pdg=dm.drop_unknown_pdg, on_invalid=dm.on_invalid))
         arrays = arrays_from_table(table, pre)
     probs, temperature = calibrated(run_dir, trainer.predict(arrays, model, state=state))
@@ -110,7 +111,8 @@ def test_run(run_dir: str | Path, data: str | Path | None = None) -> dict:
 
 
 def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str | Path, *,
-                 uncertainty: bool = False, mc_dropout: int = 0, seed: int = 0) -> dict:
+                 uncertainty: bool = False, mc_dropout: int = 0, seed: int = 0,
+                 disabled_groups: tuple[str, ...] = ()) -> dict:
     """Write every input row, in order, with prob_* columns, `pred` and `in_momentum_range`.
 
     **Arguments:**
@@ -120,6 +122,8 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
     - `mc_dropout`: if > 0, that many dropout samples per track give `mc_entropy`,
       `mutual_information` and `disagreement` (single models with dropout).
     - `seed`: seed of the MC dropout masks.
+    - `disabled_groups`: O2 layout; detector groups treated as absent on every track, as
+      pidOnnxInference's `use*` options do (`tpc`, `tof`, `trd`, `its`, `emcal`, `hmpid`).
 
     The prob_* columns are the deterministic prediction (the one `pidx export` writes),
     temperature-scaled when the run fitted a temperature; `entropy` is theirs, while
@@ -127,7 +131,8 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
     probabilities.
     """
     from .data.datamodule import resolve_momentum_range
-    from .data.io import read_table, validate_tracks
+    from .data.files import read_tracks_raw
+    from .data.io import tracks_from_frame
     from .run import make_trainer
 
     if mc_dropout < 0:
@@ -136,10 +141,11 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
     if mc_dropout and cfg["trainer"]["ensemble"] > 1:
         raise RecipeError("--mc-dropout samples a single model; this run is an ensemble, whose members "
                           "already give mutual_information and disagreement with --uncertainty")
-    raw = read_table(input_path)
     d = cfg["data"]
-    table = validate_tracks(raw, source=str(input_path), layout=pre.layout, require_label=False,
-                            sentinels=tuple(d["sentinels"]), on_invalid="error")
+    raw, dtypes, what = read_tracks_raw(input_path, tree=d["tree"])
+    table = tracks_from_frame(raw, source=what, track_layout=pre.track_layout, dtypes=dtypes, layout=pre.layout,
+                              disabled_groups=tuple(disabled_groups), require_label=False,
+                              sentinels=tuple(d["sentinels"]), on_invalid="error")
     trainer = make_trainer(cfg, Path(run_dir), quiet=True)
     arrays = arrays_from_table(table, pre)
     probs, temperature = calibrated(run_dir, trainer.predict(arrays, model, state=state))
@@ -149,7 +155,7 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
     out["pred"] = np.asarray(CLASS_NAMES)[probs.argmax(1)]
     lo, hi = resolve_momentum_range(tuple(d["momentum_range"]) if isinstance(d["momentum_range"], list)
                                     else d["momentum_range"])
-    value = table.momentum if d["momentum_variable"] == "p" else table.frame["pt"].to_numpy()
+    value = table.momentum if d["momentum_variable"] == "p" else table.frame["pt"].to_numpy(np.float64)
     out["in_momentum_range"] = (value > lo) & (value < hi)
     out = _add_uncertainty(out, probs, trainer, arrays, model, state, uncertainty, mc_dropout, seed)
     write_table(out, output_path)

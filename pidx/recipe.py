@@ -76,7 +76,7 @@ def _sim_fields() -> dict[str, Field]:
     helps = _sim_help()
     out = {}
     for f in dataclasses.fields(SimulatorConfig):
-        if f.name in ("n_tracks", "seed"):
+        if f.name in ("n_tracks", "seed", "layout"):  # layout: data.layout decides what the simulator writes
             continue
         kind = {int: "int", float: "float", str: "str", bool: "bool"}.get(type(f.default), "float_list")
         if f.name == "tof_plateau":
@@ -97,7 +97,21 @@ def spec() -> dict:
         "name": Field("str", None, help="run name (default: the recipe file name)"),
         "description": Field("str", "", help="one line shown by `pidx recipes`"),
         "data": {
-            "source": Field("str", "simulate", help="'simulate' or a path to a CSV/Parquet file"),
+            "source": Field("str", "simulate", help="'simulate', or a ROOT/CSV/Parquet file, a directory or a glob "
+                            "of them"),
+            "layout": Field("str", "auto", ("auto", "o2", "legacy"), "file layout: o2 (the pid_features tree of "
+                            "O2Physics' extractor), legacy (the seed's 21 columns) or auto (detected from the "
+                            "columns; the simulator writes o2)"),
+            "tree": Field("str", "pid_features", help="TTree read from ROOT files"),
+            "primaries_only": Field("bool", False, help="keep MC physical primaries only (mcIsPhysicalPrimary)"),
+            "selection": {
+                "vz_max": Field("float", None, help="DPG cut |vz| < value (cm); applied before the momentum range"),
+                "eta_max": Field("float", None, help="DPG cut |eta| < value"),
+                "dca_xy_max": Field("float", None, help="DPG cut |DCAxy| < value (cm)"),
+                "dca_z_max": Field("float", None, help="DPG cut |DCAz| < value (cm)"),
+                "min_tpc_clusters": Field("int", None, help="DPG cut tpcNClsFound >= value"),
+                "min_its_clusters": Field("int", None, help="DPG cut: ITS layers with a cluster >= value"),
+            },
             "n_tracks": Field("int", 4_160_000, help="simulated tracks before the momentum cut"),
             "simulation_seed": Field("int", 231, help="seed of the simulation (shared by recipes)"),
             "momentum_range": Field("range", "full", help="full (p > 0.1), mid (0.7-1.5), high (1-3 GeV/c) "

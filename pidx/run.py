@@ -23,6 +23,7 @@ import numpy as np
 
 from .data.datamodule import TrackDataModule
 from .data.schema import CLASS_NAMES, DetectorGroup, FeatureLayout, make_layout
+from .data.selection import TrackSelection
 from .data.simulate import SimulatorConfig
 from .errors import RecipeError
 from .models.base import build_model
@@ -39,13 +40,18 @@ from .inference import (  # noqa: F401  (re-exported: the public home of these i
 
 
 # ----------------------------------------------------------------------------- builders
-def make_layout_from(cfg: dict) -> FeatureLayout:
+def extra_groups_from(cfg: dict) -> tuple[DetectorGroup, ...]:
     groups = []
     for i, g in enumerate(cfg["data"]["extra_groups"] or []):
         if not isinstance(g, dict) or not {"name", "columns"} <= set(g) or not set(g) <= {"name", "columns", "flag"}:
             raise RecipeError(f"'data.extra_groups[{i}]' must be {{name, columns, flag}}, got {g!r}")
         groups.append(DetectorGroup(g["name"], tuple(g["columns"]), g.get("flag")))
-    return make_layout(groups)
+    return tuple(groups)
+
+
+def make_layout_from(cfg: dict) -> FeatureLayout:
+    """The legacy layout with the recipe's extra groups (the datamodule builds the detected layout's own)."""
+    return make_layout(extra_groups_from(cfg))
 
 
 def make_datamodule(cfg: dict) -> TrackDataModule:
@@ -53,14 +59,17 @@ def make_datamodule(cfg: dict) -> TrackDataModule:
     sim = None
     if d["source"] == "simulate":
         fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()
-                  if k in SimulatorConfig.__dataclass_fields__ and k not in ("n_tracks", "seed")}
-        sim = SimulatorConfig(**fields, n_tracks=d["n_tracks"], seed=d["simulation_seed"])
+                  if k in SimulatorConfig.__dataclass_fields__ and k not in ("n_tracks", "seed", "layout")}
+        sim = SimulatorConfig(**fields, n_tracks=d["n_tracks"], seed=d["simulation_seed"],
+                              layout="o2" if d["layout"] == "auto" else d["layout"])
     rng = d["momentum_range"]
+    selection = TrackSelection(**d["selection"], primaries_only=d["primaries_only"])
     return TrackDataModule(
         source=d["source"], simulator=sim, momentum_range=tuple(rng) if isinstance(rng, list) else rng,
         momentum_variable=d["momentum_variable"], seed=cfg["seed"], test_fraction=d["test_fraction"],
-        val_fraction=d["val_fraction"], layout=make_layout_from(cfg), sentinels=tuple(d["sentinels"]),
-        drop_unknown_pdg=d["drop_unknown_pdg"], on_invalid=d["on_invalid"], clip=d["clip"], use_cache=d["cache"])
+        val_fraction=d["val_fraction"], track_layout=d["layout"], tree=d["tree"], selection=selection,
+        extra_groups=extra_groups_from(cfg), sentinels=tuple(d["sentinels"]), drop_unknown_pdg=d["drop_unknown_pdg"],
+        on_invalid=d["on_invalid"], clip=d["clip"], use_cache=d["cache"])
 
 
 def make_model(cfg: dict, layout: FeatureLayout):

@@ -12,9 +12,12 @@ import numpy as np
 
 from ..errors import DataError
 from ..utils import stable_hash
-from .io import TrackTable, load_tracks, validate_tracks, write_table, read_table
+from .files import DEFAULT_TREE, read_tracks_raw
+from .io import TrackTable, read_table, tracks_from_frame, write_table
+from .layouts import detect_layout, get_layout
 from .preprocess import Preprocessor
-from .schema import CLASS_NAMES, DEFAULT_LAYOUT, DEFAULT_SENTINELS, NUM_CLASSES, FeatureLayout
+from .schema import CLASS_NAMES, DEFAULT_SENTINELS, NUM_CLASSES, DetectorGroup, FeatureLayout
+from .selection import TrackSelection
 from .simulate import SimulatorConfig, simulate
 
 MOMENTUM_RANGES: dict[str, tuple[float, float]] = {
@@ -22,7 +25,7 @@ MOMENTUM_RANGES: dict[str, tuple[float, float]] = {
     "mid": (0.7, 1.5),
     "high": (1.0, 3.0),
 }
-SIMULATION_CACHE_VERSION = 1  # bump when the simulator's output for a config changes
+SIMULATION_CACHE_VERSION = 2  # bump when the simulator's output for a config changes
 
 
 class TrackArrays(NamedTuple):
@@ -83,7 +86,7 @@ class TrackDataModule:
 
     **Arguments:**
 
-    - `source`: `"simulate"` or a path to a CSV/Parquet file.
+    - `source`: `"simulate"`, or a ROOT/CSV/Parquet file, a directory or a glob of them.
     - `simulator`: `SimulatorConfig` (or a dict of its fields) when `source` is `simulate`.
     - `momentum_range`: `full` (p > 0.1), `mid` (0.7–1.5), `high` (1–3 GeV/c) or `(low, high)`.
     - `momentum_variable`: `"p"` (total momentum, default) or `"pt"`.
@@ -91,7 +94,13 @@ class TrackDataModule:
     - `test_fraction`: share of the selected tracks held out for testing (0.2).
     - `val_fraction`: share of the selected tracks carved from the training part for
       validation (0.1): early stopping and checkpointing never see the test split.
-    - `layout`: detector groups (extend with `schema.make_layout`).
+    - `track_layout`: `auto` (detected from the columns), `o2` or `legacy`; for the
+      simulator, the layout it writes (`auto` = `o2`).
+    - `tree`: the TTree of ROOT files (`pid_features`).
+    - `selection`: DPG track selection (`TrackSelection`), applied before the momentum range.
+    - `extra_groups`: detector groups added to the layout's own (before kinematics).
+    - `layout`: detector groups the model sees; `None` = the file layout's groups plus
+      `extra_groups` (set once the data is loaded).
     - `sentinels`, `drop_unknown_pdg`, `on_invalid`: see `pidx.data.io.validate_tracks`.
     - `clip`: clip of the robust scaling.
     - `use_cache`: cache simulated tables on disk (`$PIDX_CACHE_DIR`, default ~/.cache/pidx).
@@ -104,7 +113,11 @@ class TrackDataModule:
     seed: int = 231
     test_fraction: float = 0.2
     val_fraction: float = 0.1
-    layout: FeatureLayout = DEFAULT_LAYOUT
+    track_layout: str = "auto"
+    tree: str = DEFAULT_TREE
+    selection: TrackSelection | None = None
+    extra_groups: tuple[DetectorGroup, ...] = ()
+    layout: FeatureLayout | None = None
     sentinels: tuple[float, ...] = DEFAULT_SENTINELS
     drop_unknown_pdg: bool = False
     on_invalid: str = "error"
@@ -127,17 +140,37 @@ class TrackDataModule:
 
     # ------------------------------------------------------------------ loading
     def load_table(self) -> TrackTable:
-        kwargs = dict(layout=self.layout, sentinels=self.sentinels, drop_unknown_pdg=self.drop_unknown_pdg,
-                      on_invalid=self.on_invalid)
+        """Read (or simulate), select and validate the tracks; fixes `layout` on first use."""
+        kwargs = dict(sentinels=self.sentinels, drop_unknown_pdg=self.drop_unknown_pdg, on_invalid=self.on_invalid,
+                      selection=self.selection, track_layout=self.track_layout, layout=self.layout)
         if self.source == "simulate":
             cfg = self.simulator or SimulatorConfig()
-            return validate_tracks(simulated_tracks(cfg, use_cache=self.use_cache),
-                                   source=f"simulator(n_tracks={cfg.n_tracks}, seed={cfg.seed})", **kwargs)
-        return load_tracks(self.source, **kwargs)
+            if self.track_layout != "auto" and cfg.layout != self.track_layout:
+                cfg = dataclasses.replace(cfg, layout=self.track_layout)
+            kwargs["track_layout"] = cfg.layout
+            kwargs["layout"] = self.layout or self.model_layout(cfg.layout)
+            table = tracks_from_frame(simulated_tracks(cfg, use_cache=self.use_cache),
+                                      source=f"simulator(n_tracks={cfg.n_tracks}, seed={cfg.seed})", **kwargs)
+        else:
+            table = self._load_file(kwargs)
+        if self.layout is None:
+            self.layout = self.model_layout(table.layout)
+        return table
+
+    def _load_file(self, kwargs) -> TrackTable:
+        raw, dtypes, what = read_tracks_raw(self.source, tree=self.tree)
+        lay = detect_layout(raw.columns, source=what, forced=self.track_layout)
+        kwargs = {**kwargs, "track_layout": lay, "layout": self.layout or self.model_layout(lay.name)}
+        return tracks_from_frame(raw, source=what, dtypes=dtypes, **kwargs)
+
+    def model_layout(self, track_layout: str) -> FeatureLayout:
+        """The detector groups of a file layout, plus `extra_groups` before kinematics."""
+        groups = get_layout(track_layout).features.groups
+        return FeatureLayout(groups[:-1] + tuple(self.extra_groups) + groups[-1:])
 
     def select_momentum(self, table: TrackTable) -> TrackTable:
         lo, hi = self.bounds
-        value = table.momentum if self.momentum_variable == "p" else table.frame["pt"].to_numpy()
+        value = table.momentum if self.momentum_variable == "p" else table.frame["pt"].to_numpy(np.float64)
         rows = np.flatnonzero((value > lo) & (value < hi))
         if len(rows) == 0:
             raise DataError(f"{table.source}: no tracks with {lo} < {self.momentum_variable} < {hi} GeV/c; "
@@ -174,7 +207,8 @@ class TrackDataModule:
             raise DataError(f"{table.source}: column 'mc_pdg' is needed for training")
         splits = self.split_indices(table.labels, table.source)
         self.tables = {name: table.subset(rows) for name, rows in splits.items()}
-        self.preprocessor = Preprocessor.fit(self.tables["train"], self.layout, clip=self.clip)
+        self.preprocessor = Preprocessor.fit(self.tables["train"], self.layout, clip=self.clip,
+                                             track_layout=table.layout)
         for name, t in self.tables.items():
             self._arrays[name] = self.to_arrays(t)
         return self
@@ -211,6 +245,10 @@ class TrackDataModule:
     def summary(self) -> dict:
         out = {"source": self.source, "momentum_range": list(self.bounds),
                "momentum_variable": self.momentum_variable}
+        first = next(iter(self.tables.values()), None)
+        if first is not None:
+            out["layout"] = first.layout
+            out.update({k: v for k, v in first.summary.items()})
         for name, t in self.tables.items():
             out[name] = {"n_tracks": len(t),
                          "class_counts": dict(zip(CLASS_NAMES, np.bincount(t.labels, minlength=NUM_CLASSES).tolist())),

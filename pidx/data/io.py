@@ -1,4 +1,4 @@
-"""Read track tables (CSV, Parquet) and bring them to one canonical form.
+"""Read track tables (ROOT, CSV, Parquet) and bring them to one canonical form.
 
 Real extractor output encodes a missing detector as NaN or as a sentinel (-999 by
 default); a missing Bayesian PID as NaN, an all-zero or an all-0.25 row. The
@@ -9,7 +9,9 @@ numbers (anything else is an error naming the column and how many rows, or, with
 
 After `validate_tracks`, missing values are NaN everywhere, flags are 0/1 int8 and
 the derived `bayes_available` flag exists, so two encodings of the same tracks give
-identical tables.
+identical tables. `load_tracks` is the whole path from a file to a `TrackTable`: read,
+detect the layout (`pidx.data.layouts`), check ROOT branch types, apply the DPG selection,
+build the canonical columns (O2: the 46-value model vector) and validate.
 """
 
 from __future__ import annotations
@@ -17,18 +19,18 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from .files import DEFAULT_TREE, check_root_types, read_table, read_tracks_raw, write_table
+from .layouts import O2_MC_BRANCHES, TrackLayout, detect_layout
 from .schema import (
     BAYES_COLUMNS, BAYES_FLAG, BAYES_MISSING_ROWS, DEFAULT_LAYOUT, DEFAULT_SENTINELS, LABEL_COLUMN,
-    ORACLE_COLUMNS, FeatureLayout, pdg_to_class,
+    ORACLE_COLUMNS, DetectorGroup, FeatureLayout, pdg_to_class,
 )
-
-SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+from .selection import TrackSelection, apply_selection
 
 
 @dataclasses.dataclass
@@ -42,20 +44,27 @@ class TrackTable:
     - `labels`: class indices (0..3, pion/kaon/proton/electron) or `None` if unlabelled.
     - `source`: file name or description, used in messages.
     - `dropped`: rows dropped on request, by reason.
+    - `layout`: the file layout (`o2` or `legacy`), see `pidx.data.layouts`.
+    - `summary`: what loading did: the DPG selection's cut-flow, and per detector group the
+      tracks whose flag said present but whose values were NaN/sentinel (made absent).
     """
 
     frame: pd.DataFrame
     labels: np.ndarray | None
     source: str
     dropped: dict[str, int] = dataclasses.field(default_factory=dict)
+    layout: str = "legacy"
+    summary: dict = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.frame)
 
     @property
     def momentum(self) -> np.ndarray:
-        """Total momentum p = pT cosh η."""
-        return (self.frame["pt"].to_numpy() * np.cosh(self.frame["eta"].to_numpy()))
+        """Total momentum: the `p` column where the layout has one, else p = pT cosh η."""
+        if "p" in self.frame:
+            return self.frame["p"].to_numpy(np.float64)
+        return self.frame["pt"].to_numpy() * np.cosh(self.frame["eta"].to_numpy())
 
     @property
     def oracle(self) -> np.ndarray | None:
@@ -65,23 +74,8 @@ class TrackTable:
 
     def subset(self, rows: np.ndarray) -> "TrackTable":
         return TrackTable(self.frame.iloc[rows].reset_index(drop=True),
-                          None if self.labels is None else self.labels[rows], self.source, dict(self.dropped))
-
-
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a CSV or Parquet file into a DataFrame, with errors that name the file."""
-    path = Path(path)
-    kind = SUFFIXES.get(path.suffix.lower())
-    if kind is None:
-        raise DataError(f"{path}: unsupported file type '{path.suffix}'; accepted are {sorted(SUFFIXES)}")
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        if kind == "csv":
-            return pd.read_csv(path)
-        return pd.read_parquet(path)
-    except Exception as exc:  # pandas/pyarrow raise many types; the user needs the file name
-        raise DataError(f"{path}: cannot read as {kind}: {type(exc).__name__}: {exc}") from None
+                          None if self.labels is None else self.labels[rows], self.source, dict(self.dropped),
+                          self.layout, dict(self.summary))
 
 
 def _numeric_column(df: pd.DataFrame, col: str, source: str) -> np.ndarray:
@@ -115,58 +109,57 @@ def validate_tracks(
     *,
     source: str = "table",
     layout: FeatureLayout = DEFAULT_LAYOUT,
+    passengers: tuple[DetectorGroup, ...] = (),
     require_label: bool = True,
     sentinels: tuple[float, ...] = DEFAULT_SENTINELS,
     drop_unknown_pdg: bool = False,
     on_invalid: str = "error",
+    layout_name: str = "legacy",
 ) -> TrackTable:
-    """Check a raw table against the schema and canonicalise missing values.
+    """Check a canonical table against the detector groups and canonicalise missing values.
 
     **Arguments:**
 
-    - `df`: the raw table (extra columns are ignored, oracle columns kept).
+    - `df`: the table (extra columns are ignored, oracle columns kept).
     - `source`: file name used in every message.
     - `layout`: detector groups whose columns and flags are required.
+    - `passengers`: further groups validated the same way and kept in the table but not
+      model inputs (the O2 layout's Bayes and event columns, read by the baselines).
     - `require_label`: whether `mc_pdg` must be present (training, testing).
     - `sentinels`: values that mean "missing" besides NaN.
     - `drop_unknown_pdg`: drop rows with PDG codes other than π, K, p, e (counted in
       `dropped`) instead of raising.
     - `on_invalid`: `"error"` (default) or `"drop"` for rows whose flag says a
-      detector is present but whose values are NaN, inf or a sentinel.
+      detector is present but whose values are NaN, inf or a sentinel (groups with
+      `absent_if_invalid` make the group absent for such a row instead, and count it).
+    - `layout_name`: the file layout, recorded on the table.
     """
     if on_invalid not in ("error", "drop"):
         raise DataError(f"on_invalid must be 'error' or 'drop', got {on_invalid!r}")
     if len(df) == 0:
         raise DataError(f"{source}: the table is empty (no tracks)")
-    needed = list(layout.input_columns) + ([LABEL_COLUMN] if require_label else [])
-    _check_columns(df, needed, source)
+    groups = tuple(layout.groups) + tuple(passengers)
+    passenger_columns = [c for g in passengers for c in g.columns + ((g.flag,) if g.flag not in (None, BAYES_FLAG)
+                                                                   else ())]
+    needed = list(dict.fromkeys([*layout.input_columns, *passenger_columns]))
+    _check_columns(df, needed + ([LABEL_COLUMN] if require_label else []), source)
 
     dropped: dict[str, int] = {}
     keep = np.ones(len(df), dtype=bool)
     labels = None
     if LABEL_COLUMN in df.columns:
-        pdg = _numeric_column(df, LABEL_COLUMN, source)
-        if not np.all(np.isfinite(pdg)) or np.any(pdg != np.round(pdg)):
-            bad = ~np.isfinite(pdg) | (pdg != np.round(pdg))
-            raise DataError(f"{source}: column '{LABEL_COLUMN}' must hold integer PDG codes; "
-                            f"{int(bad.sum())} rows are NaN or fractional")
-        if drop_unknown_pdg:
-            known = np.isin(np.abs(pdg), [211, 321, 2212, 11])
-            if (~known).any():
-                dropped["unknown_pdg"] = int((~known).sum())
-                keep &= known
-        labels = np.full(len(df), -1, dtype=np.int32)
-        labels[keep] = pdg_to_class(pdg[keep].astype(np.int64), source=source)
+        labels, keep = _labels(df, source, drop_unknown_pdg, dropped)
 
     sentinel_arr = np.asarray(sentinels, dtype=np.float64)
     out: dict[str, np.ndarray] = {}
     invalid = np.zeros(len(df), dtype=bool)
     invalid_report: list[str] = []
+    made_absent: dict[str, int] = {}
 
     def is_missing(values):
         return np.isnan(values) | np.isin(values, sentinel_arr)
 
-    for group in layout.groups:
+    for group in groups:
         values = {c: _numeric_column(df, c, source) for c in group.columns}
         if group.flag == BAYES_FLAG:
             present = _bayes_present(np.stack([values[c] for c in group.columns], axis=1), sentinel_arr)
@@ -178,6 +171,11 @@ def validate_tracks(
                                     "outside [0, 1]; missing Bayes rows may be NaN, all 0 or all 0.25")
         elif group.flag is not None:
             present = _flag_column(df, group.flag, source)
+            if group.absent_if_invalid:
+                broken = present & np.any([is_missing(v) | np.isinf(v) for v in values.values()], axis=0)
+                if broken.any():
+                    made_absent[group.name] = int(broken.sum())
+                    present = present & ~broken
         else:
             present = None
         for c in group.columns:
@@ -195,7 +193,7 @@ def validate_tracks(
         if group.flag is not None:
             out[group.flag] = present.astype(np.int8)
 
-    for c in ("pt", "eta"):
+    for c in ("pt", "eta", "p"):
         if c in out:
             bad = ~np.isfinite(out[c])
             if bad.any():
@@ -219,7 +217,25 @@ def validate_tracks(
         labels = labels[keep] if labels is not None else None
         if len(frame) == 0:
             raise DataError(f"{source}: no tracks left after dropping {dropped}")
-    return TrackTable(frame, labels, source, dropped)
+    summary = {"made_absent": made_absent} if made_absent else {}
+    return TrackTable(frame, labels, source, dropped, layout_name, summary)
+
+
+def _labels(df: pd.DataFrame, source: str, drop_unknown_pdg: bool, dropped: dict) -> tuple[np.ndarray, np.ndarray]:
+    pdg = _numeric_column(df, LABEL_COLUMN, source)
+    if not np.all(np.isfinite(pdg)) or np.any(pdg != np.round(pdg)):
+        bad = ~np.isfinite(pdg) | (pdg != np.round(pdg))
+        raise DataError(f"{source}: column '{LABEL_COLUMN}' must hold integer PDG codes; "
+                        f"{int(bad.sum())} rows are NaN or fractional")
+    keep = np.ones(len(df), dtype=bool)
+    if drop_unknown_pdg:
+        known = np.isin(np.abs(pdg), [211, 321, 2212, 11])
+        if (~known).any():
+            dropped["unknown_pdg"] = int((~known).sum())
+            keep &= known
+    labels = np.full(len(df), -1, dtype=np.int32)
+    labels[keep] = pdg_to_class(pdg[keep].astype(np.int64), source=source)
+    return labels, keep
 
 
 def _flag_column(df: pd.DataFrame, flag: str, source: str) -> np.ndarray:
@@ -240,9 +256,60 @@ def _bayes_present(probs: np.ndarray, sentinels: np.ndarray) -> np.ndarray:
     return ~missing
 
 
-def load_tracks(path: str | os.PathLike, **kwargs) -> TrackTable:
-    """`read_table` + `validate_tracks` with the file name in every message."""
-    return validate_tracks(read_table(path), source=str(path), **kwargs)
+def load_tracks(
+    source: str | os.PathLike,
+    *,
+    track_layout: str = "auto",
+    tree: str = DEFAULT_TREE,
+    selection: TrackSelection | None = None,
+    disabled_groups: tuple[str, ...] = (),
+    layout: FeatureLayout | None = None,
+    **kwargs,
+) -> TrackTable:
+    """A file, directory or glob of ROOT/CSV/Parquet tracks → a validated `TrackTable`.
+
+    **Arguments:**
+
+    - `source`: the track file(s).
+    - `track_layout`: `auto` (detected from the columns), `o2` or `legacy`.
+    - `tree`: the TTree of ROOT files.
+    - `selection`: DPG cuts applied before anything else (cut-flow in `summary`).
+    - `disabled_groups`: O2 groups switched off as with pidOnnxInference's `use*` options.
+    - `layout`: detector groups the model sees (default: the file layout's own).
+    - `kwargs`: passed to `validate_tracks` (`require_label`, `sentinels`, ...).
+    """
+    raw, dtypes, what = read_tracks_raw(source, tree=tree)
+    return tracks_from_frame(raw, source=what, track_layout=track_layout, dtypes=dtypes, selection=selection,
+                             disabled_groups=disabled_groups, layout=layout, **kwargs)
+
+
+def tracks_from_frame(
+    raw: pd.DataFrame,
+    *,
+    source: str = "table",
+    track_layout: str | TrackLayout = "auto",
+    dtypes: dict | None = None,
+    selection: TrackSelection | None = None,
+    disabled_groups: tuple[str, ...] = (),
+    layout: FeatureLayout | None = None,
+    **kwargs,
+) -> TrackTable:
+    """`load_tracks` for a table already in memory (`dtypes`: ROOT branch types to check)."""
+    lay = track_layout if isinstance(track_layout, TrackLayout) else detect_layout(raw.columns, source=source,
+                                                                                    forced=track_layout)
+    if dtypes is not None and lay.name == "o2":
+        check_root_types(dtypes, {**lay.required, **O2_MC_BRANCHES}, source)
+    if lay.name == "o2":  # raw flags must be 0/1 before they decide anything
+        for flag in ("hasTPC", "hasTOF", "hasTRD", "hasEMCal", "hasHMPID"):
+            _flag_column(raw, flag, source)
+    cutflow = {}
+    if selection is not None and selection.active:
+        raw, cutflow = apply_selection(raw, selection, lay, source)
+    table = validate_tracks(lay.canonical(raw, tuple(disabled_groups)), source=source,
+                            layout=layout or lay.features, passengers=lay.passengers, layout_name=lay.name, **kwargs)
+    if cutflow:
+        table.summary["selection"] = cutflow
+    return table
 
 
 def encode_missing(df: pd.DataFrame, style: str = "sentinel", *, sentinel: float = -999.0,
@@ -270,20 +337,5 @@ def encode_missing(df: pd.DataFrame, style: str = "sentinel", *, sentinel: float
     return out
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write a CSV or Parquet file atomically (temp file + rename)."""
-    from ..utils import atomic_path
-
-    path = Path(path)
-    kind = SUFFIXES.get(path.suffix.lower())
-    if kind is None:
-        raise DataError(f"{path}: unsupported output type '{path.suffix}'; accepted are {sorted(SUFFIXES)}")
-    with atomic_path(path) as tmp:
-        if kind == "csv":
-            df.to_csv(tmp, index=False)
-        else:
-            df.to_parquet(tmp, index=False)
-    return path
-
-
-__all__ = ["TrackTable", "read_table", "validate_tracks", "load_tracks", "encode_missing", "write_table"]
+__all__ = ["TrackTable", "read_table", "validate_tracks", "load_tracks", "tracks_from_frame", "encode_missing",
+           "write_table"]

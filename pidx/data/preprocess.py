@@ -33,15 +33,19 @@ class Preprocessor:
     - `layout`: the detector groups and their columns.
     - `median`, `scale`: per scaled column, fitted on present train values.
     - `clip`: scaled values are clipped to [-clip, clip].
+    - `track_layout`: the file layout the statistics were fitted on (`o2` or `legacy`):
+      new files are read in it, and exports take its model inputs.
     """
 
     layout: FeatureLayout
     median: dict[str, float]
     scale: dict[str, float]
     clip: float = 20.0
+    track_layout: str = "legacy"
 
     @classmethod
-    def fit(cls, table: TrackTable, layout: FeatureLayout, *, clip: float = 20.0) -> "Preprocessor":
+    def fit(cls, table: TrackTable, layout: FeatureLayout, *, clip: float = 20.0,
+            track_layout: str = "legacy") -> "Preprocessor":
         """Fit medians and robust scales on `table` (the train split)."""
         if clip <= 0:
             raise DataError(f"preprocess clip must be > 0, got {clip}")
@@ -62,7 +66,7 @@ class Preprocessor:
                 if not s > 0:
                     s = float(np.std(v))
                 median[c], scale[c] = float(q50), float(s) if s > 0 else 1.0
-        return cls(layout, median, scale, clip)
+        return cls(layout, median, scale, clip, track_layout)
 
     def transform(self, table: TrackTable) -> tuple[np.ndarray, np.ndarray]:
         """Features `f32[N, F]` and group mask `bool[N, G]` for a validated table."""
@@ -96,11 +100,13 @@ class Preprocessor:
 
     def to_dict(self) -> dict:
         return {"layout": self.layout.to_dict(), "median": self.median, "scale": self.scale,
-                "clip": self.clip}
+                "clip": self.clip, "track_layout": self.track_layout}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocessor":
-        return cls(FeatureLayout.from_dict(d["layout"]), dict(d["median"]), dict(d["scale"]), d["clip"])
+        # checkpoints written before the O2 layout existed are legacy-layout ones
+        return cls(FeatureLayout.from_dict(d["layout"]), dict(d["median"]), dict(d["scale"]), d["clip"],
+                   d.get("track_layout", "legacy"))
 
 
 __all__ = ["Preprocessor"]

@@ -59,6 +59,9 @@ class DetectorGroup:
       the group is missing (0 = the train median after scaling; the Bayes group
       uses the token -0.25).
     - `scale`: whether the features are robust-scaled (probabilities are not).
+    - `absent_if_invalid`: a NaN, inf or sentinel where the flag says present makes the
+      group absent for that track (counted in the load summary) instead of an error; the
+      O2 extractor writes such rows (the old PID path blanks TOF below 0.5 GeV/c).
     """
 
     name: str
@@ -66,6 +69,7 @@ class DetectorGroup:
     flag: str | None = None
     missing_fill: float = 0.0
     scale: bool = True
+    absent_if_invalid: bool = False
 
     def __post_init__(self):
         if not self.name or not self.columns:

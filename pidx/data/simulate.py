@@ -17,16 +17,14 @@ docs/data.md; the values are inside the ranges of ../shared/PHYSICS.md.
 from __future__ import annotations
 
 import dataclasses
-import math
-
 import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from . import physics
-from .schema import (
-    BAYES_COLUMNS, CLASS_PDG, FEATURE_COLUMNS, LABEL_COLUMN, MASSES_GEV, NUM_CLASSES, ORACLE_COLUMNS,
-)
+from .schema import NUM_CLASSES
+from .sim_common import SpectrumTable, tof_efficiency
+from .simulate_legacy import simulate_legacy_chunk
+from .simulate_o2 import simulate_o2_chunk
 
 TOF_SCENARIOS = ("run3", "seed_scarce")
 # TOF matching plateau of each scenario. `seed_scarce` reproduces the seed data's
@@ -63,7 +61,24 @@ class SimulatorConfig:
     - `bayes_priors`: priors C_i of the ALICE Bayesian PID (flat as in O2Physics).
     - `bayes_tpc_cut`: TPC likelihood flat beyond this many σ.
     - `bayes_tof_tail`: TOF likelihood turns exponential above this many σ.
-    - `bayes_missing_fraction`: tracks whose Bayes output is missing at random.
+    - `bayes_missing_fraction`: tracks whose Bayes output is missing at random (legacy layout).
+    - `layout`: `o2` (the `pid_features` tree of the O2 extractor, all seven detector
+      groups) or `legacy` (the seed's 21 columns, TPC and TOF only).
+    - `centrality_resolution_slope`: O2 layout; TPC resolution × (1 + slope·(1 − c/100)) at
+      FT0C centrality c % (worse in central events).
+    - `tof_mismatch_centrality`: O2 layout; mismatch fraction × (1 − k/2 + k·(1 − c/100)):
+      more mismatches in central events, the same mean.
+    - `tpc_clusters_mean`, `tpc_clusters_sigma`: O2 layout; TPC clusters (60–159); the
+      dE/dx resolution scales as √(mean/clusters).
+    - `its_hit_efficiency`, `its_cluster_size_mip`: O2 layout; per-layer hit probability and
+      the mean extra cluster size λ of a MIP at η = 0 (size = 1 + Poisson(λ·dE/dx·cosh η)).
+    - `trd_plateau`, `trd_resolution`, `trd_tr_strength`, `trd_tr_onset_gamma`: O2 layout;
+      TRD matching plateau, log-normal signal resolution, transition-radiation gain and its γ onset.
+    - `emcal_match_efficiency`: O2 layout; EMCal matching inside its acceptance, per species.
+    - `hmpid_efficiency`, `hmpid_index`, `hmpid_photons_max`, `hmpid_background_photons`,
+      `hmpid_angle_resolution`, `hmpid_background_fraction`: O2 layout; HMPID matching inside its
+      acceptance, C6F14 refractive index, photons at β = 1, background photons, single-photon
+      angle resolution (rad) and the fraction of rings replaced by background.
     """
 
     n_tracks: int = 100_000
@@ -97,18 +112,45 @@ class SimulatorConfig:
     bayes_tpc_cut: float = 5.0
     bayes_tof_tail: float = 0.9
     bayes_missing_fraction: float = 0.03
+    layout: str = "o2"
+    centrality_resolution_slope: float = 0.15
+    tof_mismatch_centrality: float = 1.5
+    tpc_clusters_mean: float = 130.0
+    tpc_clusters_sigma: float = 15.0
+    its_hit_efficiency: float = 0.97
+    its_cluster_size_mip: float = 1.7
+    trd_plateau: float = 0.55
+    trd_resolution: float = 0.35
+    trd_tr_strength: float = 0.7
+    trd_tr_onset_gamma: float = 800.0
+    emcal_match_efficiency: tuple[float, ...] = (0.80, 0.80, 0.75, 0.95)
+    hmpid_efficiency: float = 0.03
+    hmpid_index: float = 1.2904
+    hmpid_photons_max: float = 20.0
+    hmpid_background_photons: float = 1.0
+    hmpid_angle_resolution: float = 0.05
+    hmpid_background_fraction: float = 0.08
 
     def __post_init__(self):
         problems = []
         if self.n_tracks < 1:
             problems.append(f"n_tracks must be >= 1, got {self.n_tracks}")
         for name in ("species_fractions", "spectrum_temperature", "spectrum_n", "tpc_resolution",
-                     "secondary_fraction", "secondary_dca_scale_cm", "bayes_priors"):
+                     "secondary_fraction", "secondary_dca_scale_cm", "bayes_priors", "emcal_match_efficiency"):
             value = getattr(self, name)
             if len(value) != NUM_CLASSES:
                 problems.append(f"{name} needs {NUM_CLASSES} values (pi, ka, pr, el), got {list(value)}")
         if any(f < 0 for f in self.species_fractions) or sum(self.species_fractions) <= 0:
             problems.append(f"species_fractions must be >= 0 with a positive sum, got {list(self.species_fractions)}")
+        if self.layout not in ("o2", "legacy"):
+            problems.append(f"layout must be 'o2' or 'legacy', got {self.layout!r}")
+        if not 0.0 <= self.tof_mismatch_centrality <= 2.0:
+            problems.append(f"tof_mismatch_centrality must be in [0, 2], got {self.tof_mismatch_centrality}")
+        for name in ("its_hit_efficiency", "trd_plateau", "hmpid_efficiency", "hmpid_background_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if any(not 0.0 <= e <= 1.0 for e in self.emcal_match_efficiency):
+            problems.append(f"emcal_match_efficiency must be in [0, 1], got {list(self.emcal_match_efficiency)}")
         if self.tof_scenario not in TOF_SCENARIOS:
             problems.append(f"tof_scenario must be one of {TOF_SCENARIOS}, got {self.tof_scenario!r}")
         if not 0 < self.pt_min < self.pt_max:
@@ -136,197 +178,9 @@ class SimulatorConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
-# ----------------------------------------------------------------------------- spectra
-class _SpectrumTable:
-    """Piecewise-constant pT density per species: sampled and evaluated identically."""
-
-    def __init__(self, cfg: SimulatorConfig, n_cells: int = 8192):
-        self.edges = np.geomspace(cfg.pt_min, cfg.pt_max, n_cells + 1)
-        mids = 0.5 * (self.edges[1:] + self.edges[:-1])
-        widths = np.diff(self.edges)
-        self.cum, self.density = [], []
-        for c in range(NUM_CLASSES):
-            m, t, n = MASSES_GEV[c], cfg.spectrum_temperature[c], cfg.spectrum_n[c]
-            mt = np.sqrt(mids**2 + m * m)
-            mass = mids * (1.0 + (mt - m) / (n * t)) ** (-n) * widths
-            mass = mass / mass.sum()
-            self.cum.append(np.concatenate([[0.0], np.cumsum(mass)]))
-            self.density.append(mass / widths)
-
-    def sample(self, rng: np.random.Generator, species: int, n: int) -> np.ndarray:
-        u = rng.random(n)
-        cum = self.cum[species]
-        k = np.clip(np.searchsorted(cum, u, side="right") - 1, 0, len(cum) - 2)
-        frac = (u - cum[k]) / np.maximum(cum[k + 1] - cum[k], 1e-300)
-        return self.edges[k] + np.clip(frac, 0.0, 1.0) * (self.edges[k + 1] - self.edges[k])
-
-    def log_density(self, pt: np.ndarray) -> np.ndarray:
-        """log dN/dpT of each species at `pt`, shape [N, 4]."""
-        k = np.clip(np.searchsorted(self.edges, pt, side="right") - 1, 0, len(self.edges) - 2)
-        with np.errstate(divide="ignore"):
-            return np.stack([np.log(d[k]) for d in self.density], axis=-1)
-
-
-# ----------------------------------------------------------------------------- responses
-def tof_efficiency(cfg: SimulatorConfig, pt: np.ndarray) -> np.ndarray:
-    """TOF matching probability of each species, shape [N, 4]."""
-    pt_on = physics.tof_min_pt(cfg.tof_radius_m, cfg.field_t)
-    base = cfg.plateau * (1.0 - np.exp(-np.maximum(pt - pt_on, 0.0) / cfg.tof_turn_on_slope))
-    kaon = np.interp(pt, cfg.tof_species_factor_pt, cfg.tof_kaon_factor)
-    proton = np.interp(pt, cfg.tof_species_factor_pt, cfg.tof_proton_factor)
-    return np.stack([base, base * kaon, base * proton, base], axis=-1)
-
-
-def _expected(cfg: SimulatorConfig, p, length):
-    """Expected TPC signal, TOF time and DCA resolution per species, each [N, 4]."""
-    masses = np.asarray(MASSES_GEV)
-    p2 = p[:, None]
-    dedx = physics.tpc_expected_signal(p2, masses)
-    with np.errstate(invalid="ignore"):
-        t_exp = physics.tof_expected_time(p2, length[:, None], masses)
-    beta = p2 / np.sqrt(p2 * p2 + masses**2)
-    sigma_dca = physics.dca_resolution_cm(p2, beta)
-    return dedx, t_exp, sigma_dca
-
-
-def _log_mix_normal(x, mean, sigma, tail_fraction, tail_scale):
-    # NaN expectations (no TOF hit possible) stay NaN; callers mask them out.
-    with np.errstate(invalid="ignore"):
-        core = np.log1p(-tail_fraction) + physics.log_normal_pdf(x, mean, sigma)
-        if tail_fraction <= 0:
-            return core
-        tail = np.log(tail_fraction) + physics.log_normal_pdf(x, mean, sigma * tail_scale)
-        return np.logaddexp(core, tail)
-
-
-def _draw_mix_normal(rng, n, tail_fraction, tail_scale):
-    z = rng.standard_normal(n)
-    return np.where(rng.random(n) < tail_fraction, z * tail_scale, z)
-
-
-# ----------------------------------------------------------------------------- main
-def _simulate_chunk(cfg: SimulatorConfig, table: _SpectrumTable, rng: np.random.Generator, n: int):
-    fractions = np.asarray(cfg.species_fractions, dtype=np.float64)
-    species = rng.choice(NUM_CLASSES, size=n, p=fractions / fractions.sum())
-    pt = np.empty(n)
-    for c in range(NUM_CLASSES):
-        sel = species == c
-        pt[sel] = table.sample(rng, c, int(sel.sum()))
-    eta = rng.uniform(-cfg.eta_max, cfg.eta_max, n)
-    phi = rng.uniform(0.0, 2.0 * math.pi, n)
-    charge = np.where(rng.random(n) < 0.5, 1, -1)
-    p = pt * np.cosh(eta)
-    length = physics.tof_track_length(pt, eta, radius_m=cfg.tof_radius_m, field_t=cfg.field_t)
-    dedx_exp, t_exp, sigma_dca = _expected(cfg, p, length)
-    rows = np.arange(n)
-    tpc_res = np.asarray(cfg.tpc_resolution)
-
-    # TPC dE/dx: relative resolution with a wider-resolution tail population.
-    has_tpc = rng.random(n) < cfg.tpc_efficiency
-    mean = dedx_exp[rows, species]
-    signal = mean * (1.0 + tpc_res[species] * _draw_mix_normal(rng, n, cfg.tpc_tail_fraction, cfg.tpc_tail_scale))
-
-    # TOF: matching efficiency, resolution with tail, mismatched hits.
-    eff_tof = tof_efficiency(cfg, pt)
-    has_tof = (rng.random(n) < eff_tof[rows, species]) & np.isfinite(length)
-    mismatch = rng.random(n) < cfg.tof_mismatch_fraction
-    t_light = length / physics.C_M_PER_NS
-    lo, hi = cfg.tof_mismatch_window_ns
-    t_true = t_exp[rows, species] + cfg.tof_resolution_ns * _draw_mix_normal(
-        rng, n, cfg.tof_tail_fraction, cfg.tof_tail_scale)
-    t_meas = np.where(mismatch, t_light + rng.uniform(lo, hi, n), t_true)
-
-    # DCA: primary Gaussian core, secondaries with wide Laplace tails.
-    secondary = rng.random(n) < np.asarray(cfg.secondary_fraction)[species]
-    sec_scale = np.asarray(cfg.secondary_dca_scale_cm)[species]
-    sig = sigma_dca[rows, species]
-    dca = np.where(secondary[:, None], rng.laplace(0.0, sec_scale[:, None], (n, 2)),
-                   rng.standard_normal((n, 2)) * sig[:, None])
-
-    # Observed n-sigma for every hypothesis.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpc_nsigma = (signal[:, None] - dedx_exp) / (tpc_res * dedx_exp)
-        tof_nsigma = (t_meas[:, None] - t_exp) / cfg.tof_resolution_ns
-        beta = length / (physics.C_M_PER_NS * t_meas)
-
-    bayes = _bayes_pid(cfg, tpc_nsigma, tof_nsigma, has_tpc, has_tof)
-    bayes[rng.random(n) < cfg.bayes_missing_fraction] = np.nan
-    oracle = _oracle(cfg, table, pt, signal, t_meas, length, dca, has_tpc, has_tof,
-                     dedx_exp, t_exp, sigma_dca)
-
-    nan = np.float64(np.nan)
-    cols = {
-        "pt": pt, "eta": eta, "phi": phi, "dca_xy": dca[:, 0], "dca_z": dca[:, 1],
-        "tpc_signal": np.where(has_tpc, signal, nan),
-    }
-    for i, name in enumerate(("pi", "ka", "pr", "el")):
-        cols[f"tpc_nsigma_{name}"] = np.where(has_tpc, tpc_nsigma[:, i], nan)
-    cols["tof_beta"] = np.where(has_tof, beta, nan)
-    for i, name in enumerate(("pi", "ka", "pr", "el")):
-        cols[f"tof_nsigma_{name}"] = np.where(has_tof, tof_nsigma[:, i], nan)
-    for i, col in enumerate(BAYES_COLUMNS):
-        cols[col] = bayes[:, i]
-    out = {c: cols[c].astype(np.float32) for c in FEATURE_COLUMNS if c in cols}
-    out["has_tpc"] = has_tpc.astype(np.int8)
-    out["has_tof"] = has_tof.astype(np.int8)
-    out[LABEL_COLUMN] = (charge * np.asarray(CLASS_PDG)[species]).astype(np.int32)
-    for i, col in enumerate(ORACLE_COLUMNS):
-        out[col] = oracle[:, i].astype(np.float32)
-    truth = {"secondary": secondary, "tof_mismatch": mismatch & has_tof}
-    return out, truth
-
-
-def _bayes_pid(cfg, tpc_nsigma, tof_nsigma, has_tpc, has_tof):
-    """ALICE Bayesian PID: priors × Gaussian likelihoods of the available detectors."""
-    log_l = np.log(np.asarray(cfg.bayes_priors, dtype=np.float64))[None, :].repeat(len(has_tpc), 0)
-    cut = cfg.bayes_tpc_cut
-    tpc_term = -0.5 * np.minimum(np.nan_to_num(tpc_nsigma, nan=cut), cut) ** 2
-    log_l = log_l + np.where(has_tpc[:, None], tpc_term, 0.0)
-    k = cfg.bayes_tof_tail
-    a = np.abs(np.nan_to_num(tof_nsigma, nan=0.0))
-    tof_term = np.where(a < k, -0.5 * a * a, 0.5 * k * k - k * a)
-    log_l = log_l + np.where(has_tof[:, None], tof_term, 0.0)
-    log_l -= log_l.max(axis=1, keepdims=True)
-    prob = np.exp(log_l)
-    prob /= prob.sum(axis=1, keepdims=True)
-    prob[~(has_tpc | has_tof)] = np.nan
-    return prob
-
-
-def _oracle(cfg, table, pt, signal, t_meas, length, dca, has_tpc, has_tof, dedx_exp, t_exp, sigma_dca):
-    """Exact log P(species | observed) from the generator's own densities."""
-    fractions = np.asarray(cfg.species_fractions, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        logp = np.log(fractions / fractions.sum())[None, :] + table.log_density(pt)
-    eff = cfg.tpc_efficiency
-    tpc_res = np.asarray(cfg.tpc_resolution)
-    tpc_ll = _log_mix_normal(signal[:, None], dedx_exp, tpc_res * dedx_exp,
-                             cfg.tpc_tail_fraction, cfg.tpc_tail_scale)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logp += np.where(has_tpc[:, None], np.log(eff) + tpc_ll, np.log1p(-eff))
-        eff_tof = tof_efficiency(cfg, pt)
-        lo, hi = cfg.tof_mismatch_window_ns
-        delta = (t_meas - length / physics.C_M_PER_NS)[:, None]
-        in_window = (delta >= lo) & (delta <= hi)
-        log_mis = np.where(in_window, np.log(cfg.tof_mismatch_fraction) - np.log(hi - lo), -np.inf)
-        core = np.log1p(-cfg.tof_mismatch_fraction) + _log_mix_normal(
-            t_meas[:, None], t_exp, cfg.tof_resolution_ns, cfg.tof_tail_fraction, cfg.tof_tail_scale)
-        tof_ll = np.logaddexp(core, log_mis)
-        logp += np.where(has_tof[:, None], np.log(eff_tof) + np.nan_to_num(tof_ll, nan=-np.inf),
-                         np.log1p(-eff_tof))
-        f_sec = np.asarray(cfg.secondary_fraction)
-        s_sec = np.asarray(cfg.secondary_dca_scale_cm)
-        prim = np.log1p(-f_sec) + sum(physics.log_normal_pdf(dca[:, j, None], 0.0, sigma_dca) for j in (0, 1))
-        sec = np.log(f_sec) + sum(physics.log_laplace_pdf(dca[:, j, None], s_sec) for j in (0, 1))
-        logp += np.logaddexp(prim, sec)
-    logp -= logp.max(axis=1, keepdims=True)
-    prob = np.exp(logp)
-    return prob / prob.sum(axis=1, keepdims=True)
-
-
 def simulate(config: SimulatorConfig | None = None, *, return_truth: bool = False,
              chunk_size: int = 500_000, **overrides):
-    """Simulate a table of tracks in the 21-column schema, with the oracle posterior.
+    """Simulate a table of tracks (O2 `pid_features` layout or the legacy 21 columns) with the oracle.
 
     **Arguments:**
 
@@ -335,15 +189,17 @@ def simulate(config: SimulatorConfig | None = None, *, return_truth: bool = Fals
     - `return_truth`: also return generator truth (secondary, TOF mismatch) as a dict.
     - `chunk_size`: tracks generated at a time (bounds memory; part of the RNG stream).
 
-    **Returns:** a `pandas.DataFrame` with the 21 feature columns (missing detector
-    values are NaN), `mc_pdg`, and `oracle_prob_{pi,ka,pr,el}`.
+    **Returns:** a `pandas.DataFrame`: with `layout="o2"` every branch of `pid_features` with
+    O2's missing-value conventions and MC truth (`pidx.data.simulate_o2`); with `"legacy"` the
+    21 feature columns (missing values NaN) and `mc_pdg`; both with `oracle_prob_{pi,ka,pr,el}`.
     """
     cfg = dataclasses.replace(config or SimulatorConfig(), **overrides)
     rng = np.random.default_rng(cfg.seed)
-    table = _SpectrumTable(cfg)
+    table = SpectrumTable(cfg)
+    chunk_fn = simulate_o2_chunk if cfg.layout == "o2" else simulate_legacy_chunk
     parts, truths = [], []
     for start in range(0, cfg.n_tracks, chunk_size):
-        cols, truth = _simulate_chunk(cfg, table, rng, min(chunk_size, cfg.n_tracks - start))
+        cols, truth = chunk_fn(cfg, table, rng, min(chunk_size, cfg.n_tracks - start))
         parts.append(cols)
         truths.append(truth)
     df = pd.DataFrame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})

@@ -5,9 +5,12 @@
 - `nsigma`: the species with the smallest combined n-sigma among those within 3σ in
   every available detector; tracks with no species within 3σ stay unidentified
   (they count against efficiency, never for purity).
-- `gbdt`: scikit-learn's HistGradientBoostingClassifier on the raw 21 features (NaN
-  for missing, which it handles natively), trained on the same train split with the
-  same class weighting as the network: the strongest classic competitor.
+- `gbdt`: scikit-learn's HistGradientBoostingClassifier on the model's inputs (the raw 21
+  legacy columns, or the O2 layout's 46-value vector; NaN for missing, which it handles
+  natively), trained on the same train split with the same class weighting as the network.
+
+Columns are read through the table's file layout (`pidx.data.layouts`), so every baseline
+runs on O2 and legacy tables alike.
 - `oracle`: the simulator's exact posterior (simulated data only): the ceiling.
 """
 
@@ -18,7 +21,8 @@ import time
 import numpy as np
 
 from ..data.io import TrackTable
-from ..data.schema import BAYES_COLUMNS, CLASS_NAMES, FEATURE_COLUMNS, NUM_CLASSES
+from ..data.layouts import get_layout
+from ..data.schema import BAYES_FLAG, CLASS_NAMES, NUM_CLASSES
 from ..training.losses import compute_class_weights
 from .metrics import classification_metrics
 
@@ -31,10 +35,10 @@ def nsigma_scores(table: TrackTable, window: float = 3.0) -> tuple[np.ndarray, n
     chi2 = np.zeros((len(f), NUM_CLASSES))
     inside = np.ones((len(f), NUM_CLASSES), bool)
     any_det = np.zeros(len(f), bool)
-    for det, flag in (("tpc", "has_tpc"), ("tof", "has_tof")):
+    for flag, columns in get_layout(table.layout).nsigma.values():
         present = f[flag].to_numpy() == 1
         any_det |= present
-        ns = np.stack([f[f"{det}_nsigma_{c}"].to_numpy(np.float64) for c in CLASS_NAMES], axis=1)
+        ns = np.stack([f[c].to_numpy(np.float64) for c in columns], axis=1)
         ns = np.where(present[:, None], ns, 0.0)
         chi2 += ns**2
         inside &= np.abs(ns) < window
@@ -52,9 +56,9 @@ def nsigma(test: TrackTable, **_) -> dict:
 
 def bayes_pid(test: TrackTable, **_) -> dict:
     f = test.frame
-    have = f["bayes_available"].to_numpy() == 1
+    have = f[BAYES_FLAG].to_numpy() == 1
     ns_pred, ns_probs = nsigma_scores(test)
-    bayes = np.nan_to_num(f[list(BAYES_COLUMNS)].to_numpy(np.float64), nan=0.25)
+    bayes = np.nan_to_num(f[list(get_layout(test.layout).bayes)].to_numpy(np.float64), nan=0.25)
     probs = np.where(have[:, None], bayes, ns_probs)
     pred = np.where(have, bayes.argmax(1), ns_pred)
     extra = {"with_bayes": _subset(test.labels, probs, pred, have),
@@ -71,8 +75,10 @@ def _subset(labels, probs, pred, sel):
 
 
 def gbdt_features(table: TrackTable) -> np.ndarray:
+    """The layout's model inputs as the table holds them (NaN where a detector is absent)."""
     f = table.frame
-    return np.stack([f[c].to_numpy(np.float64) for c in FEATURE_COLUMNS], axis=1)
+    columns = [c for c in get_layout(table.layout).model_inputs if c in f]
+    return np.stack([f[c].to_numpy(np.float64) for c in columns], axis=1)
 
 
 def gbdt(test: TrackTable, *, train: TrackTable, class_weights="balanced", seed: int = 231,

@@ -26,7 +26,10 @@ PREDICTIONS_FILE = "test_predictions.parquet"
 def write_test_predictions(run_dir: Path, test_table, momentum, model_probs, baseline_outputs: dict) -> Path:
     from ..data.io import write_table
 
-    cols = {"label": test_table.labels, "p": momentum, "tpc_signal": test_table.frame["tpc_signal"].to_numpy()}
+    from ..data.layouts import get_layout
+
+    dedx = test_table.frame[get_layout(test_table.layout).dedx].to_numpy()
+    cols = {"label": test_table.labels, "p": momentum, "tpc_signal": dedx}
     for i, c in enumerate(CLASS_NAMES):
         cols[f"model_prob_{c}"] = model_probs[:, i].astype(np.float32)
     for name, out in baseline_outputs.items():

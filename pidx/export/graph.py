@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..data.layouts import get_layout
 from ..data.schema import BAYES_FLAG, BAYES_MISSING_ROWS, FEATURE_COLUMNS
 from ..errors import ExportError
 
@@ -96,10 +97,15 @@ class GraphBuilder:
         return self.op("Greater", v, self.const(0.5, "half"))
 
 
-def input_columns(layout) -> tuple[str, ...]:
-    """The exported model's input columns: the 21 schema features, then any extra groups' columns."""
-    extra = [c for c in layout.input_columns if c not in FEATURE_COLUMNS]
-    return tuple(FEATURE_COLUMNS) + tuple(extra)
+def input_columns(layout, track_layout: str = "legacy") -> tuple[str, ...]:
+    """The exported model's input columns: the file layout's model inputs (legacy: the 21 schema
+    features; o2: the 46-value vector of pidOnnxInference), then any extra groups' columns."""
+    base = get_layout(track_layout).model_inputs
+    extra = [c for c in layout.input_columns if c not in base]
+    if extra and track_layout == "o2":
+        raise ExportError(f"columns {extra} are not in the O2 model vector (46 values of pidOnnxInference); a model "
+                          "with extra detector groups cannot be exported for the o2 layout")
+    return tuple(base) + tuple(extra)
 
 
 def preprocessing_graph(g: GraphBuilder, raw: str, pre, sentinels) -> tuple[str, str]:
@@ -113,12 +119,12 @@ def preprocessing_graph(g: GraphBuilder, raw: str, pre, sentinels) -> tuple[str,
     **Arguments:**
 
     - `g`: the builder.
-    - `raw`: name of the raw input tensor, columns in `input_columns(pre.layout)` order.
+    - `raw`: name of the raw input tensor, columns in `input_columns(pre.layout, pre.track_layout)` order.
     - `pre`: the run's fitted `Preprocessor`.
     - `sentinels`: the run's `data.sentinels` (values that mean "missing").
     """
     layout = pre.layout
-    cols = {c: i for i, c in enumerate(input_columns(layout))}
+    cols = {c: i for i, c in enumerate(input_columns(layout, pre.track_layout))}
     x = g.op("Cast", raw, to=11)  # float64: numpy computes the scaling in double
 
     def missing(values: str) -> str:
@@ -138,6 +144,8 @@ def preprocessing_graph(g: GraphBuilder, raw: str, pre, sentinels) -> tuple[str,
             present = g.op("Not", g.any_of(absent))
         else:
             present = g.op("Equal", g.columns(x, [cols[group.flag]]), g.const(1.0, "one", np.float64))
+            if group.absent_if_invalid:  # a NaN/sentinel under a "present" flag: the group is absent
+                present = g.op("And", present, g.op("Not", g.row_reduce(missing(values), "ReduceMax")))
         if group.scale:
             median = g.const([pre.median[c] for c in group.columns], "median", np.float64)
             scale = g.const([pre.scale[c] for c in group.columns], "scale", np.float64)

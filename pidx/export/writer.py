@@ -58,7 +58,7 @@ def build_onnx(model, state, preprocessor, *, sentinels=(-999.0,), ensemble: boo
         logp = g.op("Log", g.op("Max", probs, g.const(1e-30, "tiny")))
         probs = g.op("Softmax", g.op("Div", logp, g.const(float(temperature), "temperature")), axis=1)
     g.nodes.append(helper.make_node("Identity", [probs], [OUTPUT_NAME]))
-    n_in = len(input_columns(preprocessor.layout))
+    n_in = len(input_columns(preprocessor.layout, preprocessor.track_layout))
     graph = helper.make_graph(
         g.nodes, "pidx", [helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.FLOAT, ["N", n_in])],
         [helper.make_tensor_value_info(OUTPUT_NAME, onnx.TensorProto.FLOAT, ["N", len(CLASS_NAMES)])],
@@ -80,7 +80,7 @@ def synthetic_tracks(preprocessor, *, n_per_pattern: int = 64, sentinels=(-999.0
     flagged = [g for g in layout.groups if g.flag is not None]
     patterns = list(itertools.product((0, 1), repeat=len(flagged)))
     n = n_per_pattern * len(patterns)
-    cols = {c: np.zeros(n) for c in input_columns(layout)}
+    cols = {c: np.zeros(n) for c in input_columns(layout, preprocessor.track_layout)}
     present_all = np.repeat(np.array(patterns, bool), n_per_pattern, axis=0)
     for group in layout.groups:
         k = len(group.columns)
@@ -98,6 +98,9 @@ def synthetic_tracks(preprocessor, *, n_per_pattern: int = 64, sentinels=(-999.0
                 fills = np.where(rng.random(n) < 0.5, np.nan, sentinels[0] if sentinels else np.nan)
                 cols[group.flag] = present.astype(float)
             v = np.where(present[:, None], v, fills[:, None])
+            if group.absent_if_invalid:  # a NaN under a "present" flag: pidx and the graph make the group absent
+                broken = present & (rng.random(n) < 0.05)
+                v[broken, rng.integers(0, k, int(broken.sum()))] = np.nan
         for j, c in enumerate(group.columns):
             cols[c] = v[:, j]
     return pd.DataFrame(cols).astype(np.float32).astype(np.float64)
@@ -153,7 +156,7 @@ def export_onnx(model, state, preprocessor, path: str | Path, *, sentinels=(-999
         raise ExportError(f"{path}: the output must end in .onnx")
     ensemble = is_ensemble(model)
     proto = build_onnx(model, state, preprocessor, sentinels=sentinels, ensemble=ensemble, temperature=temperature)
-    columns = input_columns(preprocessor.layout)
+    columns = input_columns(preprocessor.layout, preprocessor.track_layout)
     info = {
         "format": "onnx", "opset": OPSET, "pidx_version": __version__,
         "input": {"name": INPUT_NAME, "shape": ["N", len(columns)], "dtype": "float32", "columns": list(columns),
@@ -179,18 +182,40 @@ def export_onnx(model, state, preprocessor, path: str | Path, *, sentinels=(-999
     return info
 
 
-def export_run(run_dir: str | Path, output: str | Path, *, tolerance: float = 1e-5, check: bool = True) -> dict:
-    """Export a run directory's best checkpoint (preprocessing included) to ONNX."""
-    from ..run import load_run_model, run_temperature
+def export_run(run_dir: str | Path, output: str | Path, *, target: str = "onnx", tolerance: float = 1e-5,
+               check: bool = True) -> dict:
+    """Export a run directory's best checkpoint (preprocessing included).
 
+    **Arguments:**
+
+    - `run_dir`: the run.
+    - `output`: `target="onnx"`: the .onnx file (a .json sidecar is written beside it);
+      `target="o2physics"`: a directory that receives `pid_feature_model.onnx` and
+      `pid-onnx-inference.json`, the configuration of O2Physics' `pid-onnx-inference` task.
+    - `tolerance`, `check`: the ONNX Runtime check (see `export_onnx`).
+    """
+    from ..inference import load_run_model, run_temperature
+    from .o2physics import MODEL_FILE, o2physics_bins, write_o2physics_config
+
+    if target not in ("onnx", "o2physics"):
+        raise ExportError(f"unknown export target {target!r}; accepted are onnx, o2physics")
     cfg, model, state, pre, ckpt = load_run_model(run_dir)
     d = cfg["data"]
     meta = {"recipe": cfg["name"], "model": cfg["model"]["name"], "checkpoint": str(ckpt),
-            "momentum_range": d["momentum_range"], "momentum_variable": d["momentum_variable"],
+            "track_layout": pre.track_layout, "momentum_range": d["momentum_range"],
+            "momentum_variable": d["momentum_variable"],
             "note": "the model was trained on tracks inside momentum_range; apply the same selection"}
-    info = export_onnx(model, state, pre, output, sentinels=tuple(d["sentinels"]), metadata=meta,
+    path = Path(output)
+    if target == "o2physics":
+        bins = o2physics_bins(pre.track_layout, d["momentum_range"], d["momentum_variable"])
+        meta["binsPtMl"] = bins
+        path = Path(output) / MODEL_FILE
+    info = export_onnx(model, state, pre, path, sentinels=tuple(d["sentinels"]), metadata=meta,
                        temperature=run_temperature(run_dir), tolerance=tolerance, check=check)
-    return {**info, "output": str(output)}
+    info = {**info, "output": str(path), "target": target}
+    if target == "o2physics":
+        info["configuration"] = str(write_o2physics_config(Path(output), bins))
+    return info
 
 
 __all__ = ["INPUT_NAME", "OUTPUT_NAME", "build_onnx", "synthetic_tracks", "pidx_probs", "onnx_probs",
