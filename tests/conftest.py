@@ -21,7 +21,7 @@ def sim_df():
     """20k simulated tracks (run3 TOF), NaN-encoded, with oracle columns."""
     from pidx.data import simulate
 
-    return simulate(n_tracks=20_000, seed=7)
+    return simulate(n_tracks=20_000, seed=7, layout="legacy")
 
 
 @pytest.fixture

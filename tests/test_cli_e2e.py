@@ -50,7 +50,7 @@ def test_test_command_reproduces_fit_metrics(run_dir, tmp_path):
 
 def test_test_on_other_file_applies_momentum_range(run_dir, tmp_path):
     data = tmp_path / "other.parquet"
-    assert main(["simulate", "--n", "5000", "--seed", "9", "--out", str(data), "--missing", "sentinel"]) == 0
+    assert main(["simulate", "--n", "5000", "--seed", "9", "--out", str(data)]) == 0
     out = tmp_path / "m.json"
     assert main(["test", str(run_dir), "--data", str(data), "--output", str(out)]) == 0
     df = pd.read_parquet(data)
@@ -61,7 +61,7 @@ def test_test_on_other_file_applies_momentum_range(run_dir, tmp_path):
 def test_predict_every_row_in_order_without_labels(run_dir, tmp_path):
     data = tmp_path / "in.csv"
     assert main(["simulate", "--n", "3000", "--seed", "4", "--out", str(data)]) == 0
-    df = pd.read_csv(data).drop(columns=["mc_pdg"])
+    df = pd.read_csv(data).drop(columns=["mcPdg"])
     df.to_csv(data, index=False)
     out = tmp_path / "pred.parquet"
     assert main(["predict", str(run_dir), "--input", str(data), "--output", str(out)]) == 0
@@ -114,7 +114,7 @@ def test_fit_writes_baselines_and_report(run_dir):
         assert section in text
     assert f"{metrics['test']['accuracy']:.4f}" in text and f"{base['gbdt']['accuracy']:.4f}" in text
     importance = json.loads((report / "importance.json").read_text())
-    assert set(importance["ablation"]) == {"none", "tpc", "tof", "bayes", "kinematics"}
+    assert set(importance["ablation"]) == {"none", "tpc", "tof", "trd", "its", "emcal", "hmpid", "kinematics"}
     assert len(importance["importance"]) == 22
 
 

@@ -6,7 +6,7 @@ from pidx.errors import DataError
 
 
 def make(**kw):
-    kw.setdefault("simulator", SimulatorConfig(n_tracks=20_000, seed=3))
+    kw.setdefault("simulator", SimulatorConfig(n_tracks=20_000, seed=3, layout="legacy"))
     return TrackDataModule(**kw).setup()
 
 

@@ -17,7 +17,7 @@ from pidx.data.schema import BAYES_COLUMNS, FEATURE_COLUMNS, PROB_COLUMNS, TOF_C
 RECIPES = Path(__file__).parent.parent / "recipes"
 FAST = ["--set", "data.n_tracks=8000", "--set", "data.momentum_range=full", "--set", "trainer.max_epochs=2",
         "--set", "trainer.batch_size=256", "--set", "evaluation.report=false", "--set", "evaluation.baselines=[]",
-        "--quiet"]
+        "--set", "data.layout=legacy", "--quiet"]
 TOL = 1e-5
 
 
@@ -30,7 +30,7 @@ def _fit(tmp_path_factory, recipe, *extra):
 @pytest.fixture(scope="module")
 def tracks(tmp_path_factory):
     """12,000 tracks, float32-exact, every pattern of (TPC, TOF, Bayes) present/absent, mixed encodings."""
-    df = pidx.simulate(n_tracks=50_000, seed=77, tof_scenario="run3")
+    df = pidx.simulate(n_tracks=50_000, seed=77, tof_scenario="run3", layout="legacy")
     full = df[(df.has_tpc == 1) & (df.has_tof == 1) & df[list(BAYES_COLUMNS)].notna().all(axis=1)]
     df = full.iloc[:12_000].reset_index(drop=True).copy()
     assert len(df) == 12_000

@@ -105,8 +105,8 @@ def test_sentinel_and_nan_encodings_give_identical_tables(sim_df, tmp_path, suff
 def test_file_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match="nope.parquet: file not found"):
         load_tracks(tmp_path / "nope.parquet")
-    with pytest.raises(DataError, match="unsupported file type '.root'"):
-        load_tracks(tmp_path / "a.root")
+    with pytest.raises(DataError, match="unsupported file type '.txt'"):
+        load_tracks(tmp_path / "a.txt")
     bad = tmp_path / "broken.parquet"
     bad.write_bytes(b"PAR1 not really")
     with pytest.raises(DataError, match="broken.parquet: cannot read as parquet"):

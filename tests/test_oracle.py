@@ -11,7 +11,7 @@ from pidx.data.schema import CLASS_PDG, FEATURE_COLUMNS, ORACLE_COLUMNS
 
 @pytest.fixture(scope="module")
 def mid_range():
-    df = simulate(n_tracks=200_000, seed=21, tof_scenario="seed_scarce")
+    df = simulate(layout="legacy", n_tracks=200_000, seed=21, tof_scenario="seed_scarce")
     p = df["pt"] * np.cosh(df["eta"])
     df = df[(p > 0.7) & (p < 1.5)].reset_index(drop=True)
     y = np.array([CLASS_PDG.index(v) for v in np.abs(df["mc_pdg"].to_numpy())])

@@ -173,7 +173,7 @@ def _base_table():
     if "t" not in _BASE:
         from pidx.data.simulate import simulate
 
-        _BASE["t"] = simulate(n_tracks=50, seed=1)
+        _BASE["t"] = simulate(layout="legacy", n_tracks=50, seed=1)
     return _BASE["t"]
 
 

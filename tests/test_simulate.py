@@ -12,9 +12,9 @@ def cls(df):
 
 
 def test_columns_and_determinism():
-    a = simulate(n_tracks=3000, seed=3)
-    b = simulate(n_tracks=3000, seed=3)
-    c = simulate(n_tracks=3000, seed=4)
+    a = simulate(layout="legacy", n_tracks=3000, seed=3)
+    b = simulate(layout="legacy", n_tracks=3000, seed=3)
+    c = simulate(layout="legacy", n_tracks=3000, seed=4)
     assert list(a.columns) == list(FEATURE_COLUMNS) + ["mc_pdg"] + list(ORACLE_COLUMNS)
     pd.testing.assert_frame_equal(a, b)
     assert not a["pt"].equals(c["pt"])
@@ -25,7 +25,7 @@ def test_class_fractions_and_acceptance(sim_df):
     np.testing.assert_allclose(frac, [0.69, 0.05, 0.14, 0.12], atol=0.01)
     assert sim_df["eta"].abs().max() <= 0.8 and sim_df["pt"].min() >= 0.1
     assert set(np.sign(sim_df["mc_pdg"]).unique()) == {-1, 1}
-    custom = simulate(n_tracks=5000, species_fractions=(0.25, 0.25, 0.25, 0.25))
+    custom = simulate(layout="legacy", n_tracks=5000, species_fractions=(0.25, 0.25, 0.25, 0.25))
     np.testing.assert_allclose(np.bincount(cls(custom)) / 5000, 0.25, atol=0.03)
 
 
@@ -46,7 +46,7 @@ def test_dedx_ordering_at_low_momentum(sim_df):
 
 
 def test_tof_beta_physical_and_matching_curve():
-    df, truth = simulate(n_tracks=60_000, seed=11, return_truth=True)
+    df, truth = simulate(layout="legacy", n_tracks=60_000, seed=11, return_truth=True)
     tof = df["has_tof"] == 1
     good = tof & ~truth["tof_mismatch"]
     p = df["pt"] * np.cosh(df["eta"])
@@ -67,14 +67,14 @@ def test_tof_beta_physical_and_matching_curve():
 
 
 def test_seed_scarce_scenario_reproduces_seed_tof():
-    df = simulate(n_tracks=80_000, seed=5, tof_scenario="seed_scarce")
+    df = simulate(layout="legacy", n_tracks=80_000, seed=5, tof_scenario="seed_scarce")
     p = df["pt"] * np.cosh(df["eta"])
     mid = (p > 0.7) & (p < 1.5)
     assert 0.07 < df["has_tof"][mid].mean() < 0.10
 
 
 def test_secondaries_widen_dca_by_species():
-    df, truth = simulate(n_tracks=40_000, seed=2, return_truth=True)
+    df, truth = simulate(layout="legacy", n_tracks=40_000, seed=2, return_truth=True)
     c = cls(df)
     sec_frac = [truth["secondary"][c == k].mean() for k in range(4)]
     assert sec_frac[2] > sec_frac[0] and sec_frac[3] > sec_frac[2]

@@ -72,7 +72,7 @@ def test_predict_uncertainty_for_an_ensemble(tmp_path_factory, tracks, tmp_path)
     assert (df["mutual_information"] >= 0).all() and (df["mutual_information"] <= df["entropy"] + 1e-6).all()
     assert np.allclose(df["disagreement"] * 3, np.round(df["disagreement"] * 3), atol=1e-5) and df["disagreement"].max() > 0
     # wrong predictions are less certain than right ones (the point of the number)
-    truth = pd.read_parquet(tracks)["mc_pdg"].abs().map({211: "pi", 321: "ka", 2212: "pr", 11: "el"})
+    truth = pd.read_parquet(tracks)["mcPdg"].abs().map({211: "pi", 321: "ka", 2212: "pr", 11: "el"})
     wrong = df["pred"] != truth
     assert df["entropy"][wrong].mean() > df["entropy"][~wrong].mean()
     assert main(["predict", str(run), "--input", str(tracks), "--output", str(out), "--mc-dropout", "4"]) == 2
