@@ -148,6 +148,22 @@ def new_run_dir(cfg: dict, output: str | Path | None, *, overwrite: bool = False
     return run_dir
 
 
+def data_log_line(cfg: dict, dm: TrackDataModule) -> str:
+    """One line for the run's log: the file layout and how it was chosen, the cuts and repairs."""
+    summary = dm.summary()
+    how = "forced by data.layout" if cfg["data"]["layout"] != "auto" else (
+        "the simulator's default" if cfg["data"]["source"] == "simulate" else "detected from the columns")
+    n = sum(summary[k]["n_tracks"] for k in ("train", "val", "test"))
+    parts = [f"data: {summary['layout']} layout ({how}), {n:,} tracks in {dm.bounds[0]:g} < "
+             f"{dm.momentum_variable} < {dm.bounds[1]:g}"]
+    if summary.get("selection"):
+        parts.append("selection removed " + ", ".join(f"{k} {v:,}" for k, v in summary["selection"].items()))
+    if summary.get("made_absent"):
+        parts.append("flag set but values NaN/-999, group treated as absent: " +
+                     ", ".join(f"{k} {v:,}" for k, v in summary["made_absent"].items()))
+    return "; ".join(parts)
+
+
 def majority_baseline(train_labels, test_labels) -> float:
     majority = int(np.bincount(np.asarray(train_labels), minlength=len(CLASS_NAMES)).argmax())
     return float(np.mean(np.asarray(test_labels) == majority))
@@ -157,6 +173,10 @@ def fit_recipe(cfg: dict, run_dir: Path, *, resume: str | Path | None = None, qu
     """Train, test and write the run directory; returns metrics.json's content."""
     atomic_write_text(run_dir / RECIPE_FILE, dump_recipe(cfg))
     dm = make_datamodule(cfg).setup()
+    if not quiet:
+        from rich.console import Console
+
+        Console(stderr=True).print(data_log_line(cfg, dm), highlight=False, markup=False, soft_wrap=True)
     model, state = make_model(cfg, dm.layout)
     steps = max(1, dm.train.num_tracks // min(cfg["trainer"]["batch_size"], dm.train.num_tracks))
     trainer = make_trainer(cfg, run_dir, quiet=quiet, steps_per_epoch=steps)

@@ -115,7 +115,9 @@ def test_fit_writes_baselines_and_report(run_dir):
     assert f"{metrics['test']['accuracy']:.4f}" in text and f"{base['gbdt']['accuracy']:.4f}" in text
     importance = json.loads((report / "importance.json").read_text())
     assert set(importance["ablation"]) == {"none", "tpc", "tof", "trd", "its", "emcal", "hmpid", "kinematics"}
-    assert len(importance["importance"]) == 22
+    from pidx.data.layouts import O2
+
+    assert list(importance["importance"]) == list(O2.features.feature_names)  # 34 values + 6 availability flags
 
 
 def test_report_command_rebuilds_missing_predictions(run_dir, tmp_path):

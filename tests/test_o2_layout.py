@@ -173,3 +173,21 @@ def test_directory_and_glob_of_root_files(o2_df, tmp_path):
     np.testing.assert_array_equal(by_dir.frame["pt"], o2_df.pt.to_numpy(np.float64))
     with pytest.raises(DataError, match="no file matches"):
         load_tracks(str(tmp_path / "nothing*.root"))
+
+
+def test_run_log_and_metrics_state_the_layout_and_the_cutflow():
+    from pathlib import Path
+
+    from pidx.recipe import load_recipe
+    from pidx.run import data_log_line, make_datamodule
+
+    recipe = Path(__file__).parent.parent / "recipes" / "simplenn_full.yaml"
+    cfg = load_recipe(recipe, ["data.n_tracks=5000", "data.selection.vz_max=5", "data.primaries_only=true",
+                               "data.cache=false"])
+    dm = make_datamodule(cfg).setup()
+    summary = dm.summary()
+    assert summary["layout"] == "o2" and list(summary["selection"]) == ["vz_max", "primaries_only"]
+    assert summary["selection"]["vz_max"] > 1000  # |vz| < 5 cm keeps ~60 % of a σ = 6 cm vertex spread
+    line = data_log_line(cfg, dm)
+    assert line.startswith("data: o2 layout (the simulator's default)")
+    assert f"vz_max {summary['selection']['vz_max']:,}" in line and "primaries_only" in line

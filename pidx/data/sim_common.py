@@ -5,6 +5,8 @@ Each is sampled and evaluated by the same code, which keeps the oracle exact.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import physics
@@ -81,4 +83,18 @@ def draw_mix_normal(rng, n, tail_fraction, tail_scale):
 
 
 
-__all__ = ["SpectrumTable", "tof_efficiency", "expected_signals", "log_mix_normal", "draw_mix_normal"]
+def sample_kinematics(cfg, table, rng, n):
+    """(species, pT, η, φ, charge) of `n` tracks: species by fraction, pT from its spectrum table."""
+    fractions = np.asarray(cfg.species_fractions, dtype=np.float64)
+    species = rng.choice(NUM_CLASSES, size=n, p=fractions / fractions.sum())
+    pt = np.empty(n)
+    for c in range(NUM_CLASSES):
+        sel = species == c
+        pt[sel] = table.sample(rng, c, int(sel.sum()))
+    eta = rng.uniform(-cfg.eta_max, cfg.eta_max, n)
+    phi = rng.uniform(0.0, 2.0 * math.pi, n)
+    charge = np.where(rng.random(n) < 0.5, 1, -1)
+    return species, pt, eta, phi, charge
+
+
+__all__ = ["sample_kinematics", "SpectrumTable", "tof_efficiency", "expected_signals", "log_mix_normal", "draw_mix_normal"]

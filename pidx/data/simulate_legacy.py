@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from . import physics
-from .schema import BAYES_COLUMNS, CLASS_PDG, FEATURE_COLUMNS, LABEL_COLUMN, NUM_CLASSES, ORACLE_COLUMNS
+from .schema import BAYES_COLUMNS, CLASS_PDG, FEATURE_COLUMNS, LABEL_COLUMN, ORACLE_COLUMNS
 from .sim_common import draw_mix_normal as _draw_mix_normal
 from .sim_common import expected_signals as _expected
 from .sim_common import log_mix_normal as _log_mix_normal
+from .sim_common import sample_kinematics
 from .sim_common import tof_efficiency
 
 
 def simulate_legacy_chunk(cfg, table, rng: np.random.Generator, n: int):
-    fractions = np.asarray(cfg.species_fractions, dtype=np.float64)
-    species = rng.choice(NUM_CLASSES, size=n, p=fractions / fractions.sum())
-    pt = np.empty(n)
-    for c in range(NUM_CLASSES):
-        sel = species == c
-        pt[sel] = table.sample(rng, c, int(sel.sum()))
-    eta = rng.uniform(-cfg.eta_max, cfg.eta_max, n)
-    phi = rng.uniform(0.0, 2.0 * math.pi, n)
-    charge = np.where(rng.random(n) < 0.5, 1, -1)
+    species, pt, eta, phi, charge = sample_kinematics(cfg, table, rng, n)
     p = pt * np.cosh(eta)
     length = physics.tof_track_length(pt, eta, radius_m=cfg.tof_radius_m, field_t=cfg.field_t)
     dedx_exp, t_exp, sigma_dca = _expected(cfg, p, length)

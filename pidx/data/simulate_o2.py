@@ -18,31 +18,18 @@ import numpy as np
 from . import detectors as det
 from . import physics
 from .layouts import O2_BRANCHES
-from .schema import CLASS_PDG, MASSES_GEV, NUM_CLASSES, ORACLE_COLUMNS
-from .sim_common import draw_mix_normal, expected_signals, log_mix_normal, tof_efficiency
+from .schema import CLASS_PDG, MASSES_GEV, ORACLE_COLUMNS
+from .sim_common import draw_mix_normal, expected_signals, log_mix_normal, sample_kinematics, tof_efficiency
 
 EMCAL_RADIUS_M = 4.4
 _SENTINEL = np.float32(-999.0)
-
-
-def _kinematics(cfg, table, rng, n):
-    fractions = np.asarray(cfg.species_fractions, dtype=np.float64)
-    species = rng.choice(NUM_CLASSES, size=n, p=fractions / fractions.sum())
-    pt = np.empty(n)
-    for c in range(NUM_CLASSES):
-        sel = species == c
-        pt[sel] = table.sample(rng, c, int(sel.sum()))
-    eta = rng.uniform(-cfg.eta_max, cfg.eta_max, n)
-    phi = rng.uniform(0.0, 2.0 * math.pi, n)
-    charge = np.where(rng.random(n) < 0.5, 1, -1)
-    return species, pt, eta, phi, charge
 
 
 def simulate_o2_chunk(cfg, table, rng: np.random.Generator, n: int):
     """`n` tracks as `pid_features` branches (dict of arrays) and generator truth."""
     masses = np.asarray(MASSES_GEV)
     rows = np.arange(n)
-    species, pt, eta, phi, charge = _kinematics(cfg, table, rng, n)
+    species, pt, eta, phi, charge = sample_kinematics(cfg, table, rng, n)
     p = pt * np.cosh(eta)
     centrality = rng.uniform(0.0, 100.0, n)
     occupancy = 1.0 - centrality / 100.0  # 1 in the most central events

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..data.io import TrackTable
 from ..data.layouts import get_layout
-from ..data.schema import BAYES_FLAG, CLASS_NAMES, NUM_CLASSES
+from ..data.schema import BAYES_FLAG, NUM_CLASSES
 from ..training.losses import compute_class_weights
 from .metrics import classification_metrics
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..data.layouts import get_layout
-from ..data.schema import BAYES_FLAG, BAYES_MISSING_ROWS, FEATURE_COLUMNS
+from ..data.schema import BAYES_FLAG, BAYES_MISSING_ROWS
 from ..errors import ExportError
 
 OPSET = 17
