@@ -3,7 +3,8 @@
 The public API, re-exported explicitly:
 
 - data: `simulate`, `SimulatorConfig`, `load_tracks`, `TrackDataModule`, `ArrayDataModule`,
-  `TrackArrays`, `Preprocessor`, `DetectorGroup`, `FeatureLayout`, `make_layout`, `DEFAULT_LAYOUT`;
+  `TrackArrays`, `Preprocessor`, `DetectorGroup`, `FeatureLayout`, `make_layout`, `DEFAULT_LAYOUT`,
+  `TrackSelection`, the file layouts `O2` and `LEGACY` (`pidx.data.layouts`);
 - models: `SimpleNN`, `DNN`, `FSEAttention`, `DetectorAwareFSE`, `PIDModel`, `build_model`,
   `Ensemble`, `make_ensemble` (K members trained in one vmapped program);
 - deployment: `pidx.export` (ONNX export with the preprocessing in the graph);
@@ -17,7 +18,7 @@ The public API, re-exported explicitly:
 
 from .data import (
     CLASS_NAMES, DEFAULT_LAYOUT, FEATURE_COLUMNS, ArrayDataModule, DetectorGroup, FeatureLayout, Preprocessor,
-    SimulatorConfig, TrackArrays, TrackDataModule, load_tracks, make_layout, simulate,
+    LEGACY, O2, SimulatorConfig, TrackArrays, TrackDataModule, TrackSelection, load_tracks, make_layout, simulate,
 )
 from .errors import CheckpointError, DataError, ExportError, PidxError, RecipeError, TrainingError
 from .evaluation import classification_metrics
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CLASS_NAMES", "DEFAULT_LAYOUT", "FEATURE_COLUMNS", "ArrayDataModule", "DetectorGroup", "FeatureLayout",
     "Preprocessor", "SimulatorConfig", "TrackArrays", "TrackDataModule", "load_tracks", "make_layout", "simulate",
+    "LEGACY", "O2", "TrackSelection",
     "CheckpointError", "DataError", "ExportError", "PidxError", "RecipeError", "TrainingError", "classification_metrics",
     "DNN", "DetectorAwareFSE", "Ensemble", "FSEAttention", "PIDModel", "SimpleNN", "build_model",
     "make_ensemble", "load_recipe",
