@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 
 import pidx  # noqa: E402
 from pidx.data import ArrayDataModule, TrackArrays  # noqa: E402
+from pidx.data.layouts import get_layout  # noqa: E402
 from pidx.export import export_onnx, input_columns  # noqa: E402
 from pidx.models import build_model  # noqa: E402
 
@@ -83,7 +84,9 @@ def main():
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = opts.inter_op_num_threads = 1
         session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-        x = table[list(input_columns(dm.layout))].to_numpy(np.float32)
+        # the raw file as the exported graph takes it (the O2 layout: the 46-value vector)
+        x = get_layout(dm.preprocessor.track_layout).canonical(table)[list(input_columns(dm.preprocessor))]
+        x = x.to_numpy(np.float32)
         for i in range(200):
             session.run(None, {"tracks": x[i:i + 1]})
         lat = []

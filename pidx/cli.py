@@ -47,7 +47,7 @@ def simulate(
     import time
 
     from .data.io import encode_missing, write_table
-    from .data.layouts import O2_BRANCHES, O2_MC_BRANCHES
+    from .data.layouts import O2_FILE_BRANCHES
     from .data.schema import ORACLE_COLUMNS
     from .data.simulate import SimulatorConfig
     from .data.simulate import simulate as run_simulation
@@ -60,7 +60,7 @@ def simulate(
         df = encode_missing(df, missing)
     elif missing != "nan":
         raise PidxError("--missing applies to --layout legacy; the o2 layout writes O2's own missing values")
-    write_table(df, out, root_types={**O2_BRANCHES, **O2_MC_BRANCHES} if layout == "o2" else None)
+    write_table(df, out, root_types=O2_FILE_BRANCHES if layout == "o2" else None)
     console.print(f"[green]wrote[/] {len(df):,} tracks to {out} in {time.perf_counter() - start:.1f} s")
 
 

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 from .data.datamodule import TrackDataModule
-from .data.schema import CLASS_NAMES, DetectorGroup, FeatureLayout, make_layout
+from .data.schema import CLASS_NAMES, DetectorGroup, FeatureLayout
 from .data.selection import TrackSelection
 from .data.simulate import SimulatorConfig
 from .errors import RecipeError
@@ -48,10 +48,6 @@ def extra_groups_from(cfg: dict) -> tuple[DetectorGroup, ...]:
         groups.append(DetectorGroup(g["name"], tuple(g["columns"]), g.get("flag")))
     return tuple(groups)
 
-
-def make_layout_from(cfg: dict) -> FeatureLayout:
-    """The legacy layout with the recipe's extra groups (the datamodule builds the detected layout's own)."""
-    return make_layout(extra_groups_from(cfg))
 
 
 def make_datamodule(cfg: dict) -> TrackDataModule:
@@ -286,6 +282,6 @@ def _finite(obj):
     return obj
 
 
-__all__ = ["make_layout_from", "make_datamodule", "make_model", "make_callbacks", "make_trainer", "new_run_dir",
+__all__ = ["extra_groups_from", "make_datamodule", "make_model", "make_callbacks", "make_trainer", "new_run_dir",
            "fit_recipe", "evaluate_run", "calibrate_run", "run_temperature", "read_run", "load_run_model", "test_run",
            "predict_file", "majority_baseline"]

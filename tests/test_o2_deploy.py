@@ -19,7 +19,7 @@ import uproot
 import pidx
 from pidx.cli import main
 from pidx.data.files import write_table
-from pidx.data.layouts import O2_BRANCHES, O2_MC_BRANCHES
+from pidx.data.layouts import O2_FILE_BRANCHES
 from pidx.errors import ExportError
 from pidx.export.o2physics import o2physics_bins
 
@@ -82,7 +82,7 @@ def o2_file(tmp_path_factory):
     nan_tof = np.flatnonzero(df.hasTOF.to_numpy() & (block == 7))[:40]
     df.loc[nan_tof, "tofMass"] = np.nan
     path = tmp_path_factory.mktemp("o2data") / "pid_features.root"
-    write_table(df, path, root_types={**O2_BRANCHES, **O2_MC_BRANCHES})
+    write_table(df, path, root_types=O2_FILE_BRANCHES)
     return path
 
 

@@ -8,11 +8,11 @@ import uproot
 import pidx
 from pidx.data.files import write_table
 from pidx.data.io import load_tracks
-from pidx.data.layouts import O2_BRANCHES, O2_MC_BRANCHES, O2_VECTOR_COLUMNS, its_cluster_count, o2_vector
+from pidx.data.layouts import O2_BRANCHES, O2_FILE_BRANCHES, O2_VECTOR_COLUMNS, its_cluster_count, o2_vector
 from pidx.data.selection import TrackSelection
 from pidx.errors import DataError
 
-TYPES = {**O2_BRANCHES, **O2_MC_BRANCHES}
+TYPES = O2_FILE_BRANCHES
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +173,12 @@ def test_directory_and_glob_of_root_files(o2_df, tmp_path):
     np.testing.assert_array_equal(by_dir.frame["pt"], o2_df.pt.to_numpy(np.float64))
     with pytest.raises(DataError, match="no file matches"):
         load_tracks(str(tmp_path / "nothing*.root"))
+    # every file's branch types are checked, not only the first one's
+    write_table(o2_df.iloc[:100].reset_index(drop=True), tmp_path / "part2.root",
+                root_types={**TYPES, "hmpidNPhotons": "float"})
+    with pytest.raises(DataError, match="part2.root: branch 'hmpidNPhotons' has type float32 where .*part0.root has "
+                                       "int32"):
+        load_tracks(tmp_path)
 
 
 def test_run_log_and_metrics_state_the_layout_and_the_cutflow():

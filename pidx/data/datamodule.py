@@ -12,9 +12,9 @@ import numpy as np
 
 from ..errors import DataError
 from ..utils import stable_hash
-from .files import DEFAULT_TREE, read_tracks_raw
-from .io import TrackTable, read_table, tracks_from_frame, write_table
-from .layouts import detect_layout, get_layout
+from .files import DEFAULT_TREE
+from .io import TrackTable, load_tracks, read_table, tracks_from_frame, write_table
+from .layouts import get_layout
 from .preprocess import Preprocessor
 from .schema import CLASS_NAMES, DEFAULT_SENTINELS, NUM_CLASSES, DetectorGroup, FeatureLayout
 from .selection import TrackSelection
@@ -142,31 +142,18 @@ class TrackDataModule:
     def load_table(self) -> TrackTable:
         """Read (or simulate), select and validate the tracks; fixes `layout` on first use."""
         kwargs = dict(sentinels=self.sentinels, drop_unknown_pdg=self.drop_unknown_pdg, on_invalid=self.on_invalid,
-                      selection=self.selection, track_layout=self.track_layout, layout=self.layout)
+                      selection=self.selection, layout=self.layout, extra_groups=self.extra_groups)
         if self.source == "simulate":
             cfg = self.simulator or SimulatorConfig()
             if self.track_layout != "auto" and cfg.layout != self.track_layout:
                 cfg = dataclasses.replace(cfg, layout=self.track_layout)
-            kwargs["track_layout"] = cfg.layout
-            kwargs["layout"] = self.layout or self.model_layout(cfg.layout)
-            table = tracks_from_frame(simulated_tracks(cfg, use_cache=self.use_cache),
+            table = tracks_from_frame(simulated_tracks(cfg, use_cache=self.use_cache), track_layout=cfg.layout,
                                       source=f"simulator(n_tracks={cfg.n_tracks}, seed={cfg.seed})", **kwargs)
         else:
-            table = self._load_file(kwargs)
+            table = load_tracks(self.source, tree=self.tree, track_layout=self.track_layout, **kwargs)
         if self.layout is None:
-            self.layout = self.model_layout(table.layout)
+            self.layout = get_layout(table.layout).features.with_groups(self.extra_groups)
         return table
-
-    def _load_file(self, kwargs) -> TrackTable:
-        raw, dtypes, what = read_tracks_raw(self.source, tree=self.tree)
-        lay = detect_layout(raw.columns, source=what, forced=self.track_layout)
-        kwargs = {**kwargs, "track_layout": lay, "layout": self.layout or self.model_layout(lay.name)}
-        return tracks_from_frame(raw, source=what, dtypes=dtypes, **kwargs)
-
-    def model_layout(self, track_layout: str) -> FeatureLayout:
-        """The detector groups of a file layout, plus `extra_groups` before kinematics."""
-        groups = get_layout(track_layout).features.groups
-        return FeatureLayout(groups[:-1] + tuple(self.extra_groups) + groups[-1:])
 
     def select_momentum(self, table: TrackTable) -> TrackTable:
         lo, hi = self.bounds
@@ -248,7 +235,7 @@ class TrackDataModule:
         first = next(iter(self.tables.values()), None)
         if first is not None:
             out["layout"] = first.layout
-            out.update({k: v for k, v in first.summary.items()})
+            out.update(first.summary)
         for name, t in self.tables.items():
             out[name] = {"n_tracks": len(t),
                          "class_counts": dict(zip(CLASS_NAMES, np.bincount(t.labels, minlength=NUM_CLASSES).tolist())),

@@ -100,6 +100,11 @@ def read_tracks_raw(source: str | os.PathLike, *, tree: str = DEFAULT_TREE):
             extra = sorted(set(df.columns) ^ set(frames[0].columns))
             raise DataError(f"{f}: has other columns than {files[0]} ({', '.join(map(str, extra[:10]))}); all files "
                             "of one source must share a layout")
+        if frames and dt is not None:  # the type check sees the first file's types: the others must agree
+            other = [c for c in dt if dt[c].kind != dtypes[c].kind]
+            if other:
+                raise DataError(f"{f}: branch '{other[0]}' has type {dt[other[0]]} where {files[0]} has "
+                                f"{dtypes[other[0]]}; all files of one source must share a layout")
         frames.append(df)
         dtypes = dt if dtypes is None else dtypes
     table = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..errors import DataError
 from .files import DEFAULT_TREE, check_root_types, read_table, read_tracks_raw, write_table
-from .layouts import O2_MC_BRANCHES, TrackLayout, detect_layout
+from .layouts import O2_FILE_BRANCHES, TrackLayout, detect_layout
 from .schema import (
     BAYES_COLUMNS, BAYES_FLAG, BAYES_MISSING_ROWS, DEFAULT_LAYOUT, DEFAULT_SENTINELS, LABEL_COLUMN,
     ORACLE_COLUMNS, DetectorGroup, FeatureLayout, pdg_to_class,
@@ -138,11 +138,8 @@ def validate_tracks(
         raise DataError(f"on_invalid must be 'error' or 'drop', got {on_invalid!r}")
     if len(df) == 0:
         raise DataError(f"{source}: the table is empty (no tracks)")
-    groups = tuple(layout.groups) + tuple(passengers)
-    passenger_columns = [c for g in passengers for c in g.columns + ((g.flag,) if g.flag not in (None, BAYES_FLAG)
-                                                                   else ())]
-    needed = list(dict.fromkeys([*layout.input_columns, *passenger_columns]))
-    _check_columns(df, needed + ([LABEL_COLUMN] if require_label else []), source)
+    checked = FeatureLayout(tuple(layout.groups) + tuple(passengers))
+    _check_columns(df, list(checked.input_columns) + ([LABEL_COLUMN] if require_label else []), source)
 
     dropped: dict[str, int] = {}
     keep = np.ones(len(df), dtype=bool)
@@ -159,7 +156,7 @@ def validate_tracks(
     def is_missing(values):
         return np.isnan(values) | np.isin(values, sentinel_arr)
 
-    for group in groups:
+    for group in checked.groups:
         values = {c: _numeric_column(df, c, source) for c in group.columns}
         if group.flag == BAYES_FLAG:
             present = _bayes_present(np.stack([values[c] for c in group.columns], axis=1), sentinel_arr)
@@ -264,6 +261,7 @@ def load_tracks(
     selection: TrackSelection | None = None,
     disabled_groups: tuple[str, ...] = (),
     layout: FeatureLayout | None = None,
+    extra_groups: tuple[DetectorGroup, ...] = (),
     **kwargs,
 ) -> TrackTable:
     """A file, directory or glob of ROOT/CSV/Parquet tracks → a validated `TrackTable`.
@@ -275,12 +273,13 @@ def load_tracks(
     - `tree`: the TTree of ROOT files.
     - `selection`: DPG cuts applied before anything else (cut-flow in `summary`).
     - `disabled_groups`: O2 groups switched off as with pidOnnxInference's `use*` options.
-    - `layout`: detector groups the model sees (default: the file layout's own).
+    - `layout`: detector groups the model sees (default: the file layout's own plus `extra_groups`).
+    - `extra_groups`: user detector groups added before kinematics when `layout` is not given.
     - `kwargs`: passed to `validate_tracks` (`require_label`, `sentinels`, ...).
     """
     raw, dtypes, what = read_tracks_raw(source, tree=tree)
     return tracks_from_frame(raw, source=what, track_layout=track_layout, dtypes=dtypes, selection=selection,
-                             disabled_groups=disabled_groups, layout=layout, **kwargs)
+                             disabled_groups=disabled_groups, layout=layout, extra_groups=extra_groups, **kwargs)
 
 
 def tracks_from_frame(
@@ -292,21 +291,22 @@ def tracks_from_frame(
     selection: TrackSelection | None = None,
     disabled_groups: tuple[str, ...] = (),
     layout: FeatureLayout | None = None,
+    extra_groups: tuple[DetectorGroup, ...] = (),
     **kwargs,
 ) -> TrackTable:
     """`load_tracks` for a table already in memory (`dtypes`: ROOT branch types to check)."""
     lay = track_layout if isinstance(track_layout, TrackLayout) else detect_layout(raw.columns, source=source,
                                                                                     forced=track_layout)
     if dtypes is not None and lay.name == "o2":
-        check_root_types(dtypes, {**lay.required, **O2_MC_BRANCHES}, source)
-    if lay.name == "o2":  # raw flags must be 0/1 before they decide anything
-        for flag in ("hasTPC", "hasTOF", "hasTRD", "hasEMCal", "hasHMPID"):
+        check_root_types(dtypes, O2_FILE_BRANCHES, source)
+    if lay.name == "o2":  # raw flags must be 0/1 before they decide the canonical columns
+        for flag in (b for b, ctype in lay.required.items() if ctype == "bool"):
             _flag_column(raw, flag, source)
     cutflow = {}
     if selection is not None and selection.active:
         raw, cutflow = apply_selection(raw, selection, lay, source)
     table = validate_tracks(lay.canonical(raw, tuple(disabled_groups)), source=source,
-                            layout=layout or lay.features, passengers=lay.passengers, layout_name=lay.name, **kwargs)
+                            layout=layout or lay.features.with_groups(extra_groups), passengers=lay.passengers, layout_name=lay.name, **kwargs)
     if cutflow:
         table.summary["selection"] = cutflow
     return table

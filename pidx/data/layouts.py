@@ -43,6 +43,7 @@ O2_BRANCHES: dict[str, str] = {
     "bayesProbPi": _F, "bayesProbKa": _F, "bayesProbPr": _F, "bayesProbEl": _F,
 }
 O2_MC_BRANCHES: dict[str, str] = {"mcPdg": _I, "mcIsPhysicalPrimary": _U8}
+O2_FILE_BRANCHES: dict[str, str] = {**O2_BRANCHES, **O2_MC_BRANCHES}  # an MC-mode file
 O2_LABEL = "mcPdg"
 O2_BAYES_COLUMNS = ("bayesProbPi", "bayesProbKa", "bayesProbPr", "bayesProbEl")
 O2_TOGGLES = ("tpc", "tof", "trd", "its", "emcal", "hmpid", "centrality")  # pidOnnxInference's use* switches
@@ -95,7 +96,8 @@ def _slots() -> tuple[VectorSlot, ...]:
 O2_VECTOR: tuple[VectorSlot, ...] = _slots()
 O2_VECTOR_COLUMNS: tuple[str, ...] = tuple(s.name for s in O2_VECTOR)
 assert len(O2_VECTOR) == 46
-_GROUP_FLAG = {"tpc": "hasTPC", "tof": "hasTOF", "trd": "hasTRD", "emcal": "hasEMCal", "hmpid": "hasHMPID"}
+# the has* branch of each group that has one (ITS and centrality have only their use* toggle)
+_GROUP_FLAG = {s.group: s.branch for s in O2_VECTOR if s.kind == "flag"}
 
 
 def its_cluster_count(cluster_sizes) -> np.ndarray:
@@ -137,12 +139,15 @@ def o2_vector(columns: Mapping[str, np.ndarray], disabled: tuple[str, ...] = ())
 
 # ----------------------------------------------------------------------------- layouts
 def _o2_features() -> FeatureLayout:
-    groups = [DetectorGroup("kinematics", O2_VECTOR_COLUMNS[:9])]
-    for name, flag in (("tpc", "hasTPC"), ("tof", "hasTOF"), ("trd", "hasTRD"), ("its", "maskITS"),
-                       ("emcal", "hasEMCal"), ("hmpid", "hasHMPID")):
-        cols = tuple(s.name for s in O2_VECTOR if s.group == name and s.kind not in ("flag", "mask"))
+    """One group per detector of the vector (its flag slot; ITS: its mask slot), kinematics last."""
+    groups = []
+    for name in O2_TOGGLES[:-1]:  # centrality has no values in the vector
+        slots = [s for s in O2_VECTOR if s.group == name]
+        flag = next((s.name for s in slots if s.kind == "flag"), None) or next(s.name for s in slots if s.kind == "mask")
+        cols = tuple(s.name for s in slots if s.kind not in ("flag", "mask"))
         groups.append(DetectorGroup(name, cols, flag=flag, absent_if_invalid=True))
-    return FeatureLayout(tuple(groups[1:]) + (groups[0],))  # kinematics last, as in the legacy layout
+    kinematics = DetectorGroup("kinematics", tuple(s.name for s in O2_VECTOR if s.group is None))
+    return FeatureLayout(tuple(groups) + (kinematics,))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,6 +236,6 @@ def detect_layout(columns, *, source: str = "table", forced: str = "auto") -> Tr
     raise DataError(f"{source}: {what} the {closest.name} layout, which needs columns missing here: {shown}")
 
 
-__all__ = ["O2_BRANCHES", "O2_MC_BRANCHES", "O2_LABEL", "O2_BAYES_COLUMNS", "O2_TOGGLES", "O2_VECTOR",
+__all__ = ["O2_BRANCHES", "O2_MC_BRANCHES", "O2_FILE_BRANCHES", "O2_LABEL", "O2_BAYES_COLUMNS", "O2_TOGGLES", "O2_VECTOR",
            "O2_VECTOR_COLUMNS", "VectorSlot", "its_cluster_count", "o2_vector", "TrackLayout", "O2", "LEGACY",
            "TRACK_LAYOUTS", "LAYOUT_CHOICES", "get_layout", "detect_layout"]

@@ -141,6 +141,10 @@ class FeatureLayout:
         cols += [g.flag for g in self.groups if g.flag is not None and g.flag != BAYES_FLAG]
         return tuple(dict.fromkeys(cols))
 
+    def with_groups(self, extra_groups: Sequence[DetectorGroup] = ()) -> "FeatureLayout":
+        """This layout with user groups inserted before the last group (kinematics)."""
+        return FeatureLayout(self.groups[:-1] + tuple(extra_groups) + self.groups[-1:])
+
     def to_dict(self) -> dict:
         return {"groups": [dataclasses.asdict(g) for g in self.groups]}
 
@@ -154,7 +158,7 @@ DEFAULT_LAYOUT = FeatureLayout(DEFAULT_GROUPS)
 
 def make_layout(extra_groups: Sequence[DetectorGroup] = ()) -> FeatureLayout:
     """The default layout plus user groups (inserted before kinematics)."""
-    return FeatureLayout(DEFAULT_GROUPS[:-1] + tuple(extra_groups) + DEFAULT_GROUPS[-1:])
+    return DEFAULT_LAYOUT.with_groups(extra_groups)
 
 
 def pdg_to_class(pdg: np.ndarray, *, source: str = "table") -> np.ndarray:

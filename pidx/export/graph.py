@@ -97,12 +97,13 @@ class GraphBuilder:
         return self.op("Greater", v, self.const(0.5, "half"))
 
 
-def input_columns(layout, track_layout: str = "legacy") -> tuple[str, ...]:
-    """The exported model's input columns: the file layout's model inputs (legacy: the 21 schema
-    features; o2: the 46-value vector of pidOnnxInference), then any extra groups' columns."""
-    base = get_layout(track_layout).model_inputs
-    extra = [c for c in layout.input_columns if c not in base]
-    if extra and track_layout == "o2":
+def input_columns(pre) -> tuple[str, ...]:
+    """The exported model's input columns for a fitted `Preprocessor`: its file layout's model inputs
+    (legacy: the 21 schema features; o2: the 46-value vector of pidOnnxInference), then any extra
+    groups' columns."""
+    base = get_layout(pre.track_layout).model_inputs
+    extra = [c for c in pre.layout.input_columns if c not in base]
+    if extra and pre.track_layout == "o2":
         raise ExportError(f"columns {extra} are not in the O2 model vector (46 values of pidOnnxInference); a model "
                           "with extra detector groups cannot be exported for the o2 layout")
     return tuple(base) + tuple(extra)
@@ -119,12 +120,12 @@ def preprocessing_graph(g: GraphBuilder, raw: str, pre, sentinels) -> tuple[str,
     **Arguments:**
 
     - `g`: the builder.
-    - `raw`: name of the raw input tensor, columns in `input_columns(pre.layout, pre.track_layout)` order.
+    - `raw`: name of the raw input tensor, columns in `input_columns(pre)` order.
     - `pre`: the run's fitted `Preprocessor`.
     - `sentinels`: the run's `data.sentinels` (values that mean "missing").
     """
     layout = pre.layout
-    cols = {c: i for i, c in enumerate(input_columns(layout, pre.track_layout))}
+    cols = {c: i for i, c in enumerate(input_columns(pre))}
     x = g.op("Cast", raw, to=11)  # float64: numpy computes the scaling in double
 
     def missing(values: str) -> str:

@@ -58,7 +58,7 @@ def build_onnx(model, state, preprocessor, *, sentinels=(-999.0,), ensemble: boo
         logp = g.op("Log", g.op("Max", probs, g.const(1e-30, "tiny")))
         probs = g.op("Softmax", g.op("Div", logp, g.const(float(temperature), "temperature")), axis=1)
     g.nodes.append(helper.make_node("Identity", [probs], [OUTPUT_NAME]))
-    n_in = len(input_columns(preprocessor.layout, preprocessor.track_layout))
+    n_in = len(input_columns(preprocessor))
     graph = helper.make_graph(
         g.nodes, "pidx", [helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.FLOAT, ["N", n_in])],
         [helper.make_tensor_value_info(OUTPUT_NAME, onnx.TensorProto.FLOAT, ["N", len(CLASS_NAMES)])],
@@ -80,7 +80,7 @@ def synthetic_tracks(preprocessor, *, n_per_pattern: int = 64, sentinels=(-999.0
     flagged = [g for g in layout.groups if g.flag is not None]
     patterns = list(itertools.product((0, 1), repeat=len(flagged)))
     n = n_per_pattern * len(patterns)
-    cols = {c: np.zeros(n) for c in input_columns(layout, preprocessor.track_layout)}
+    cols = {c: np.zeros(n) for c in input_columns(preprocessor)}
     present_all = np.repeat(np.array(patterns, bool), n_per_pattern, axis=0)
     for group in layout.groups:
         k = len(group.columns)
@@ -156,7 +156,7 @@ def export_onnx(model, state, preprocessor, path: str | Path, *, sentinels=(-999
         raise ExportError(f"{path}: the output must end in .onnx")
     ensemble = is_ensemble(model)
     proto = build_onnx(model, state, preprocessor, sentinels=sentinels, ensemble=ensemble, temperature=temperature)
-    columns = input_columns(preprocessor.layout, preprocessor.track_layout)
+    columns = input_columns(preprocessor)
     info = {
         "format": "onnx", "opset": OPSET, "pidx_version": __version__,
         "input": {"name": INPUT_NAME, "shape": ["N", len(columns)], "dtype": "float32", "columns": list(columns),
