@@ -16,21 +16,24 @@ import argparse
 import time
 from pathlib import Path
 
+import dataclasses
+
 import equinox as eqx
+
 import jax
 import numpy as np
 
-from pidx.evaluation.metrics import classification_metrics
+from pidx.training.metrics import classification_metrics
 from pidx.recipe import load_recipe
-from pidx.run import make_datamodule, make_model
+from pidx.runs import make_datamodule, make_model
 from pidx.training import Trainer
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 
 
 def fit(cfg, dm, model, state):
-    trainer = Trainer(max_epochs=cfg["trainer"]["max_epochs"], batch_size=cfg["trainer"]["batch_size"],
-                      seed=cfg["seed"], enable_progress_bar=False, default_root_dir="/tmp/pidx-bench", callbacks=[])
+    trainer = Trainer(max_epochs=cfg.trainer.max_epochs, batch_size=cfg.trainer.batch_size,
+                      seed=cfg.seed, enable_progress_bar=False, default_root_dir="/tmp/pidx-bench", callbacks=[])
     t0 = time.perf_counter()
     trainer.fit(model, dm, state=state)
     return trainer, time.perf_counter() - t0
@@ -52,13 +55,13 @@ def main():
         cfg = load_recipe(RECIPES / f"{name}_{args.range}.yaml", sets)
         dm = make_datamodule(cfg).setup()
         labels = np.asarray(dm.test.label)
-        ens_cfg = {**cfg, "trainer": {**cfg["trainer"], "ensemble": args.members}}
+        ens_cfg = cfg.replace(trainer=dataclasses.replace(cfg.trainer, ensemble=args.members))
         ens_trainer, ens_s = fit(cfg, dm, *make_model(ens_cfg, dm.layout))
         m = classification_metrics(labels, ens_trainer.predict(dm.test))
         ens_acc = (m["accuracy"], m["balanced_accuracy"])
         seq_s, seq_compile, accs, max_diff = 0.0, 0.0, [], 0.0
         for i in range(args.members):
-            member_cfg = {**cfg, "seed": cfg["seed"] + i}
+            member_cfg = cfg.replace(seed=cfg.seed + i)
             trainer, s = fit(member_cfg, dm, *make_model(member_cfg, dm.layout))
             seq_s += s
             seq_compile += trainer.summary["compile_s"]

@@ -10,7 +10,9 @@ The public API, re-exported explicitly:
 - deployment: `pidx.export` (ONNX export with the preprocessing in the graph);
 - training: `Trainer`, `Callback` and the built-in callbacks, `FocalLoss`, `CrossEntropy`,
   `compute_class_weights`, `make_optimizer`;
-- recipes and runs: `load_recipe`, `validate_recipe`;
+- recipes: `load_recipe`, `validate_recipe`, `Recipe` (typed, frozen sections);
+- runs: `fit_recipe`, `RunDir`, `test_run`, `predict_file`, `export_run` (`pidx.runs`);
+- prediction: `Predictor` (a trained model with its preprocessing, no optimizer);
 - evaluation: `classification_metrics`;
 - calibration and uncertainty: `pidx.evaluation.calibration`, `pidx.evaluation.uncertainty`;
 - errors: `PidxError` and its subclasses.
@@ -23,13 +25,14 @@ from .data import (
 from .errors import CheckpointError, DataError, ExportError, PidxError, RecipeError, TrainingError
 from .evaluation import classification_metrics
 from .models import DNN, DetectorAwareFSE, Ensemble, FSEAttention, PIDModel, SimpleNN, build_model, make_ensemble
-from .recipe import load_recipe, validate_recipe
+from .recipe import Recipe, load_recipe, validate_recipe
+from .runs import RunDir, export_run, fit_recipe, predict_file, test_run
 from .training import (
     Callback, CrossEntropy, CSVLogger, EarlyStopping, FocalLoss, ModelCheckpoint, ProgressBar, TerminateOnNaN,
-    Trainer, ValidationMetrics, compute_class_weights, make_optimizer,
+    Predictor, Trainer, ValidationMetrics, compute_class_weights, make_optimizer,
 )
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "CLASS_NAMES", "DEFAULT_LAYOUT", "FEATURE_COLUMNS", "ArrayDataModule", "DetectorGroup", "FeatureLayout",
@@ -38,7 +41,7 @@ __all__ = [
     "CheckpointError", "DataError", "ExportError", "PidxError", "RecipeError", "TrainingError", "classification_metrics",
     "DNN", "DetectorAwareFSE", "Ensemble", "FSEAttention", "PIDModel", "SimpleNN", "build_model",
     "make_ensemble", "load_recipe",
-    "validate_recipe", "Callback", "CrossEntropy", "CSVLogger", "EarlyStopping", "FocalLoss", "ModelCheckpoint",
+    "validate_recipe", "Recipe", "RunDir", "export_run", "fit_recipe", "predict_file", "test_run", "Predictor", "Callback", "CrossEntropy", "CSVLogger", "EarlyStopping", "FocalLoss", "ModelCheckpoint",
     "ProgressBar", "TerminateOnNaN", "Trainer", "ValidationMetrics", "compute_class_weights", "make_optimizer",
     "__version__",
 ]

@@ -85,7 +85,8 @@ def _print_metrics(title: str, test: dict, extra: dict | None = None) -> None:
     table.add_column("species")
     for col in ("AUC", "efficiency", "purity", "F1", "tracks"):
         table.add_column(col, justify="right")
-    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    from .evaluation.tables import fmt_number as fmt
+
     for name, m in test["per_class"].items():
         table.add_row(name, fmt(m["auc"]), fmt(m["efficiency"]), fmt(m["purity"]), fmt(m["f1"]),
                       str(m.get("n_true", "")))
@@ -120,16 +121,18 @@ def fit(
     if output is not None and len(configs) > 1:
         raise PidxError("--output names one run directory; with several recipes omit it (runs/<recipe>/<time>)")
     _enable_jax_cache()
-    from . import run
+    from .runs import RunDir, fit_recipe
 
     results = []
     for cfg in configs:
-        run_dir = _resume_dir(cfg, output, resume) if resume else run.new_run_dir(cfg, output, overwrite=overwrite)
+        run = RunDir(_resume_dir(cfg, output, resume)) if resume else RunDir.create(cfg.name, output,
+                                                                                    overwrite=overwrite)
+        run_dir = run.path
         if not quiet:
-            console.print(f"[bold]pidx fit[/] {cfg['name']}: {cfg['model']['name']} on "
-                          f"{cfg['data']['source']} ({cfg['data']['momentum_range']}) → {run_dir}")
+            console.print(f"[bold]pidx fit[/] {cfg.name}: {cfg.model.name} on "
+                          f"{cfg.data.source} ({cfg.to_dict()['data']['momentum_range']}) → {run_dir}")
         try:
-            metrics = run.fit_recipe(cfg, run_dir, resume=resume, quiet=quiet)
+            metrics = fit_recipe(cfg, run, resume=resume, quiet=quiet)
         except KeyboardInterrupt as exc:
             where = getattr(exc, "checkpoint_path", None)
             if where:
@@ -141,32 +144,33 @@ def fit(
         results.append((run_dir, metrics))
         t = metrics["training"]
         if not quiet:
-            _print_metrics(f"{cfg['name']}: test split", metrics["test"],
+            _print_metrics(f"{cfg.name}: test split", metrics["test"],
                            {"majority": f"{metrics['majority_baseline']:.4f}"})
-        Console().print(f"[green]done[/] {cfg['name']}: accuracy {metrics['test']['accuracy']:.4f} after "
+        Console().print(f"[green]done[/] {cfg.name}: accuracy {metrics['test']['accuracy']:.4f} after "
                         f"{t['epochs_run']} epochs ({t['stop_reason']}), {t['wall_s']:.0f} s; results in {run_dir}")
     if len(results) > 1:
         _compare([r for r, _ in results], None)
 
 
-def _resume_dir(cfg: dict, output: Path | None, resume: str) -> Path:
+def _resume_dir(cfg, output: Path | None, resume: str) -> Path:
     if output is not None:
         return output
     if resume != "last":
         ckpt = Path(resume)
         return ckpt.parent.parent  # <run>/checkpoints/<name>
-    base = Path("runs") / cfg["name"]
+    base = Path("runs") / cfg.name
     runs = sorted(p for p in base.glob("*") if (p / "checkpoints" / "last").is_dir()) if base.is_dir() else []
     if not runs:
-        raise PidxError(f"--resume last: no run of '{cfg['name']}' with a last checkpoint under {base}/; "
+        raise PidxError(f"--resume last: no run of '{cfg.name}' with a last checkpoint under {base}/; "
                         "give --output RUN_DIR or a checkpoint path")
     return runs[-1]
 
 
 def _compare(run_dirs, output):
     from .evaluation import compare as cmp
+    from .runs import compare_runs
 
-    table = cmp.compare_runs(run_dirs)
+    table = compare_runs(run_dirs)
     cmp.print_table(table)
     if output is not None:
         md, cs = cmp.write_table(table, output)
@@ -182,7 +186,7 @@ def test(
 ):
     """Evaluate a run's best checkpoint on its test split or on another file."""
     _enable_jax_cache()
-    from .run import test_run
+    from .runs import test_run
     from .utils import atomic_write_json
 
     metrics = test_run(run_dir, data)
@@ -208,7 +212,7 @@ def predict(
 ):
     """Write class probabilities (prob_pi, prob_ka, prob_pr, prob_el) and `pred` for every input row."""
     _enable_jax_cache()
-    from .run import predict_file
+    from .runs import predict_file
 
     info = predict_file(run_dir, input, output, uncertainty=uncertainty, mc_dropout=mc_dropout, seed=seed,
                         disabled_groups=tuple(without))
@@ -235,7 +239,7 @@ def export(
         raise PidxError(f"--format {format!r} is not supported; accepted: onnx")
     if target not in ("onnx", "o2physics"):
         raise PidxError(f"--target {target!r} is not supported; accepted: onnx, o2physics")
-    from .export import export_run
+    from .runs import export_run
 
     info = export_run(run_dir, output, target=target, tolerance=tolerance, check=not no_check)
     check = info.get("check")
@@ -265,8 +269,7 @@ def list_recipes(
         table.add_column(col)
     for f in files:
         cfg = load_recipe(f)
-        rng = cfg["data"]["momentum_range"]
-        table.add_row(f.stem, cfg["model"]["name"], str(rng), cfg["description"])
+        table.add_row(f.stem, cfg.model.name, str(cfg.to_dict()["data"]["momentum_range"]), cfg.description)
     Console().print(table)
 
 
@@ -277,16 +280,10 @@ def report(
 ):
     """Write <RUN_DIR>/report/: ROC, efficiency/purity vs p, confusion, dE/dx, importance, ablation, report.md."""
     _enable_jax_cache()
-    from .evaluation.report import PREDICTIONS_FILE, generate_report
-    from .run import evaluate_run, read_run
+    from .runs import report_run
 
-    _, metrics = read_run(run_dir)
-    if "test" not in metrics:
-        raise PidxError(f"{run_dir}: has no test metrics; the run did not finish (resume it with pidx fit --resume)")
-    if "baselines" not in metrics or not (run_dir / PREDICTIONS_FILE).is_file():
-        console.print("computing baselines on the test split…")
-        evaluate_run(run_dir)
-    path = generate_report(run_dir, max_tracks=max_tracks)
+    path = report_run(run_dir, max_tracks=max_tracks,
+                      on_rebuild=lambda: console.print("computing baselines on the test split…"))
     console.print(f"[green]wrote[/] {path}")
 
 

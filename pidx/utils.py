@@ -111,16 +111,13 @@ def remove_dir(path: str | os.PathLike) -> None:
         shutil.rmtree(target, ignore_errors=True)
 
 
-def resolve_named_class(name: str, registry: dict, base: type, *, prefix: str, kind: str) -> type:
+def resolve_named_class(name: str, registry: dict, base: type, *, kind: str) -> type:
     """A built-in name from `registry` (a class or an import path) or a `package.module:Class` path.
 
-    Errors (RecipeError) start with `prefix`, suggest the closest built-in name and check that the
-    class subclasses `base`.
+    Errors (ValueError) suggest the closest built-in name and check that the class
+    subclasses `base`.
     """
     import difflib
-    import importlib
-
-    from .errors import RecipeError
 
     target = registry.get(name, name)
     if isinstance(target, type):
@@ -128,16 +125,25 @@ def resolve_named_class(name: str, registry: dict, base: type, *, prefix: str, k
     if ":" not in target:
         close = difflib.get_close_matches(name, list(registry), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise RecipeError(f"{prefix}: unknown {kind} '{name}'{hint}; built-in {kind}s are {sorted(registry)}, "
-                          "or give 'package.module:Class'")
-    module_name, _, attr = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise RecipeError(f"{prefix}: cannot import {kind} '{target}': {exc}") from None
+        raise ValueError(f"unknown {kind} '{name}'{hint}; built-in {kind}s are {sorted(registry)}, "
+                         "or give 'package.module:Class'")
+    cls = import_object(target, kind=kind)
     if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise RecipeError(f"{prefix}: '{target}' is not a pidx {base.__name__} subclass")
+        raise ValueError(f"'{target}' is not a pidx {base.__name__} subclass")
     return cls
+
+
+def import_object(path: str, *, kind: str):
+    """The object named by a `package.module:name` import path (ValueError naming it otherwise)."""
+    import importlib
+
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"{kind} must be an import path 'package.module:name', got {path!r}")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import {kind} '{path}': {exc}") from None
 
 
 def stable_hash(obj) -> str:
@@ -146,4 +152,5 @@ def stable_hash(obj) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_dir", "remove_dir", "resolve_named_class", "stable_hash"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_dir", "remove_dir", "resolve_named_class", "import_object",
+           "stable_hash"]

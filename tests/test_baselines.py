@@ -4,6 +4,7 @@ import pytest
 
 from pidx.data import TrackDataModule, SimulatorConfig, validate_tracks
 from pidx.evaluation.baselines import add_oracle_gaps, nsigma_scores, run_baselines
+from pidx.training import compute_class_weights
 
 
 def table_from(rows):
@@ -44,7 +45,7 @@ def test_bayes_pid_argmax_and_fallback():
             dict(mc_pdg=211, has_tpc=1, has_tof=0, tpc_nsigma_pi=0.2, tpc_nsigma_ka=4, tpc_nsigma_pr=-6, tpc_nsigma_el=7,
                  bayes_prob_pi=0.25, bayes_prob_ka=0.25, bayes_prob_pr=0.25, bayes_prob_el=0.25)]  # missing -> n-sigma
     t = table_from(rows)
-    metrics, outputs = run_baselines({"train": t, "test": t}, ["bayes_pid"])
+    metrics, outputs = run_baselines({"train": t, "test": t}, ["bayes_pid"], class_weights=np.ones(4))
     assert outputs["bayes_pid"]["pred"].tolist() == [2, 0]
     b = metrics["bayes_pid"]
     assert b["accuracy"] == 1.0 and b["bayes_available_fraction"] == 0.5
@@ -58,7 +59,7 @@ def mid():
 
 
 def test_all_baselines_on_simulated_tracks(mid):
-    metrics, outputs = run_baselines(mid.tables, class_weights="none", gbdt_max_iter=60)
+    metrics, outputs = run_baselines(mid.tables, class_weights=np.ones(4), gbdt_max_iter=60)
     assert set(metrics) == {"bayes_pid", "nsigma", "gbdt", "oracle"}
     acc = {k: v["accuracy"] for k, v in metrics.items()}
     # the oracle is the ceiling; an unweighted GBDT gets close; the classic methods are well below
@@ -71,8 +72,12 @@ def test_all_baselines_on_simulated_tracks(mid):
     assert model["gap_to_oracle_pp"] == pytest.approx(5.0) and metrics["oracle"]["gap_to_oracle_pp"] == 0
 
 
+def balanced(dm):
+    return compute_class_weights("balanced", dm.class_counts)
+
+
 def test_oracle_weighted_decision_maximises_balanced_accuracy(mid):
-    metrics, _ = run_baselines(mid.tables, ["oracle"], class_weights="balanced")
+    metrics, _ = run_baselines(mid.tables, ["oracle"], class_weights=balanced(mid))
     o = metrics["oracle"]
     assert o["weighted_decision"]["balanced_accuracy"] > o["balanced_accuracy"]
     assert o["weighted_decision"]["accuracy"] < o["accuracy"]
@@ -82,5 +87,5 @@ def test_no_oracle_for_files_without_it(mid):
     tables = {k: v.subset(np.arange(len(v))) for k, v in mid.tables.items()}
     for t in tables.values():
         t.frame = t.frame.drop(columns=[c for c in t.frame if c.startswith("oracle_")])
-    metrics, _ = run_baselines(tables, ["nsigma", "oracle"])
+    metrics, _ = run_baselines(tables, ["nsigma", "oracle"], class_weights=np.ones(4))
     assert set(metrics) == {"nsigma"}

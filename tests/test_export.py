@@ -101,20 +101,28 @@ def test_export_errors_name_the_problem(tmp_path, capsys):
     assert "accepted: onnx" in capsys.readouterr().err
 
 
-def test_subclass_that_changes_forward_is_refused():
+def test_model_without_translation_is_refused():
+    """Models are final: a new architecture is a new PIDModel, and it needs its own ONNX translation."""
     import jax
 
     from pidx.data.schema import DEFAULT_LAYOUT
     from pidx.errors import ExportError
     from pidx.export import GraphBuilder, model_graph
 
-    class Doubled(pidx.SimpleNN):
+    class Doubled(pidx.models.PIDModel):
+        layout: object
+        num_classes: int
+        inner: pidx.SimpleNN
+
+        def __init__(self, layout, *, key):
+            self.layout, self.num_classes, self.inner = layout, 4, pidx.SimpleNN(layout, key=key)
+
         def forward(self, x, mask, state, *, key=None):
-            logits, state = super().forward(x, mask, state, key=key)
+            logits, state = self.inner.forward(x, mask, state, key=key)
             return 2 * logits, state
 
     model = Doubled(DEFAULT_LAYOUT, key=jax.random.PRNGKey(0))
-    with pytest.raises(ExportError, match="overrides forward"):
+    with pytest.raises(ExportError, match="no ONNX translation for the model Doubled"):
         model_graph(GraphBuilder(), model, None, "f", "m")
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from pidx.evaluation.metrics import (
+from pidx.training.metrics import (
     balanced_accuracy, classification_metrics, confusion_matrix, efficiency_purity_vs_momentum, macro_auc, micro_auc,
 )
 

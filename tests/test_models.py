@@ -7,7 +7,6 @@ from jaxtyping import TypeCheckError
 
 from pidx.data.schema import DEFAULT_LAYOUT, DetectorGroup, make_layout
 from pidx.models import DNN, DetectorAwareFSE, FSEAttention, SimpleNN, build_model
-from pidx.errors import RecipeError
 from pidx.training.step import batched_forward
 
 NAMES = ["simplenn", "dnn", "fse_phase0", "fse_phase1"]
@@ -58,8 +57,8 @@ def test_fse_ignores_values_of_missing_groups_and_handles_kinematics_only(cls):
 
 def test_fse_embeds_each_group_separately():
     model = FSEAttention(DEFAULT_LAYOUT, hidden_dim=32, num_heads=4, key=jax.random.PRNGKey(0))
-    in_sizes = [e.linear.in_features for e in model.embeddings]
-    assert in_sizes == [5, 5, 4, 5] and all(e.linear.out_features == 32 for e in model.embeddings)
+    in_sizes = [e.linear.in_features for e in model.encoder.embeddings]
+    assert in_sizes == [5, 5, 4, 5] and all(e.linear.out_features == 32 for e in model.encoder.embeddings)
 
 
 def test_phase1_group_dropout_only_in_training():
@@ -89,10 +88,10 @@ def test_sizes_configurable_and_unknown_model():
     model, _ = make("simplenn", hidden=(8, 8), dropout=0.1)
     assert [l.out_features for l in model.layers] == [8, 8, 4]
     model, _ = make("fse_phase0", hidden_dim=16, num_heads=2)
-    assert model.hidden_dim == 16
-    with pytest.raises(RecipeError, match="did you mean 'fse_phase1'"):
+    assert model.encoder.hidden_dim == 16
+    with pytest.raises(ValueError, match="did you mean 'fse_phase1'"):
         make("fse_phase2")
-    with pytest.raises(RecipeError, match="bad parameters"):
+    with pytest.raises(ValueError, match="bad parameters"):
         make("dnn", widths=(3,))
 
 
@@ -100,7 +99,7 @@ def test_extra_group_grows_a_token():
     trd = DetectorGroup("trd", ("trd_signal", "trd_nsigma_el"), flag="has_trd")
     layout = make_layout([trd])
     model = FSEAttention(layout, key=jax.random.PRNGKey(0))
-    assert len(model.embeddings) == 5 and model.embeddings[3].linear.in_features == 2
+    assert len(model.encoder.embeddings) == 5 and model.encoder.embeddings[3].linear.in_features == 2
     out, _ = model(jnp.ones(layout.num_features), jnp.ones(5, bool), eqx.nn.State(model),
                    key=jax.random.PRNGKey(1))
     assert out.shape == (4,)

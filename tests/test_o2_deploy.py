@@ -159,7 +159,7 @@ def test_o2physics_bins_refuse_what_the_task_cannot_run():
     assert o2physics_bins("o2", [1.0, math.inf], "pt") == [1.0, 9999.0]
     with pytest.raises(ExportError, match=r"momentum window mid in p.*bins models in pT"):
         o2physics_bins("o2", "mid", "p")
-    with pytest.raises(ExportError, match="trained on the o2 layout.*--target onnx"):
+    with pytest.raises(ExportError, match="trained on the o2 layout.*plain onnx target"):
         o2physics_bins("legacy", "full", "p")
 
 

@@ -185,7 +185,7 @@ def test_run_log_and_metrics_state_the_layout_and_the_cutflow():
     from pathlib import Path
 
     from pidx.recipe import load_recipe
-    from pidx.run import data_log_line, make_datamodule
+    from pidx.runs import data_log_line, make_datamodule
 
     recipe = Path(__file__).parent.parent / "recipes" / "simplenn_full.yaml"
     cfg = load_recipe(recipe, ["data.n_tracks=5000", "data.selection.vz_max=5", "data.primaries_only=true",

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from pidx.errors import RecipeError
-from pidx.recipe import apply_overrides, load_recipe, validate_recipe
+from pidx.recipe import CallbackSpec, LossSection, apply_overrides, load_recipe, validate_recipe
 
 RECIPES = sorted(Path(__file__).parent.parent.joinpath("recipes").glob("*.yaml"))
 
@@ -14,14 +14,14 @@ def test_twelve_recipes_load_with_seed_faithful_settings():
     for path in RECIPES:
         cfg = load_recipe(path)
         model, rng = path.stem.rsplit("_", 1)
-        assert cfg["model"]["name"] == model and cfg["data"]["momentum_range"] == rng
-        assert cfg["seed"] == 231 and cfg["data"]["n_tracks"] == 4_160_000
-        assert cfg["loss"] == {"name": "focal", "gamma": 2.0, "alpha": 0.25, "class_weights": "balanced"}
-        assert cfg["optimizer"]["name"] == "adam" and cfg["optimizer"]["learning_rate"] == 1e-3
-        assert cfg["trainer"]["batch_size"] == 1024 and cfg["trainer"]["max_epochs"] == 150
-        es = next(c["EarlyStopping"] for c in cfg["callbacks"] if "EarlyStopping" in c)
+        assert cfg.model.name == model and cfg.data.momentum_range == rng
+        assert cfg.seed == 231 and cfg.data.simulator.n_tracks == 4_160_000
+        assert cfg.loss == LossSection(name="focal", gamma=2.0, alpha=0.25, class_weights="balanced")
+        assert cfg.optimizer.name == "adam" and cfg.optimizer.learning_rate == 1e-3
+        assert cfg.trainer.batch_size == 1024 and cfg.trainer.max_epochs == 150
+        es = next(c.args for c in cfg.callbacks if c.name == "EarlyStopping")
         assert es["patience"] == 15 and es["monitor"] == "val/accuracy"
-        assert cfg["description"]
+        assert cfg.description
 
 
 def write(tmp_path, text, name="r.yaml"):
@@ -64,9 +64,10 @@ def test_overrides_and_defaults(tmp_path):
     path = write(tmp_path, "model: {name: dnn}\n")
     cfg = load_recipe(path, ["trainer.max_epochs=5", "data.momentum_range=[0.5, 2]", "optimizer.learning_rate=3e-4",
                              "data.drop_unknown_pdg=true", "model.hidden=[32, 16]"])
-    assert cfg["trainer"]["max_epochs"] == 5 and cfg["data"]["momentum_range"] == [0.5, 2]
-    assert cfg["optimizer"]["learning_rate"] == 3e-4 and cfg["data"]["drop_unknown_pdg"] is True
-    assert cfg["model"]["hidden"] == [32, 16] and cfg["name"] == "r" and cfg["seed"] == 231
+    assert cfg.trainer.max_epochs == 5 and cfg.data.momentum_range == (0.5, 2)
+    assert cfg.optimizer.learning_rate == 3e-4 and cfg.data.drop_unknown_pdg is True
+    assert cfg.model.params["hidden"] == [32, 16] and cfg.name == "r" and cfg.seed == 231
+    assert cfg.to_dict()["data"]["momentum_range"] == [0.5, 2] and validate_recipe(cfg.to_dict()) == cfg
     with pytest.raises(RecipeError, match="did you mean 'max_epochs'"):
         load_recipe(path, ["trainer.max_epoch=5"])
     with pytest.raises(RecipeError, match="key.path=value"):
@@ -77,4 +78,5 @@ def test_overrides_and_defaults(tmp_path):
 
 def test_user_callback_by_import_path():
     cfg = validate_recipe({"callbacks": [{"helpers:CountingCallback": {"tag": "y"}}]})
-    assert cfg["callbacks"] == [{"helpers:CountingCallback": {"tag": "y"}}]
+    assert cfg.callbacks == (CallbackSpec("helpers:CountingCallback", {"tag": "y"}),)
+    assert cfg.to_dict()["callbacks"] == [{"helpers:CountingCallback": {"tag": "y"}}]

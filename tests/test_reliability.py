@@ -1,7 +1,6 @@
 """Faults: SIGKILL and exact resume, kill during a save, Ctrl-C, broken checkpoints, fuzzed inputs."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from pidx.cli import main
 from pidx.errors import CheckpointError, DataError, RecipeError
-from pidx.recipe import validate_recipe
+from pidx.recipe import Recipe, validate_recipe
 from pidx.training import read_meta
 
 RECIPE = str(Path(__file__).parent.parent / "recipes" / "simplenn_mid.yaml")
@@ -197,4 +196,4 @@ def test_fuzz_recipes_only_raise_recipe_error(raw):
     except RecipeError as exc:
         assert str(exc)
     else:
-        assert set(cfg) >= {"data", "model", "trainer"}
+        assert isinstance(cfg, Recipe) and validate_recipe(cfg.to_dict()) == cfg

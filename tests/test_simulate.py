@@ -1,6 +1,5 @@
 import numpy as np
 import pandas as pd
-import pytest
 
 from pidx.data import simulate
 from pidx.data.physics import tof_min_pt

@@ -6,7 +6,7 @@ from helpers import separable_datamodule
 from pidx.data.schema import DEFAULT_LAYOUT, DetectorGroup, make_layout
 from pidx.errors import CheckpointError, TrainingError
 from pidx.models import FSEAttention, build_model
-from pidx.models.fse import GroupEmbedding
+from pidx.models.fse import GroupEmbedding, dense_group_embedding
 from pidx.training import (
     HOOKS, Callback, CSVLogger, CrossEntropy, EarlyStopping, ModelCheckpoint, TerminateOnNaN, Trainer,
 )
@@ -208,18 +208,17 @@ def test_callback_can_replace_model(dm, tmp_path):
     assert all(np.all(a == 0) for a in jax.tree.leaves(t.params))
 
 
-class TPCAsSequence(FSEAttention):
-    """A subclass embedding the TPC group with a 2-layer MLP instead of one Dense."""
-
-    def make_group_embedding(self, group, in_size, hidden_dim, act_name, *, key):
-        if group.name == "tpc":
-            return eqx.nn.MLP(in_size, hidden_dim, width_size=16, depth=2, key=key)
-        return super().make_group_embedding(group, in_size, hidden_dim, act_name, key=key)
+def tpc_as_sequence(group, in_size, hidden_dim, activation, *, key):
+    """A group-embedding factory: the TPC group through a 2-layer MLP instead of one Dense."""
+    if group.name == "tpc":
+        return eqx.nn.MLP(in_size, hidden_dim, width_size=16, depth=2, key=key)
+    return dense_group_embedding(group, in_size, hidden_dim, activation, key=key)
 
 
-def test_subclass_with_custom_group_embedding_trains(dm, tmp_path):
-    model = TPCAsSequence(DEFAULT_LAYOUT, key=jax.random.PRNGKey(0), dropout=0.1)
-    assert isinstance(model.embeddings[0], eqx.nn.MLP) and isinstance(model.embeddings[1], GroupEmbedding)
+def test_custom_group_embedding_trains(dm, tmp_path):
+    model = FSEAttention(DEFAULT_LAYOUT, key=jax.random.PRNGKey(0), dropout=0.1, group_embedding=tpc_as_sequence)
+    assert isinstance(model.encoder.embeddings[0], eqx.nn.MLP)
+    assert isinstance(model.encoder.embeddings[1], GroupEmbedding)
     t = trainer(max_epochs=6, batch_size=128, default_root_dir=tmp_path)
     t.fit(model, dm)
     assert t.test()["accuracy"] > 0.99

@@ -1,5 +1,5 @@
 """Evaluation: metrics, baselines, plots and reports."""
 
-from .metrics import accuracy, balanced_accuracy, classification_metrics, macro_auc
+from ..training.metrics import accuracy, balanced_accuracy, classification_metrics, macro_auc
 
 __all__ = ["accuracy", "balanced_accuracy", "classification_metrics", "macro_auc"]

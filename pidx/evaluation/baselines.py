@@ -23,8 +23,7 @@ import numpy as np
 from ..data.io import TrackTable
 from ..data.layouts import get_layout
 from ..data.schema import BAYES_FLAG, NUM_CLASSES
-from ..training.losses import compute_class_weights
-from .metrics import classification_metrics
+from ..training.metrics import classification_metrics
 
 BASELINES = ("bayes_pid", "nsigma", "gbdt", "oracle")
 
@@ -81,11 +80,10 @@ def gbdt_features(table: TrackTable) -> np.ndarray:
     return np.stack([f[c].to_numpy(np.float64) for c in columns], axis=1)
 
 
-def gbdt(test: TrackTable, *, train: TrackTable, class_weights="balanced", seed: int = 231,
-         max_iter: int = 200, **_) -> dict:
+def gbdt(test: TrackTable, *, train: TrackTable, class_weights, seed: int = 231, max_iter: int = 200, **_) -> dict:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    weights = compute_class_weights(class_weights, np.bincount(train.labels, minlength=NUM_CLASSES))
+    weights = np.asarray(class_weights, np.float64)
     model = HistGradientBoostingClassifier(max_iter=max_iter, early_stopping=True, random_state=seed)
     start = time.perf_counter()
     model.fit(gbdt_features(train), train.labels, sample_weight=weights[train.labels])
@@ -93,10 +91,10 @@ def gbdt(test: TrackTable, *, train: TrackTable, class_weights="balanced", seed:
     probs = np.zeros((len(test), NUM_CLASSES))
     probs[:, model.classes_] = model.predict_proba(gbdt_features(test))
     return {"probs": probs, "pred": None,
-            "extra": {"fit_s": fit_s, "iterations": int(model.n_iter_), "class_weights": class_weights}}
+            "extra": {"fit_s": fit_s, "iterations": int(model.n_iter_), "class_weights": weights.tolist()}}
 
 
-def oracle(test: TrackTable, *, train: TrackTable, class_weights="balanced", **_) -> dict | None:
+def oracle(test: TrackTable, *, class_weights, **_) -> dict | None:
     """The exact posterior. Its argmax maximises accuracy; `weighted_decision` is the
     argmax of w_c · p(c | x) with the run's class weights, the ceiling for models
     trained with those weights (it maximises balanced accuracy for balanced weights)."""
@@ -104,15 +102,22 @@ def oracle(test: TrackTable, *, train: TrackTable, class_weights="balanced", **_
     if probs is None:
         return None
     probs = probs / probs.sum(1, keepdims=True)
-    weights = compute_class_weights(class_weights, np.bincount(train.labels, minlength=NUM_CLASSES))
-    weighted = classification_metrics(test.labels, probs, pred=(probs * weights).argmax(1))
+    weighted = classification_metrics(test.labels, probs, pred=(probs * np.asarray(class_weights)).argmax(1))
     extra = {"weighted_decision": {k: weighted[k] for k in ("accuracy", "balanced_accuracy", "per_class")}}
     return {"probs": probs, "pred": None, "extra": extra}
 
 
-def run_baselines(tables: dict[str, TrackTable], names=BASELINES, *, class_weights="balanced",
-                  seed: int = 231, gbdt_max_iter: int = 200) -> tuple[dict, dict]:
+def run_baselines(tables: dict[str, TrackTable], names=BASELINES, *, class_weights, seed: int = 231,
+                  gbdt_max_iter: int = 200) -> tuple[dict, dict]:
     """Run each baseline on `tables["test"]` (GBDT trained on `tables["train"]`).
+
+    **Arguments:**
+
+    - `tables`: the run's `train` and `test` track tables.
+    - `names`: baselines to run (`BASELINES`).
+    - `class_weights`: the 4 class weights the network was trained with (the GBDT's sample
+      weights; the oracle's weighted decision).
+    - `seed`, `gbdt_max_iter`: the GBDT's seed and boosting iterations.
 
     Returns `(metrics, outputs)`: metrics per baseline (with its extras), and the
     per-track `probs`/`pred` for plots.
@@ -120,9 +125,7 @@ def run_baselines(tables: dict[str, TrackTable], names=BASELINES, *, class_weigh
     funcs = {"bayes_pid": bayes_pid, "nsigma": nsigma, "gbdt": gbdt, "oracle": oracle}
     unknown = sorted(set(names) - set(funcs))
     if unknown:
-        from ..errors import RecipeError
-
-        raise RecipeError(f"evaluation.baselines: unknown {unknown}; available are {list(BASELINES)}")
+        raise ValueError(f"unknown baselines {unknown}; available are {list(BASELINES)}")
     metrics, outputs = {}, {}
     test = tables["test"]
     for name in names:

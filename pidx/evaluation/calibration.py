@@ -18,6 +18,7 @@ import numpy as np
 
 from ..data.schema import CLASS_NAMES
 from ..errors import DataError
+from ..training.predictor import apply_temperature
 
 _TINY = 1e-30
 
@@ -75,14 +76,6 @@ def reliability(probs, labels, n_bins: int = 15) -> dict[str, dict]:
         out[name] = {"confidence": conf.tolist(), "frequency": freq.tolist(), "count": count.astype(int).tolist(),
                      "ece": ece}
     return out
-
-
-def apply_temperature(probs, temperature: float) -> np.ndarray:
-    """softmax(log p / T): T > 1 softens over-confident probabilities, T < 1 sharpens."""
-    logp = np.log(np.maximum(np.asarray(probs, np.float64), _TINY)) / float(temperature)
-    logp -= logp.max(1, keepdims=True)
-    e = np.exp(logp)
-    return e / e.sum(1, keepdims=True)
 
 
 def negative_log_likelihood(probs, labels) -> float:

@@ -1,4 +1,4 @@
-"""Models × momentum ranges comparison table over run directories (`pidx compare`)."""
+"""Models × momentum ranges comparison table (`pidx compare`), from the runs' metrics."""
 
 from __future__ import annotations
 
@@ -8,25 +8,24 @@ from pathlib import Path
 
 from ..data.schema import CLASS_NAMES
 from ..utils import atomic_write_text
+from .tables import fmt_number, markdown_table
 
 
-def _fmt(v, digits=4):
-    return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+def comparison_rows(runs) -> list[dict]:
+    """One row per run and per baseline stored in its metrics.
 
+    **Arguments:**
 
-def compare_runs(run_dirs) -> list[dict]:
-    """One row per run (and per baseline stored in its metrics.json)."""
-    from ..run import read_run
-
+    - `runs`: `(run, model, momentum_range, metrics)` per run: a label (its directory), the
+      model name, the recipe's momentum range (a name or `(low, high)`) and its metrics.
+    """
     rows = []
-    for run_dir in run_dirs:
-        cfg, metrics = read_run(run_dir)
+    for run, model, rng, metrics in runs:
         if "test" not in metrics:
             continue
-        rng = cfg["data"]["momentum_range"]
-        base = {"range": rng if isinstance(rng, str) else f"{rng[0]}-{rng[1]}", "run": str(run_dir)}
+        base = {"range": rng if isinstance(rng, str) else f"{rng[0]}-{rng[1]}", "run": str(run)}
         t = metrics.get("training", {})
-        rows.append({**base, "model": cfg["model"]["name"], **_scores(metrics["test"]),
+        rows.append({**base, "model": model, **_scores(metrics["test"]),
                      "gap_to_oracle_pp": metrics["test"].get("gap_to_oracle_pp"),
                      "train_s": t.get("wall_s"), "epochs": t.get("epochs_run")})
         for name, b in (metrics.get("baselines") or {}).items():
@@ -49,11 +48,12 @@ COLUMNS = ["range", "model", "accuracy", "balanced_accuracy", "macro_auc",
            *[f"{k}_{c}" for c in CLASS_NAMES for k in ("eff", "pur")], "gap_to_oracle_pp", "train_s", "epochs"]
 
 
+def _cell(row: dict, column: str) -> str:
+    return fmt_number(row.get(column), 2 if column in ("train_s", "gap_to_oracle_pp") else 4)
+
+
 def to_markdown(rows: list[dict]) -> str:
-    head = "| " + " | ".join(COLUMNS) + " |\n|" + "---|" * len(COLUMNS) + "\n"
-    body = "".join("| " + " | ".join(_fmt(r.get(c), 2 if c in ("train_s", "gap_to_oracle_pp") else 4)
-                                     for c in COLUMNS) + " |\n" for r in rows)
-    return head + body
+    return markdown_table(COLUMNS, [[_cell(r, c) for c in COLUMNS] for r in rows])
 
 
 def to_csv(rows: list[dict]) -> str:
@@ -85,8 +85,8 @@ def print_table(rows: list[dict]) -> None:
     for c in shown:
         table.add_column(c, justify="left" if c in ("range", "model") else "right", no_wrap=c == "model")
     for r in rows:
-        table.add_row(*[escape(_fmt(r.get(c), 2 if c in ("train_s", "gap_to_oracle_pp") else 4)) for c in shown])
+        table.add_row(*[escape(_cell(r, c)) for c in shown])
     Console().print(table)
 
 
-__all__ = ["compare_runs", "to_markdown", "to_csv", "write_table", "print_table", "COLUMNS"]
+__all__ = ["comparison_rows", "to_markdown", "to_csv", "write_table", "print_table", "COLUMNS"]

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 from sklearn.metrics import auc as area_under, roc_curve  # noqa: E402
 
 from ..data.schema import CLASS_LABELS, CLASS_NAMES  # noqa: E402
-from .metrics import DEFAULT_MOMENTUM_BINS, efficiency_purity_vs_momentum  # noqa: E402
+from ..training.metrics import DEFAULT_MOMENTUM_BINS, efficiency_purity_vs_momentum  # noqa: E402
 
 SPECIES_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
 METHOD_STYLES = {"model": dict(color="black", lw=2.0), "oracle": dict(color="tab:purple", ls=":", lw=1.8),

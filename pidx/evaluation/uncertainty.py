@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import PidxError
-from ..training.step import batched_forward
+from ..models.base import batched_forward
 
 
 def entropy(probs) -> np.ndarray:

@@ -19,6 +19,7 @@ import numpy as np
 from ..data.layouts import get_layout
 from ..data.schema import BAYES_FLAG, BAYES_MISSING_ROWS
 from ..errors import ExportError
+from ..models.base import ACTIVATIONS
 
 OPSET = 17
 
@@ -65,8 +66,9 @@ class GraphBuilder:
         y = self.op("MatMul", x, self.const(np.asarray(weight, np.float32).T, "w"))
         return y if bias is None else self.op("Add", y, self.const(np.asarray(bias, np.float32), "b"))
 
-    def activation(self, x: str, name: str) -> str:
-        """The activations of `pidx.models.base.activation`, in opset-17 ops."""
+    def activation(self, x: str, fn) -> str:
+        """An activation of `pidx.models.ACTIVATIONS` (a name or the function), in opset-17 ops."""
+        name = fn if isinstance(fn, str) else next((n for n, f in ACTIVATIONS.items() if f is fn), repr(fn))
         if name == "relu":
             return self.op("Relu", x)
         if name == "tanh":

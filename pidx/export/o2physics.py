@@ -26,7 +26,7 @@ def o2physics_bins(track_layout: str, momentum_range, momentum_variable: str) ->
     window for a model trained on a pT window; anything else cannot run in pid-onnx-inference."""
     if track_layout != "o2":
         raise ExportError(f"the o2physics target needs a model trained on the o2 layout (the 46-value vector of "
-                          f"pid-onnx-inference); this run used the {track_layout} layout: export it with --target onnx")
+                          f"pid-onnx-inference); this run used the {track_layout} layout: export it to the plain onnx target")
     if momentum_range == "full":
         return list(ALL_PT)
     if momentum_variable == "pt" and isinstance(momentum_range, (list, tuple)):

@@ -10,8 +10,11 @@ input  "tracks"        f32[N, 21]  raw features in schema order (NaN or sentinel
 output "probabilities" f32[N, 4]   pi, ka, pr, el
 ```
 
-A subclass that changes the forward pass needs its own translator:
-`register_onnx_exporter(MyModel)(fn)` with `fn(builder, model, state, feats, mask) -> logits`.
+Translators are looked up by the exact type of the model (pidx models are final), and the
+FSE models' group embeddings by the exact type of each embedding module: a new
+architecture or a new group embedding registers its own with `register_onnx_exporter`:
+`fn(builder, model, state, feats, mask) -> logits` for a model,
+`fn(builder, embedding, columns) -> token` for an embedding module.
 """
 
 from __future__ import annotations
@@ -22,34 +25,33 @@ import equinox as eqx
 import numpy as np
 
 from ..errors import ExportError
-from ..models.fse import ClassifierHead, DetectorAwareFSE, FSEAttention, GroupEmbedding
+from ..models.fse import ClassifierHead, DetectorAwareFSE, FSEAttention, FSEEncoder, GroupEmbedding
 from ..models.mlp import DNN, SimpleNN
 from .graph import GraphBuilder
 
 _EXPORTERS: dict[type, Callable] = {}
-# Methods whose override changes the computation: a subclass overriding one needs its own exporter.
-_FORWARD_METHODS = ("__call__", "forward", "encode", "tokens", "drop_groups")
 
 
 def register_onnx_exporter(cls: type) -> Callable:
-    """Decorator: `fn(builder, model, state, feats, mask) -> logits name` translates `cls`."""
+    """Decorator: `fn` translates modules of exactly the type `cls` (a model or a group embedding)."""
     def wrap(fn):
         _EXPORTERS[cls] = fn
         return fn
     return wrap
 
 
+def _translator(module, what: str) -> Callable:
+    fn = _EXPORTERS.get(type(module))
+    if fn is None:
+        raise ExportError(f"no ONNX translation for the {what} {type(module).__name__}; built-in ones: "
+                          f"{', '.join(c.__name__ for c in _EXPORTERS)} (register one with "
+                          "pidx.export.register_onnx_exporter)")
+    return fn
+
+
 def model_graph(g: GraphBuilder, model, state, feats: str, mask: str) -> str:
     """Logits `[N, C]` of `model` (in inference mode) for features `feats` and group mask `mask`."""
-    for cls in type(model).__mro__:
-        if cls in _EXPORTERS:
-            changed = [m for m in _FORWARD_METHODS if getattr(type(model), m, None) is not getattr(cls, m, None)]
-            if changed:
-                raise ExportError(f"{type(model).__name__} overrides {', '.join(changed)} of {cls.__name__}; "
-                                  "register its translation with pidx.export.register_onnx_exporter")
-            return _EXPORTERS[cls](g, model, state, feats, mask)
-    raise ExportError(f"no ONNX translation for {type(model).__name__}; built-in ones: "
-                      f"{', '.join(c.__name__ for c in _EXPORTERS)} (register one with register_onnx_exporter)")
+    return _translator(model, "model")(g, model, state, feats, mask)
 
 
 def _linear(g: GraphBuilder, x: str, layer: eqx.nn.Linear) -> str:
@@ -60,7 +62,7 @@ def _linear(g: GraphBuilder, x: str, layer: eqx.nn.Linear) -> str:
 def _simplenn(g, model, state, feats, mask):
     h = feats
     for layer in model.layers[:-1]:
-        h = g.activation(_linear(g, h, layer), model.act_name)  # dropout is the identity at inference
+        h = g.activation(_linear(g, h, layer), model.activation)  # dropout is the identity at inference
     return _linear(g, h, model.layers[-1])
 
 
@@ -76,7 +78,7 @@ def _dnn(g, model, state, feats, mask):
             s_w, shift = s, 0.0
         w = np.asarray(layer.weight, np.float64) * s_w[:, None]  # BatchNorm folded into the Dense
         b = ((np.asarray(layer.bias, np.float64) if layer.bias is not None else 0.0) - mean) * s_w + shift
-        h = g.activation(g.linear(h, w, b), model.act_name)
+        h = g.activation(g.linear(h, w, b), model.activation)
     return _linear(g, h, model.layers[-1])
 
 
@@ -93,21 +95,23 @@ def _heads(g: GraphBuilder, proj: eqx.nn.Linear, toks: str, num_heads: int) -> s
     return g.op("Transpose", y, perm=[0, 2, 1, 3])
 
 
-def _encode(g: GraphBuilder, model: FSEAttention, feats: str, mask: str) -> str:
-    """`FSEAttention.encode` for a batch: tokens, masked attention, LayerNorm, gate, masked mean."""
-    layout = model.layout
+@register_onnx_exporter(GroupEmbedding)
+def _group_embedding(g, emb, columns):
+    return g.activation(_linear(g, columns, emb.linear), emb.activation)
+
+
+def _encode(g: GraphBuilder, encoder: FSEEncoder, feats: str, mask: str) -> str:
+    """`FSEEncoder` for a batch: tokens, masked attention, LayerNorm, gate, masked mean."""
+    layout = encoder.layout
     maskf = g.op("Cast", mask, to=1)
     toks = []
-    for i, (emb, (a, b)) in enumerate(zip(model.embeddings, layout.group_slices)):
-        if type(emb) is not GroupEmbedding:
-            raise ExportError(f"group '{layout.groups[i].name}' uses {type(emb).__name__}; only GroupEmbedding "
-                              "has an ONNX translation (register one for the model)")
-        t = g.activation(_linear(g, g.columns(feats, range(a, b)), emb.linear), emb.act_name)
+    for i, (emb, (a, b)) in enumerate(zip(encoder.embeddings, layout.group_slices)):
+        t = _translator(emb, f"embedding of group '{layout.groups[i].name}'")(g, emb, g.columns(feats, range(a, b)))
         t = g.op("Mul", t, g.columns(maskf, [i]))  # zero token where the group is missing
         toks.append(g.op("Unsqueeze", t, g.const([1], "axes", np.int64)))
     toks = g.op("Concat", *toks, axis=1)  # [N, G, d]
 
-    att = model.attention
+    att = encoder.attention
     q, k, v = (_heads(g, p, toks, att.num_heads) for p in (att.query_proj, att.key_proj, att.value_proj))
     qk_size = att.query_proj.weight.shape[0] // att.num_heads
     q = g.op("Div", q, g.const(np.sqrt(qk_size), "sqrt_d"))
@@ -121,12 +125,12 @@ def _encode(g: GraphBuilder, model: FSEAttention, feats: str, mask: str) -> str:
     attn = g.op("Reshape", attn, g.const([0, 0, -1], "shape", np.int64))
     attn = _linear(g, attn, att.output_proj)
 
-    norm = model.norm
+    norm = encoder.norm
     h = g.op("Add", toks, attn)
-    scale = norm.weight if norm.weight is not None else np.ones(model.hidden_dim)
-    bias = norm.bias if norm.bias is not None else np.zeros(model.hidden_dim)
+    scale = norm.weight if norm.weight is not None else np.ones(encoder.hidden_dim)
+    bias = norm.bias if norm.bias is not None else np.zeros(encoder.hidden_dim)
     h = g.op("LayerNormalization", h, g.const(scale, "ln_w"), g.const(bias, "ln_b"), axis=-1, epsilon=norm.eps)
-    h = g.op("Mul", g.op("Sigmoid", _linear(g, h, model.gate)), h)
+    h = g.op("Mul", g.op("Sigmoid", _linear(g, h, encoder.gate)), h)
 
     w = g.op("Unsqueeze", maskf, g.const([2], "axes", np.int64))  # [N, G, 1]
     total = g.op("ReduceSum", g.op("Mul", h, w), g.const([1], "axes", np.int64), keepdims=0)
@@ -136,12 +140,12 @@ def _encode(g: GraphBuilder, model: FSEAttention, feats: str, mask: str) -> str:
 
 @register_onnx_exporter(FSEAttention)
 def _fse(g, model, state, feats, mask):
-    return _head(g, model.head, _encode(g, model, feats, mask))
+    return _head(g, model.head, _encode(g, model.encoder, feats, mask))
 
 
 @register_onnx_exporter(DetectorAwareFSE)
 def _fse_detector_aware(g, model, state, feats, mask):
-    pooled = _encode(g, model, feats, mask)  # group dropout is off at inference
+    pooled = _encode(g, model.encoder, feats, mask)  # group dropout is off at inference
     e = g.op("Relu", _linear(g, g.op("Cast", mask, to=1), model.pattern_embed))
     pooled = g.op("Mul", pooled, g.op("Sigmoid", _linear(g, e, model.pattern_gate)))
     film = g.op("Add", g.const(1.0, "one"), _linear(g, e, model.pattern_scale))

@@ -1,8 +1,8 @@
-"""Build, check and write the ONNX file of a model or of a run directory.
+"""Build, check and write the ONNX file of a model (a run directory's: `pidx.runs.export_run`).
 
 ```python
-from pidx.export import export_run
-info = export_run("runs/fse_phase1_mid/20261123-101500", "fse_phase1_mid.onnx")
+from pidx.export import export_onnx
+info = export_onnx(model, state, preprocessor, "fse_phase1_mid.onnx")
 # writes fse_phase1_mid.onnx and fse_phase1_mid.json (input columns, class order, version, ...)
 ```
 Every export is checked before it is written: ONNX Runtime and pidx predict the same
@@ -15,8 +15,6 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
-import equinox as eqx
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
@@ -24,8 +22,7 @@ from ..data.io import validate_tracks
 from ..data.schema import BAYES_FLAG, CLASS_NAMES, PROB_COLUMNS
 from ..errors import ExportError
 from ..models.ensemble import is_ensemble
-from ..training.losses import FocalLoss
-from ..training.step import make_evaluate
+from ..training.predictor import Predictor
 from ..utils import atomic_path, atomic_write_json
 from .graph import OPSET, GraphBuilder, _onnx, input_columns, preprocessing_graph
 from .onnx import model_graph
@@ -112,17 +109,8 @@ def pidx_probs(model, state, preprocessor, frame: pd.DataFrame, *, sentinels=(-9
     evaluation pass as `pidx predict` (members' mean for an ensemble) [+ temperature]."""
     table = validate_tracks(frame, source="export check", layout=preprocessor.layout, require_label=False,
                             sentinels=tuple(sentinels))
-    feats, mask = preprocessor.transform(table)
-    params, static = eqx.partition(model, eqx.is_inexact_array)
-    evaluate = make_evaluate(static, FocalLoss(), len(feats), ensemble=is_ensemble(model))
-    unlabelled = jnp.full(len(feats), -1, jnp.int32)
-    probs, _ = evaluate(params, state, jnp.asarray(feats), jnp.asarray(mask), unlabelled, jnp.ones(model.num_classes))
-    probs = np.asarray(probs)
-    if temperature is None:
-        return probs
-    from ..evaluation.calibration import apply_temperature
-
-    return apply_temperature(probs, temperature)
+    predictor = Predictor(model, state, preprocessor, temperature=temperature, eval_batch_size=len(table))
+    return predictor.predict_table(table)
 
 
 def onnx_probs(proto_or_path, frame: pd.DataFrame, columns) -> np.ndarray:
@@ -149,7 +137,7 @@ def export_onnx(model, state, preprocessor, path: str | Path, *, sentinels=(-999
     - `tolerance`: largest |Δprob| allowed between ONNX Runtime and pidx in the check.
     - `check`: run the check (needs onnxruntime); `False` only writes.
     """
-    from .. import __version__
+    from .._version import __version__
 
     path = Path(path)
     if path.suffix != ".onnx":
@@ -182,41 +170,4 @@ def export_onnx(model, state, preprocessor, path: str | Path, *, sentinels=(-999
     return info
 
 
-def export_run(run_dir: str | Path, output: str | Path, *, target: str = "onnx", tolerance: float = 1e-5,
-               check: bool = True) -> dict:
-    """Export a run directory's best checkpoint (preprocessing included).
-
-    **Arguments:**
-
-    - `run_dir`: the run.
-    - `output`: `target="onnx"`: the .onnx file (a .json sidecar is written beside it);
-      `target="o2physics"`: a directory that receives `pid_feature_model.onnx` and
-      `pid-onnx-inference.json`, the configuration of O2Physics' `pid-onnx-inference` task.
-    - `tolerance`, `check`: the ONNX Runtime check (see `export_onnx`).
-    """
-    from ..inference import load_run_model, run_temperature
-    from .o2physics import MODEL_FILE, o2physics_bins, write_o2physics_config
-
-    if target not in ("onnx", "o2physics"):
-        raise ExportError(f"unknown export target {target!r}; accepted are onnx, o2physics")
-    cfg, model, state, pre, ckpt = load_run_model(run_dir)
-    d = cfg["data"]
-    meta = {"recipe": cfg["name"], "model": cfg["model"]["name"], "checkpoint": str(ckpt),
-            "track_layout": pre.track_layout, "momentum_range": d["momentum_range"],
-            "momentum_variable": d["momentum_variable"],
-            "note": "the model was trained on tracks inside momentum_range; apply the same selection"}
-    path = Path(output)
-    if target == "o2physics":
-        bins = o2physics_bins(pre.track_layout, d["momentum_range"], d["momentum_variable"])
-        meta["binsPtMl"] = bins
-        path = Path(output) / MODEL_FILE
-    info = export_onnx(model, state, pre, path, sentinels=tuple(d["sentinels"]), metadata=meta,
-                       temperature=run_temperature(run_dir), tolerance=tolerance, check=check)
-    info = {**info, "output": str(path), "target": target}
-    if target == "o2physics":
-        info["configuration"] = str(write_o2physics_config(Path(output), bins))
-    return info
-
-
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "build_onnx", "synthetic_tracks", "pidx_probs", "onnx_probs",
-           "export_onnx", "export_run"]
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "build_onnx", "synthetic_tracks", "pidx_probs", "onnx_probs", "export_onnx"]

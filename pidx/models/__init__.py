@@ -1,10 +1,11 @@
 """Equinox PID architectures sharing one call contract (see `pidx.models.base`)."""
 
-from .base import PIDModel, build_model, model_names, resolve_model_class
-from .fse import ClassifierHead, DetectorAwareFSE, FSEAttention, GroupEmbedding
-from .ensemble import Ensemble, make_ensemble, member_key
+from .base import ACTIVATIONS, PIDModel, activation, batched_forward, build_model, model_names, resolve_model_class
+from .ensemble import Ensemble, is_ensemble, make_ensemble, member_key
+from .fse import ClassifierHead, DetectorAwareFSE, FSEAttention, FSEEncoder, GroupEmbedding, dense_group_embedding
 from .mlp import DNN, SimpleNN
 
-__all__ = ["PIDModel", "build_model", "model_names", "resolve_model_class", "ClassifierHead",
-           "DetectorAwareFSE", "FSEAttention", "GroupEmbedding", "DNN", "SimpleNN", "Ensemble", "make_ensemble",
-           "member_key"]
+__all__ = ["ACTIVATIONS", "PIDModel", "activation", "batched_forward", "build_model", "model_names",
+           "resolve_model_class", "Ensemble", "is_ensemble", "make_ensemble", "member_key", "ClassifierHead",
+           "DetectorAwareFSE", "FSEAttention", "FSEEncoder", "GroupEmbedding", "dense_group_embedding", "DNN",
+           "SimpleNN"]

@@ -1,7 +1,8 @@
 """The model contract every pidx architecture follows.
 
-A model is an `eqx.Module` called on **one track**; the Trainer vmaps it over a batch
-(axis name `"batch"`, which BatchNorm uses), so it never special-cases an architecture:
+A model is an `eqx.Module` called on **one track**; `batched_forward` vmaps it over a
+batch (axis name `"batch"`, which BatchNorm uses), so nothing downstream special-cases
+an architecture:
 
 ```python
 logits, state = model(x, mask, state, key=key)
@@ -12,10 +13,16 @@ logits, state = model(x, mask, state, key=key)
 `key` is keyword-only and `None` at inference. Training vs inference is switched the
 Equinox way, with `eqx.nn.inference_mode(model)` (dropout and group dropout off,
 BatchNorm on running statistics).
+
+Models follow Equinox's "abstract or final" rule: `PIDModel` is abstract (it declares
+`layout`, `num_classes` and `forward`); every concrete model holds all its fields and its
+`__init__` in one class and cannot be subclassed. Extend by composition (e.g. the FSE
+models take a `group_embedding` factory) or by a new `PIDModel` subclass.
 """
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 
 import equinox as eqx
@@ -24,23 +31,47 @@ from beartype import beartype
 from jaxtyping import Array, Bool, Float, PRNGKeyArray, jaxtyped
 
 from ..data.schema import NUM_CLASSES, FeatureLayout
-from ..errors import RecipeError
 
 BATCH_AXIS = "batch"
 
 # Runtime shape/dtype checks at trace time (never per batch: they run while jit traces).
 typechecked = jaxtyped(typechecker=beartype)
 
+ACTIVATIONS: dict[str, Callable] = {"relu": jax.nn.relu, "gelu": jax.nn.gelu, "silu": jax.nn.silu,
+                                    "tanh": jax.nn.tanh}
+
+
+def activation(name_or_fn: str | Callable) -> Callable:
+    """The activation function named `name_or_fn` (one of `ACTIVATIONS`), or the callable itself."""
+    if callable(name_or_fn):
+        return name_or_fn
+    if name_or_fn not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)} or a callable, got {name_or_fn!r}")
+    return ACTIVATIONS[name_or_fn]
+
+
+def is_abstract(cls: type) -> bool:
+    """Whether an `eqx.Module` class is abstract (abstract methods or `AbstractVar`s left)."""
+    return bool(getattr(cls, "__abstractmethods__", ()) or getattr(cls, "__abstractvars__", ()))
+
 
 class PIDModel(eqx.Module):
-    """Base class: holds the feature layout and checks inputs against it.
+    """Abstract base: holds the feature layout and checks inputs against it.
 
-    Subclasses implement `forward(x, mask, state, *, key)` with the same contract;
-    `__call__` validates shapes (with jaxtyping + beartype, at trace time) first.
+    Concrete models declare `layout` and `num_classes` as fields and implement
+    `forward(x, mask, state, *, key)`; `__call__` validates shapes (jaxtyping + beartype,
+    at trace time) first. A concrete model is final: subclassing it is an error.
     """
 
-    layout: FeatureLayout = eqx.field(static=True)
-    num_classes: int = eqx.field(static=True)
+    layout: eqx.AbstractVar[FeatureLayout]
+    num_classes: eqx.AbstractVar[int]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for base in cls.__mro__[1:]:
+            if issubclass(base, PIDModel) and not is_abstract(base):
+                raise TypeError(f"{cls.__name__} subclasses {base.__name__}, a concrete (final) pidx model; "
+                                f"compose it or subclass pidx.models.PIDModel instead")
 
     @typechecked
     def __call__(
@@ -59,8 +90,26 @@ class PIDModel(eqx.Module):
                              f"{self.layout.group_names}, got {mask.shape[0]}")
         return self.forward(x, mask, state, key=key)
 
+    @abc.abstractmethod
     def forward(self, x, mask, state, *, key=None):
-        raise NotImplementedError
+        """Logits of one track and the updated state."""
+
+
+def batched_forward(model, x, mask, state, keys=None):
+    """vmap the one-track `model` over a batch (BatchNorm reduces over `"batch"`).
+
+    **Arguments:**
+
+    - `model`: a `PIDModel` (or one ensemble member).
+    - `x`, `mask`: `[N, feature]` features and `[N, group]` group mask.
+    - `state`: the model's `eqx.nn.State`, shared by the batch.
+    - `keys`: `[N]` PRNG keys (training), or `None` at inference.
+    """
+    if keys is None:
+        return jax.vmap(lambda xi, mi: model(xi, mi, state), axis_name=BATCH_AXIS,
+                        out_axes=(0, None))(x, mask)
+    return jax.vmap(lambda xi, mi, ki: model(xi, mi, state, key=ki), axis_name=BATCH_AXIS,
+                    out_axes=(0, None))(x, mask, keys)
 
 
 def split_key(key: PRNGKeyArray | None, n: int) -> list[PRNGKeyArray | None]:
@@ -68,11 +117,10 @@ def split_key(key: PRNGKeyArray | None, n: int) -> list[PRNGKeyArray | None]:
     return [None] * n if key is None else list(jax.random.split(key, n))
 
 
-def activation(name: str) -> Callable:
-    table = {"relu": jax.nn.relu, "gelu": jax.nn.gelu, "silu": jax.nn.silu, "tanh": jax.nn.tanh}
-    if name not in table:
-        raise RecipeError(f"model.activation must be one of {sorted(table)}, got {name!r}")
-    return table[name]
+def linear_stack(sizes, *, key: PRNGKeyArray) -> tuple[eqx.nn.Linear, ...]:
+    """Dense layers `sizes[0] → sizes[1] → … → sizes[-1]`, one key per layer."""
+    keys = jax.random.split(key, len(sizes) - 1)
+    return tuple(eqx.nn.Linear(a, b, key=k) for a, b, k in zip(sizes[:-1], sizes[1:], keys))
 
 
 _REGISTRY: dict[str, str] = {
@@ -88,21 +136,28 @@ def model_names() -> list[str]:
 
 
 def resolve_model_class(name: str) -> type:
-    """A built-in model name or a `package.module:Class` import path."""
+    """A built-in model name or a `package.module:Class` import path (a `PIDModel` subclass)."""
     from ..utils import resolve_named_class
 
-    return resolve_named_class(name, _REGISTRY, PIDModel, prefix="model.name", kind="model")
+    return resolve_named_class(name, _REGISTRY, PIDModel, kind="model")
 
 
 def build_model(name: str, layout: FeatureLayout, *, key: PRNGKeyArray, num_classes: int = NUM_CLASSES,
                 compile: bool = False, **kwargs) -> tuple[PIDModel, eqx.nn.State]:
     """Instantiate a model by name with its initial state (BatchNorm statistics, if any).
 
-    With `compile=True` the initialisation runs as one compiled program (bitwise the same
-    weights). Worth it where the persistent compilation cache is on, as in the `pidx` CLI:
-    a re-run then skips the ~60 one-op compiles of an eager initialisation (~3 s on a
-    2-core CPU). In a process that builds many differently-sized models, eager is faster,
-    since one-op compiles are shared between models.
+    **Arguments:**
+
+    - `name`: a built-in name (`model_names()`) or a `package.module:Class` path.
+    - `layout`: the feature layout.
+    - `key`: initialisation key.
+    - `num_classes`: output size.
+    - `compile`: run the initialisation as one compiled program (bitwise the same
+      weights). Worth it where the persistent compilation cache is on, as in the `pidx`
+      CLI: a re-run then skips the ~60 one-op compiles of an eager initialisation (~3 s
+      on a 2-core CPU). In a process that builds many differently-sized models, eager is
+      faster, since one-op compiles are shared between models.
+    - `kwargs`: the model's parameters.
     """
     cls = resolve_model_class(name)
     try:
@@ -110,7 +165,7 @@ def build_model(name: str, layout: FeatureLayout, *, key: PRNGKeyArray, num_clas
             return _initialise(cls, layout, key, num_classes, kwargs)
         return eqx.nn.make_with_state(cls)(layout, num_classes=num_classes, key=key, **kwargs)
     except TypeError as exc:
-        raise RecipeError(f"model '{name}': bad parameters {sorted(kwargs)}: {exc}") from None
+        raise ValueError(f"model '{name}': bad parameters {sorted(kwargs)}: {exc}") from None
 
 
 @eqx.filter_jit
@@ -119,5 +174,5 @@ def _initialise(cls, layout, key, num_classes, kwargs):
     return eqx.nn.make_with_state(cls)(layout, num_classes=num_classes, key=key, **kwargs)
 
 
-__all__ = ["PIDModel", "BATCH_AXIS", "typechecked", "split_key", "activation", "model_names",
-           "resolve_model_class", "build_model"]
+__all__ = ["is_abstract", "PIDModel", "BATCH_AXIS", "ACTIVATIONS", "typechecked", "activation", "batched_forward", "split_key",
+           "linear_stack", "model_names", "resolve_model_class", "build_model"]

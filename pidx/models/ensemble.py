@@ -26,7 +26,7 @@ from .base import PIDModel, build_model
 
 
 def member_key(seed: int):
-    """The initialisation key of a model trained with `seed` (as `pidx.run.make_model` uses)."""
+    """The initialisation key of a model trained with `seed` (as `pidx.runs.make_model` uses)."""
     return jax.random.fold_in(jax.random.PRNGKey(seed), 0)
 
 

@@ -10,33 +10,41 @@ head: Dense(128)-ReLU-Dropout → Dense(64)-ReLU-Dropout → Dense(C)
 ```
 
 Groups are data (`FeatureLayout`): a layout with a TRD group gets a TRD token with no
-code change. Override `make_group_embedding` to embed one group differently.
+code change. To embed a group differently, pass a `group_embedding` factory
+(`(group, in_size, hidden_dim, activation, *, key) -> eqx.Module`); the models are final
+and composed of `FSEEncoder` + `ClassifierHead`, never subclassed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from ..data.schema import NUM_CLASSES, DetectorGroup, FeatureLayout
-from .base import PIDModel, activation, split_key
+from .base import PIDModel, activation, linear_stack, split_key
 
 
 class GroupEmbedding(eqx.Module):
     """Dense(in_g → d) + activation: the default embedding of one detector group."""
 
     linear: eqx.nn.Linear
-    act_name: str = eqx.field(static=True)
+    activation: Callable = eqx.field(static=True)
 
-    def __init__(self, in_size: int, hidden_dim: int, act_name: str = "relu", *, key):
+    def __init__(self, in_size: int, hidden_dim: int, activation: Callable = jax.nn.relu, *, key):
         self.linear = eqx.nn.Linear(in_size, hidden_dim, key=key)
-        self.act_name = act_name
+        self.activation = activation
 
     def __call__(self, x, *, key=None):
-        return activation(self.act_name)(self.linear(x))
+        return self.activation(self.linear(x))
+
+
+def dense_group_embedding(group: DetectorGroup, in_size: int, hidden_dim: int, activation: Callable,
+                          *, key) -> eqx.Module:
+    """The default `group_embedding` factory: a `GroupEmbedding` for every group."""
+    return GroupEmbedding(in_size, hidden_dim, activation, key=key)
 
 
 class ClassifierHead(eqx.Module):
@@ -46,9 +54,7 @@ class ClassifierHead(eqx.Module):
     dropouts: tuple[eqx.nn.Dropout, ...]
 
     def __init__(self, in_size: int, hidden: Sequence[int], num_classes: int, dropout: float, *, key):
-        sizes = [in_size, *hidden, num_classes]
-        keys = jax.random.split(key, len(sizes) - 1)
-        self.layers = tuple(eqx.nn.Linear(a, b, key=k) for a, b, k in zip(sizes[:-1], sizes[1:], keys))
+        self.layers = linear_stack([in_size, *hidden, num_classes], key=key)
         self.dropouts = tuple(eqx.nn.Dropout(dropout) for _ in hidden)
 
     def __call__(self, x, *, key=None):
@@ -57,64 +63,50 @@ class ClassifierHead(eqx.Module):
         return self.layers[-1](x)
 
 
-class FSEAttention(PIDModel):
-    """FSE+Attention, Phase 0.
+def model_subkeys(key):
+    """The five subkeys of an FSE model's key: embeddings, attention, gate (the encoder's), head and
+    the pattern layers (Phase 1). The encoder and the model draw them from the same key."""
+    return jax.random.split(key, 5)
+
+
+class FSEEncoder(eqx.Module):
+    """Group tokens → masked attention → LayerNorm + residual → gated fusion → masked mean `[d]`.
 
     **Arguments:**
 
     - `layout`: detector groups; one token per group.
-    - `hidden_dim`: token width d (the seed README says 256, its code used 64).
-    - `num_heads`: attention heads (must divide `hidden_dim`).
-    - `head_hidden`: widths of the classifier head.
-    - `dropout`: dropout rate in the head.
-    - `activation`: activation of the group embeddings.
-    - `num_classes`, `key`: output size and initialisation key.
+    - `hidden_dim`, `num_heads`: token width d and attention heads (must divide d).
+    - `activation`: passed to the group embeddings.
+    - `group_embedding`: factory of one group's embedding module.
+    - `key`: the model's initialisation key (see `model_subkeys`).
     """
 
+    layout: FeatureLayout = eqx.field(static=True)
+    hidden_dim: int = eqx.field(static=True)
     embeddings: tuple[eqx.Module, ...]
     attention: eqx.nn.MultiheadAttention
     norm: eqx.nn.LayerNorm
     gate: eqx.nn.Linear
-    head: ClassifierHead
-    hidden_dim: int = eqx.field(static=True)
 
-    def __init__(self, layout: FeatureLayout, *, hidden_dim: int = 64, num_heads: int = 4,
-                 head_hidden: Sequence[int] = (128, 64), dropout: float = 0.5, activation: str = "relu",
-                 num_classes: int = NUM_CLASSES, key):
+    def __init__(self, layout: FeatureLayout, hidden_dim: int, num_heads: int, activation: Callable,
+                 group_embedding: Callable = dense_group_embedding, *, key):
         if hidden_dim % num_heads:
             raise ValueError(f"hidden_dim ({hidden_dim}) must be divisible by num_heads ({num_heads})")
-        self.layout, self.num_classes, self.hidden_dim = layout, num_classes, hidden_dim
-        k_emb, k_att, k_gate, k_head, k_extra = jax.random.split(key, 5)
-        self.embeddings = tuple(
-            self.make_group_embedding(g, len(g.columns), hidden_dim, activation, key=k)
-            for g, k in zip(layout.groups, jax.random.split(k_emb, layout.num_groups)))
+        self.layout, self.hidden_dim = layout, hidden_dim
+        k_emb, k_att, k_gate = model_subkeys(key)[:3]
+        self.embeddings = tuple(group_embedding(g, len(g.columns), hidden_dim, activation, key=k)
+                                for g, k in zip(layout.groups, jax.random.split(k_emb, layout.num_groups)))
         self.attention = eqx.nn.MultiheadAttention(num_heads, hidden_dim, key=k_att)
         self.norm = eqx.nn.LayerNorm(hidden_dim)
         self.gate = eqx.nn.Linear(hidden_dim, hidden_dim, key=k_gate)
-        self.head = ClassifierHead(self.head_input_size(), head_hidden, num_classes, dropout, key=k_head)
-        self.init_extra(key=k_extra)
 
-    # -------------------------------------------------------------- extension points
-    def make_group_embedding(self, group: DetectorGroup, in_size: int, hidden_dim: int, act_name: str,
-                             *, key) -> eqx.Module:
-        """The module that turns one group's columns into its token; override per group."""
-        return GroupEmbedding(in_size, hidden_dim, act_name, key=key)
-
-    def head_input_size(self) -> int:
-        return self.hidden_dim
-
-    def init_extra(self, *, key) -> None:
-        """Hook for subclasses that add parameters (called at the end of __init__)."""
-
-    # -------------------------------------------------------------- forward
     def tokens(self, x, mask, *, key=None):
         """Group tokens `[G, d]`, zero where the group is missing."""
         keys = split_key(key, self.layout.num_groups)
         toks = [emb(x[a:b], key=k) for emb, (a, b), k in zip(self.embeddings, self.layout.group_slices, keys)]
         return jnp.stack(toks) * mask[:, None].astype(x.dtype)
 
-    def encode(self, x, mask, *, key=None):
-        """Attention, LayerNorm + residual, gated fusion, masked mean pooling → `[d]`."""
+    def __call__(self, x, mask, *, key=None):
         k_tok, k_att = split_key(key, 2)
         toks = self.tokens(x, mask, key=k_tok)
         # Every query attends to present groups only; a track always has kinematics,
@@ -127,12 +119,41 @@ class FSEAttention(PIDModel):
         w = mask.astype(h.dtype)
         return (h * w[:, None]).sum(0) / jnp.maximum(w.sum(), 1.0)
 
+
+class FSEAttention(PIDModel):
+    """FSE+Attention, Phase 0: `FSEEncoder` → `ClassifierHead`.
+
+    **Arguments:**
+
+    - `layout`: detector groups; one token per group.
+    - `hidden_dim`: token width d (the seed README says 256, its code used 64).
+    - `num_heads`: attention heads (must divide `hidden_dim`).
+    - `head_hidden`: widths of the classifier head.
+    - `dropout`: dropout rate in the head.
+    - `activation`: activation of the group embeddings (a name or a callable).
+    - `group_embedding`: factory `(group, in_size, hidden_dim, activation, *, key) -> Module`
+      of one group's embedding (default `dense_group_embedding`).
+    - `num_classes`, `key`: output size and initialisation key.
+    """
+
+    layout: FeatureLayout = eqx.field(static=True)
+    num_classes: int = eqx.field(static=True)
+    encoder: FSEEncoder
+    head: ClassifierHead
+
+    def __init__(self, layout: FeatureLayout, *, hidden_dim: int = 64, num_heads: int = 4,
+                 head_hidden: Sequence[int] = (128, 64), dropout: float = 0.5, activation: str | Callable = "relu",
+                 group_embedding: Callable = dense_group_embedding, num_classes: int = NUM_CLASSES, key):
+        self.layout, self.num_classes = layout, num_classes
+        self.encoder = FSEEncoder(layout, hidden_dim, num_heads, _activation(activation), group_embedding, key=key)
+        self.head = ClassifierHead(hidden_dim, head_hidden, num_classes, dropout, key=model_subkeys(key)[3])
+
     def forward(self, x, mask, state, *, key=None):
         k_enc, k_head = split_key(key, 2)
-        return self.head(self.encode(x, mask, key=k_enc), key=k_head), state
+        return self.head(self.encoder(x, mask, key=k_enc), key=k_head), state
 
 
-class DetectorAwareFSE(FSEAttention):
+class DetectorAwareFSE(PIDModel):
     """FSE+Attention, Phase 1 (detector-aware).
 
     Phase 0 plus an embedding `e` of the detector-availability pattern (the raw group
@@ -145,31 +166,35 @@ class DetectorAwareFSE(FSEAttention):
     `group_dropout` (0 disables it; the seed-faithful recipes use 0.08).
     """
 
+    layout: FeatureLayout = eqx.field(static=True)
+    num_classes: int = eqx.field(static=True)
+    encoder: FSEEncoder
+    head: ClassifierHead
     pattern_embed: eqx.nn.Linear
     pattern_gate: eqx.nn.Linear
     pattern_scale: eqx.nn.Linear
     pattern_shift: eqx.nn.Linear
     pattern_dim: int = eqx.field(static=True)
     group_dropout: float = eqx.field(static=True)
-    inference: bool = False
+    inference: bool
 
-    def __init__(self, layout: FeatureLayout, *, pattern_dim: int = 16, group_dropout: float = 0.0,
-                 **kwargs):
+    def __init__(self, layout: FeatureLayout, *, hidden_dim: int = 64, num_heads: int = 4,
+                 head_hidden: Sequence[int] = (128, 64), dropout: float = 0.5, activation: str | Callable = "relu",
+                 group_embedding: Callable = dense_group_embedding, pattern_dim: int = 16,
+                 group_dropout: float = 0.0, num_classes: int = NUM_CLASSES, key):
         if not 0.0 <= group_dropout < 1.0:
             raise ValueError(f"group_dropout must be in [0, 1), got {group_dropout}")
+        self.layout, self.num_classes = layout, num_classes
         self.pattern_dim, self.group_dropout, self.inference = pattern_dim, group_dropout, False
-        super().__init__(layout, **kwargs)
-
-    def head_input_size(self) -> int:
-        return self.hidden_dim + self.pattern_dim
-
-    def init_extra(self, *, key) -> None:
-        g, d, p = self.layout.num_groups, self.hidden_dim, self.pattern_dim
-        k1, k2, k3, k4 = jax.random.split(key, 4)
-        self.pattern_embed = eqx.nn.Linear(g, p, key=k1)
-        self.pattern_gate = eqx.nn.Linear(p, d, key=k2)
-        self.pattern_scale = eqx.nn.Linear(p, d, key=k3)
-        self.pattern_shift = eqx.nn.Linear(p, d, key=k4)
+        *_, k_head, k_pattern = model_subkeys(key)
+        k1, k2, k3, k4 = jax.random.split(k_pattern, 4)
+        self.encoder = FSEEncoder(layout, hidden_dim, num_heads, _activation(activation), group_embedding, key=key)
+        self.head = ClassifierHead(hidden_dim + pattern_dim, head_hidden, num_classes, dropout, key=k_head)
+        g = layout.num_groups
+        self.pattern_embed = eqx.nn.Linear(g, pattern_dim, key=k1)
+        self.pattern_gate = eqx.nn.Linear(pattern_dim, hidden_dim, key=k2)
+        self.pattern_scale = eqx.nn.Linear(pattern_dim, hidden_dim, key=k3)
+        self.pattern_shift = eqx.nn.Linear(pattern_dim, hidden_dim, key=k4)
 
     def drop_groups(self, mask, key):
         """Randomly hide present flagged groups (never the always-present ones)."""
@@ -181,11 +206,14 @@ class DetectorAwareFSE(FSEAttention):
         k_drop, k_enc, k_head = split_key(key, 3)
         if self.group_dropout > 0 and not self.inference and k_drop is not None:
             mask = self.drop_groups(mask, k_drop)
-        pooled = self.encode(x, mask, key=k_enc)
+        pooled = self.encoder(x, mask, key=k_enc)
         e = jax.nn.relu(self.pattern_embed(mask.astype(x.dtype)))
         pooled = pooled * jax.nn.sigmoid(self.pattern_gate(e))
         pooled = pooled * (1.0 + self.pattern_scale(e)) + self.pattern_shift(e)
         return self.head(jnp.concatenate([pooled, e]), key=k_head), state
 
 
-__all__ = ["GroupEmbedding", "ClassifierHead", "FSEAttention", "DetectorAwareFSE"]
+_activation = activation  # the parameter named `activation` shadows the function inside __init__
+
+__all__ = ["GroupEmbedding", "dense_group_embedding", "ClassifierHead", "FSEEncoder", "FSEAttention",
+           "DetectorAwareFSE"]

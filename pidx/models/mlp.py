@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import equinox as eqx
-import jax
 
 from ..data.schema import NUM_CLASSES, FeatureLayout
-from .base import BATCH_AXIS, PIDModel, activation, split_key
+from .base import BATCH_AXIS, PIDModel, activation, linear_stack, split_key
 
 
 class SimpleNN(PIDModel):
@@ -21,28 +20,27 @@ class SimpleNN(PIDModel):
     - `layout`: the feature layout (sets the input size).
     - `hidden`: widths of the hidden layers.
     - `dropout`: dropout rate after each hidden layer.
-    - `activation`: `relu`, `gelu`, `silu` or `tanh`.
+    - `activation`: `relu`, `gelu`, `silu`, `tanh` or a callable.
     - `num_classes`: output size (4: π, K, p, e).
     - `key`: PRNG key for initialisation (keyword-only).
     """
 
+    layout: FeatureLayout = eqx.field(static=True)
+    num_classes: int = eqx.field(static=True)
     layers: tuple[eqx.nn.Linear, ...]
     dropouts: tuple[eqx.nn.Dropout, ...]
-    act_name: str = eqx.field(static=True)
+    activation: Callable = eqx.field(static=True)
 
     def __init__(self, layout: FeatureLayout, *, hidden: Sequence[int] = (512, 256, 128, 64),
-                 dropout: float = 0.5, activation: str = "relu", num_classes: int = NUM_CLASSES, key):
-        self.layout, self.num_classes, self.act_name = layout, num_classes, activation
-        sizes = [layout.num_features, *hidden, num_classes]
-        keys = jax.random.split(key, len(sizes) - 1)
-        self.layers = tuple(eqx.nn.Linear(a, b, key=k) for a, b, k in zip(sizes[:-1], sizes[1:], keys))
+                 dropout: float = 0.5, activation: str | Callable = "relu", num_classes: int = NUM_CLASSES, key):
+        self.layout, self.num_classes, self.activation = layout, num_classes, _activation(activation)
+        self.layers = linear_stack([layout.num_features, *hidden, num_classes], key=key)
         self.dropouts = tuple(eqx.nn.Dropout(dropout) for _ in hidden)
 
     def forward(self, x, mask, state, *, key=None):
-        act = activation(self.act_name)
         keys = split_key(key, len(self.dropouts))
         for layer, drop, k in zip(self.layers[:-1], self.dropouts, keys):
-            x = drop(act(layer(x)), key=k)
+            x = drop(self.activation(layer(x)), key=k)
         return self.layers[-1](x), state
 
 
@@ -55,29 +53,30 @@ class DNN(PIDModel):
     **Arguments:** as `SimpleNN`, plus `momentum` of the BatchNorm running averages.
     """
 
+    layout: FeatureLayout = eqx.field(static=True)
+    num_classes: int = eqx.field(static=True)
     layers: tuple[eqx.nn.Linear, ...]
     norms: tuple[eqx.nn.BatchNorm, ...]
     dropouts: tuple[eqx.nn.Dropout, ...]
-    act_name: str = eqx.field(static=True)
+    activation: Callable = eqx.field(static=True)
 
     def __init__(self, layout: FeatureLayout, *, hidden: Sequence[int] = (1024, 512, 256, 128, 64),
-                 dropout: float = 0.5, activation: str = "relu", momentum: float = 0.99,
+                 dropout: float = 0.5, activation: str | Callable = "relu", momentum: float = 0.99,
                  num_classes: int = NUM_CLASSES, key):
-        self.layout, self.num_classes, self.act_name = layout, num_classes, activation
-        sizes = [layout.num_features, *hidden, num_classes]
-        keys = jax.random.split(key, len(sizes) - 1)
-        self.layers = tuple(eqx.nn.Linear(a, b, key=k) for a, b, k in zip(sizes[:-1], sizes[1:], keys))
+        self.layout, self.num_classes, self.activation = layout, num_classes, _activation(activation)
+        self.layers = linear_stack([layout.num_features, *hidden, num_classes], key=key)
         self.norms = tuple(eqx.nn.BatchNorm(h, axis_name=BATCH_AXIS, momentum=momentum, mode="ema")
                            for h in hidden)
         self.dropouts = tuple(eqx.nn.Dropout(dropout) for _ in hidden)
 
     def forward(self, x, mask, state, *, key=None):
-        act = activation(self.act_name)
         keys = split_key(key, len(self.dropouts))
         for layer, norm, drop, k in zip(self.layers[:-1], self.norms, self.dropouts, keys):
             x, state = norm(layer(x), state)
-            x = drop(act(x), key=k)
+            x = drop(self.activation(x), key=k)
         return self.layers[-1](x), state
 
+
+_activation = activation  # the parameter named `activation` shadows the function inside __init__
 
 __all__ = ["SimpleNN", "DNN"]

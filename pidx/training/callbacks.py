@@ -35,6 +35,7 @@ import numpy as np
 
 from ..errors import TrainingError
 from ..utils import atomic_path
+from .metrics import balanced_accuracy, macro_auc
 
 HOOKS = (
     "setup", "on_fit_start", "on_train_epoch_start", "on_train_batch_end", "on_validation_start",
@@ -111,8 +112,6 @@ class ValidationMetrics(Callback):
     """
 
     def on_validation_end(self, trainer):
-        from ..evaluation.metrics import balanced_accuracy, macro_auc
-
         probs, labels = trainer.validation_outputs
         trainer.logged_metrics["val/balanced_accuracy"] = balanced_accuracy(labels, probs.argmax(1))
         trainer.logged_metrics["val/macro_auc"] = macro_auc(labels, probs)
@@ -216,6 +215,7 @@ class ModelCheckpoint(Callback):
         self.monitor, self.mode, self.save_top_k, self.save_last = monitor, mode, save_top_k, save_last
         self.filename, self.every_n_epochs = filename, max(1, every_n_epochs)
         self.best_k: list[tuple[float, str]] = []  # (score, path), best first
+        self.epochs: dict[str, int] = {}  # path → epoch whose weights it holds
 
     def setup(self, trainer, stage):
         if self.dirpath is None:
@@ -224,6 +224,11 @@ class ModelCheckpoint(Callback):
     @property
     def best_model_path(self) -> str | None:
         return self.best_k[0][1] if self.best_k else None
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The epoch whose weights the best checkpoint holds."""
+        return self.epochs.get(self.best_model_path) if self.best_k else None
 
     @property
     def best_model_score(self) -> float | None:
@@ -248,6 +253,9 @@ class ModelCheckpoint(Callback):
                 self.best_k.sort(key=lambda sp: -sp[0] if self.mode == "max" else sp[0])
                 dropped = self.best_k[self.save_top_k:] if self.save_top_k != -1 else []
                 self.best_k = self.best_k[: len(self.best_k) - len(dropped)]
+                kept = {p for _, p in self.best_k}
+                self.epochs = {p: e for p, e in self.epochs.items() if p in kept}
+                self.epochs[path] = epoch
                 trainer.save_checkpoint(path)
                 for _, old in dropped:
                     if old != path:
@@ -262,10 +270,12 @@ class ModelCheckpoint(Callback):
             exception.checkpoint_path = str(path)
 
     def state_dict(self):
-        return {"best_k": [list(x) for x in self.best_k], "dirpath": str(self.dirpath) if self.dirpath else None}
+        return {"best_k": [list(x) for x in self.best_k], "dirpath": str(self.dirpath) if self.dirpath else None,
+                "epochs": dict(self.epochs)}
 
     def load_state_dict(self, state):
         self.best_k = [(float(s), str(p)) for s, p in state["best_k"]]
+        self.epochs = {str(p): int(e) for p, e in state.get("epochs", {}).items()}
 
 
 class TerminateOnNaN(Callback):

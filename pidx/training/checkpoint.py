@@ -34,7 +34,7 @@ def _sha256(path: Path) -> str:
 
 def save_checkpoint(path: str | Path, *, trees: dict[str, object], meta: dict) -> Path:
     """Write `trees` (name → pytree) and `meta` (JSON) as one checkpoint directory."""
-    from .. import __version__
+    from .._version import __version__
 
     path = Path(path)
     with atomic_dir(path) as tmp:

@@ -17,7 +17,6 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from ..data.schema import CLASS_NAMES, NUM_CLASSES
-from ..errors import RecipeError
 
 
 def _weighted_mean(per_sample, labels, class_weights):
@@ -51,10 +50,10 @@ class FocalLoss:
 
     def __post_init__(self):
         if self.gamma < 0:
-            raise RecipeError(f"loss.gamma must be >= 0, got {self.gamma}")
+            raise ValueError(f"gamma must be >= 0, got {self.gamma}")
         if isinstance(self.alpha, (list, tuple)):
             if len(self.alpha) != NUM_CLASSES:
-                raise RecipeError(f"loss.alpha needs one value per class {list(CLASS_NAMES)}, got {list(self.alpha)}")
+                raise ValueError(f"alpha needs one value per class {list(CLASS_NAMES)}, got {list(self.alpha)}")
             object.__setattr__(self, "alpha", tuple(float(a) for a in self.alpha))
 
     def __call__(self, logits: Float[Array, "batch class"], labels: Int[Array, " batch"],
@@ -74,11 +73,11 @@ LOSSES = {"focal": FocalLoss, "cross_entropy": CrossEntropy}
 
 def make_loss(name: str = "focal", **kwargs):
     if name not in LOSSES:
-        raise RecipeError(f"loss.name must be one of {sorted(LOSSES)}, got {name!r}")
+        raise ValueError(f"loss name must be one of {sorted(LOSSES)}, got {name!r}")
     try:
         return LOSSES[name](**kwargs)
     except TypeError as exc:
-        raise RecipeError(f"loss '{name}': {exc}") from None
+        raise ValueError(f"loss '{name}': {exc}") from None
 
 
 def compute_class_weights(mode: str | Sequence[float] | None, class_counts: np.ndarray) -> np.ndarray:
@@ -99,11 +98,11 @@ def compute_class_weights(mode: str | Sequence[float] | None, class_counts: np.n
         w[present] = counts.sum() / (present.sum() * counts[present])
         return w.astype(np.float32)
     if isinstance(mode, str):
-        raise RecipeError(f"loss.class_weights must be 'none', 'balanced' or a list of {NUM_CLASSES} "
+        raise ValueError(f"class_weights must be 'none', 'balanced' or a list of {NUM_CLASSES} "
                           f"numbers, got {mode!r}")
     w = np.asarray(mode, dtype=np.float64)
     if w.shape != (NUM_CLASSES,) or np.any(w < 0) or not np.all(np.isfinite(w)):
-        raise RecipeError(f"loss.class_weights list needs {NUM_CLASSES} finite non-negative numbers "
+        raise ValueError(f"class_weights list needs {NUM_CLASSES} finite non-negative numbers "
                           f"({', '.join(CLASS_NAMES)}), got {list(mode)}")
     return w.astype(np.float32)
 

@@ -14,8 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ..errors import RecipeError
-from ..models.base import BATCH_AXIS
+from ..models.base import batched_forward
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
@@ -29,7 +28,7 @@ def make_optimizer(name: str = "adam", learning_rate: float | Callable = 1e-3, *
     recompile; it may also be an optax schedule.
     """
     if name not in OPTIMIZERS:
-        raise RecipeError(f"optimizer.name must be one of {list(OPTIMIZERS)}, got {name!r}")
+        raise ValueError(f"optimizer name must be one of {list(OPTIMIZERS)}, got {name!r}")
 
     def build(learning_rate):
         parts = [optax.clip_by_global_norm(grad_clip_norm)] if grad_clip_norm else []
@@ -42,15 +41,6 @@ def make_optimizer(name: str = "adam", learning_rate: float | Callable = 1e-3, *
         return optax.chain(*parts)
 
     return optax.inject_hyperparams(build)(learning_rate=learning_rate)
-
-
-def batched_forward(model, x, mask, state, keys=None):
-    """vmap the one-track model over a batch (BatchNorm reduces over `"batch"`)."""
-    if keys is None:
-        return jax.vmap(lambda xi, mi: model(xi, mi, state), axis_name=BATCH_AXIS,
-                        out_axes=(0, None))(x, mask)
-    return jax.vmap(lambda xi, mi, ki: model(xi, mi, state, key=ki), axis_name=BATCH_AXIS,
-                    out_axes=(0, None))(x, mask, keys)
 
 
 def make_train_chunk(static, loss_fn, optimizer: optax.GradientTransformation, compute_dtype=None,
@@ -114,7 +104,8 @@ def make_evaluate(static, loss_fn, eval_batch_size: int, *, ensemble: bool = Fal
     """Build `evaluate(params, model_state, x, mask, label, class_weights) -> (probs, loss)`.
 
     One jitted pass: rows are padded to whole batches and mapped with `lax.map`.
-    Labels < 0 (unlabelled) are ignored by the loss. For an ensemble, `probs` is the
+    Labels < 0 (unlabelled) are ignored by the loss; `loss_fn=None` (prediction only)
+    gives a NaN loss. For an ensemble, `probs` is the
     members' mean (and the loss is that of the mean), or with `members=True` the
     members' probabilities `[K, N, C]` (loss NaN).
     """
@@ -127,6 +118,8 @@ def make_evaluate(static, loss_fn, eval_batch_size: int, *, ensemble: bool = Fal
         if members:
             return probs, jnp.nan
         mean = probs.mean(0)
+        if loss_fn is None:
+            return mean, jnp.nan
         return mean, _masked_loss(loss_fn, jnp.log(jnp.maximum(mean, 1e-30)), label, class_weights)
 
     def single(params, model_state, x, mask, label, class_weights, member=False):
@@ -139,8 +132,8 @@ def make_evaluate(static, loss_fn, eval_batch_size: int, *, ensemble: bool = Fal
         mp = jnp.pad(mask, ((0, pad), (0, 0)), constant_values=True).reshape(-1, batch, mask.shape[1])
         logits = jax.lax.map(lambda b: batched_forward(model, b[0], b[1], model_state)[0], (xp, mp))
         logits = logits.reshape(-1, logits.shape[-1])[:n].astype(jnp.float32)
-        if member:
-            return jax.nn.softmax(logits, axis=-1), None
+        if member or loss_fn is None:
+            return jax.nn.softmax(logits, axis=-1), None if member else jnp.nan
         return jax.nn.softmax(logits, axis=-1), _masked_loss(loss_fn, logits, label, class_weights)
 
     return jax.jit(evaluate)
@@ -154,5 +147,5 @@ def _masked_loss(loss_fn, logits, label, class_weights):
     return jnp.where(n > 0, jnp.sum(jnp.where(labelled, per_row, 0.0)) / jnp.maximum(n, 1), jnp.nan)
 
 
-__all__ = ["OPTIMIZERS", "make_optimizer", "batched_forward", "make_train_chunk", "make_permutation",
+__all__ = ["OPTIMIZERS", "make_optimizer", "make_train_chunk", "make_permutation",
            "make_evaluate"]

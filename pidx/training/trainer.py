@@ -31,6 +31,7 @@ from ..errors import TrainingError
 from ..models.ensemble import Ensemble
 from .callbacks import Callback, ProgressBar, ValidationMetrics, wants_batch_hooks
 from .losses import FocalLoss, compute_class_weights
+from .metrics import classification_metrics
 from .step import make_evaluate, make_optimizer, make_permutation, make_train_chunk
 from .trainer_state import CheckpointingMixin
 
@@ -328,8 +329,6 @@ class Trainer(CheckpointingMixin):
         return self.test_metrics
 
     def _split_metrics(self, arrays) -> dict:
-        from ..evaluation.metrics import classification_metrics
-
         probs, loss = self._evaluate_arrays(arrays)
         self.last_probs = np.asarray(probs)
         out = classification_metrics(np.asarray(arrays.label), self.last_probs)

@@ -17,7 +17,7 @@ from .checkpoint import load_tree, read_meta, remove_checkpoint, save_checkpoint
 
 
 class CheckpointingMixin:
-    """`save_checkpoint`, `load_checkpoint`, `remove_checkpoint` and the graceful Ctrl-C handler."""
+    """`save_checkpoint`, `load_checkpoint`, `load_weights`, `remove_checkpoint` and the graceful Ctrl-C handler."""
 
     def _graceful_interrupt(self):
         """First Ctrl-C: stop after the running chunk of steps (state stays consistent,
@@ -65,6 +65,12 @@ class CheckpointingMixin:
 
     def remove_checkpoint(self, path: str | Path) -> None:
         remove_checkpoint(path)
+
+    def load_weights(self, path: str | Path) -> None:
+        """Put a checkpoint's model weights and model state in place; nothing else changes."""
+        read_meta(path)
+        self.params = load_tree(path, "model", self.params)
+        self.model_state = load_tree(path, "model_state", self.model_state)
 
     def load_checkpoint(self, path: str | Path) -> dict:
         """Restore weights, optimizer, model state, counters and callback states."""

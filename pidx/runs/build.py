@@ -1,0 +1,145 @@
+"""From a typed `Recipe` to the objects of a run: data module, model, callbacks, Trainer, Predictor.
+
+This is where recipe values become library arguments: the library below never sees a
+`Recipe`, and a library error is re-raised here with the recipe key it came from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import equinox as eqx
+
+from ..data.datamodule import TrackDataModule
+from ..data.preprocess import Preprocessor
+from ..data.schema import DetectorGroup, FeatureLayout
+from ..data.selection import TrackSelection
+from ..errors import CheckpointError, RecipeError
+from ..models.base import ACTIVATIONS, build_model
+from ..models.ensemble import make_ensemble, member_key
+from ..recipe import Recipe, callback_class
+from ..training.callbacks import CSVLogger, ProgressBar
+from ..training.checkpoint import load_tree, read_meta
+from ..training.losses import make_loss
+from ..training.predictor import Predictor
+from ..training.step import make_optimizer
+from ..training.trainer import Trainer
+from ..utils import import_object
+from .rundir import RunDir
+
+
+def make_datamodule(recipe: Recipe) -> TrackDataModule:
+    d = recipe.data
+    return TrackDataModule(
+        source=d.source, simulator=d.simulator if d.source == "simulate" else None,
+        momentum_range=d.momentum_range, momentum_variable=d.momentum_variable, seed=recipe.seed,
+        test_fraction=d.test_fraction, val_fraction=d.val_fraction, track_layout=d.layout, tree=d.tree,
+        selection=TrackSelection(**vars(d.selection), primaries_only=d.primaries_only),
+        extra_groups=tuple(DetectorGroup(g.name, g.columns, g.flag) for g in d.extra_groups),
+        sentinels=d.sentinels, drop_unknown_pdg=d.drop_unknown_pdg, on_invalid=d.on_invalid, clip=d.clip,
+        use_cache=d.cache)
+
+
+def model_kwargs(recipe: Recipe) -> dict:
+    """The model's keyword arguments: YAML lists as tuples, activation names and the group-embedding
+    import path as the functions they name."""
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in recipe.model.params.items()}
+    if "activation" in kwargs:
+        kwargs["activation"] = ACTIVATIONS[kwargs["activation"]]
+    if kwargs.get("group_embedding") is not None:
+        kwargs["group_embedding"] = import_object(kwargs["group_embedding"], kind="group embedding")
+    return kwargs
+
+
+def make_model(recipe: Recipe, layout: FeatureLayout):
+    """(model, state) of the recipe: a single model, or an ensemble whose member i has seed + i."""
+    members = recipe.trainer.ensemble
+    try:
+        if members > 1:  # member i: seed + i, exactly a single run with that seed
+            return make_ensemble(recipe.model.name, layout, seeds=[recipe.seed + i for i in range(members)],
+                                 compile=True, **model_kwargs(recipe))
+        # compiled init: the CLI's persistent compilation cache makes re-runs (test, predict, report) skip it
+        return build_model(recipe.model.name, layout, key=member_key(recipe.seed), compile=True,
+                           **model_kwargs(recipe))
+    except ValueError as exc:
+        raise RecipeError(f"model: {exc}") from None
+
+
+def make_callbacks(recipe: Recipe, *, quiet: bool = False) -> list:
+    callbacks = []
+    for spec in recipe.callbacks:
+        try:
+            callbacks.append(callback_class(spec.name)(**spec.args))
+        except (TypeError, ValueError) as exc:
+            raise RecipeError(f"callback '{spec.name}': {exc}") from None
+    if not any(isinstance(c, CSVLogger) for c in callbacks):
+        callbacks.append(CSVLogger())
+    if not quiet and not any(isinstance(c, ProgressBar) for c in callbacks):
+        callbacks.append(ProgressBar())
+    return callbacks
+
+
+def learning_rate(recipe: Recipe, steps_per_epoch: int | None):
+    """The peak learning rate, or its optax schedule over `max_epochs`."""
+    o = recipe.optimizer
+    if o.schedule == "constant" or not steps_per_epoch:
+        return o.learning_rate
+    import optax
+
+    total = recipe.trainer.max_epochs * steps_per_epoch
+    if o.schedule == "cosine":
+        return optax.cosine_decay_schedule(o.learning_rate, total)
+    warmup = o.warmup_epochs * steps_per_epoch
+    return optax.warmup_cosine_decay_schedule(0.0 if warmup else o.learning_rate, o.learning_rate, max(warmup, 1),
+                                              total)
+
+
+def make_trainer(recipe: Recipe, root_dir: Path, *, quiet: bool = False, steps_per_epoch: int | None = None,
+                 callbacks: list | None = None) -> Trainer:
+    o, t, loss = recipe.optimizer, recipe.trainer, recipe.loss
+    optimizer = make_optimizer(o.name, learning_rate(recipe, steps_per_epoch), weight_decay=o.weight_decay,
+                               grad_clip_norm=o.grad_clip_norm)
+    loss_fn = make_loss("focal", gamma=loss.gamma, alpha=loss.alpha) if loss.name == "focal" else make_loss(loss.name)
+    return Trainer(max_epochs=t.max_epochs, batch_size=t.batch_size,
+                   callbacks=callbacks if callbacks is not None else make_callbacks(recipe, quiet=quiet),
+                   optimizer=optimizer, loss=loss_fn, class_weights=loss.class_weights, seed=recipe.seed,
+                   log_every_n_steps=t.log_every_n_steps, eval_batch_size=t.eval_batch_size, precision=t.precision,
+                   enable_progress_bar=False, default_root_dir=root_dir, config=recipe.to_dict())
+
+
+def load_predictor(run: RunDir, checkpoint: str | Path | None = None) -> tuple[Recipe, Predictor, Path]:
+    """(recipe, Predictor, checkpoint path) of a finished run: its model's weights, the checkpoint's
+    preprocessing statistics and the run's fitted temperature."""
+    recipe, metrics = run.recipe(), run.metrics()
+    ckpt = Path(checkpoint) if checkpoint else run.best_checkpoint(metrics)
+    meta = read_meta(ckpt)
+    if not meta.get("preprocessing"):
+        raise CheckpointError(f"{ckpt}: has no preprocessing statistics; it cannot be applied to new data")
+    pre = Preprocessor.from_dict(meta["preprocessing"])
+    model, state = make_model(recipe, pre.layout)
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+    model = eqx.combine(load_tree(ckpt, "model", params), static)
+    state = load_tree(ckpt, "model_state", state)
+    predictor = Predictor(model, state, pre, temperature=run.temperature(),
+                          eval_batch_size=recipe.trainer.eval_batch_size)
+    return recipe, predictor, ckpt
+
+
+def data_log_line(recipe: Recipe, dm: TrackDataModule) -> str:
+    """One line for the run's log: the file layout and how it was chosen, the cuts and repairs."""
+    summary = dm.summary()
+    how = "forced by data.layout" if recipe.data.layout != "auto" else (
+        "the simulator's default" if recipe.data.source == "simulate" else "detected from the columns")
+    n = sum(summary[k]["n_tracks"] for k in ("train", "val", "test"))
+    parts = [f"data: {summary['layout']} layout ({how}), {n:,} tracks in {dm.bounds[0]:g} < "
+             f"{dm.momentum_variable} < {dm.bounds[1]:g}"]
+    if summary.get("selection"):
+        parts.append("selection removed " + ", ".join(f"{k} {v:,}" for k, v in summary["selection"].items()))
+    if summary.get("made_absent"):
+        parts.append("flag set but values NaN/-999, group treated as absent: " +
+                     ", ".join(f"{k} {v:,}" for k, v in summary["made_absent"].items()))
+    return "; ".join(parts)
+
+
+__all__ = ["make_datamodule", "model_kwargs", "make_model", "make_callbacks", "learning_rate", "make_trainer",
+           "load_predictor", "data_log_line"]

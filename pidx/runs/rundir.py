@@ -1,0 +1,150 @@
+"""The run directory as one object: its files, and reading and writing them.
+
+```
+runs/<recipe>/<timestamp>/
+  recipe.yaml                the resolved recipe (every default filled in)
+  history.csv                one row per epoch
+  checkpoints/               best (top-k by the monitored metric), last/, final/ (see `pidx.runs.result`)
+  metrics.json               test metrics, majority baseline, training and data summaries, calibration, baselines
+  calibration.json           the fitted temperature (only with evaluation.temperature_scaling)
+  test_predictions.parquet   per-track test probabilities of the model and every baseline
+  report/                    figures and report.md
+```
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from ..data.io import write_table
+from ..errors import CheckpointError, RecipeError
+from ..recipe import Recipe, dump_recipe, read_yaml, validate_recipe
+from ..utils import atomic_write_json, atomic_write_text
+
+
+def finite(obj):
+    """JSON has no NaN: None instead, recursively."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [finite(v) for v in obj]
+    return obj
+
+
+class RunDir:
+    """One run directory: the names of its files and their reading and writing.
+
+    **Arguments:**
+
+    - `path`: the directory.
+    """
+
+    RECIPE, METRICS, CALIBRATION = "recipe.yaml", "metrics.json", "calibration.json"
+    PREDICTIONS, HISTORY, REPORT, CHECKPOINTS = "test_predictions.parquet", "history.csv", "report", "checkpoints"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @classmethod
+    def create(cls, name: str, output: str | Path | None, *, overwrite: bool = False) -> "RunDir":
+        """A new, empty run directory: `output`, or `runs/<name>/<timestamp>` when None."""
+        if output is None:
+            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+            path, n = Path("runs") / name / stamp, 1
+            while path.exists():
+                path, n = Path("runs") / name / f"{stamp}-{n}", n + 1
+        else:
+            path = Path(output)
+            if path.exists() and any(path.iterdir()) and not overwrite:
+                raise RecipeError(f"{path}: output directory exists and is not empty; pass --overwrite to replace "
+                                  "it, --resume to continue it, or choose another --output")
+            if path.exists() and overwrite:
+                shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunDir":
+        """An existing run directory (one with a recipe.yaml)."""
+        run = cls(path)
+        if not (run / cls.RECIPE).is_file():
+            raise RecipeError(f"{run.path}: not a pidx run directory (no {cls.RECIPE})")
+        return run
+
+    # ------------------------------------------------------------------ files
+    def recipe(self) -> Recipe:
+        return validate_recipe(read_yaml(self / self.RECIPE))
+
+    def write_recipe(self, recipe: Recipe) -> None:
+        atomic_write_text(self / self.RECIPE, dump_recipe(recipe))
+
+    def metrics(self) -> dict:
+        """metrics.json's content ({} before the run finished)."""
+        path = self / self.METRICS
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def write_metrics(self, metrics: dict) -> dict:
+        metrics = finite(metrics)
+        atomic_write_json(self / self.METRICS, metrics)
+        return metrics
+
+    def temperature(self) -> float | None:
+        """The fitted temperature, or None if the run has none."""
+        path = self / self.CALIBRATION
+        if not path.is_file():
+            return None
+        try:
+            return float(json.loads(path.read_text())["temperature"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{path}: unreadable calibration file ({exc}); delete it or re-run pidx fit") \
+                from None
+
+    def write_calibration(self, fitted: dict) -> None:
+        atomic_write_json(self / self.CALIBRATION, fitted)
+
+    def history(self) -> list[dict]:
+        path = self / self.HISTORY
+        return pd.read_csv(path).to_dict("records") if path.is_file() else []
+
+    def predictions(self) -> pd.DataFrame | None:
+        path = self / self.PREDICTIONS
+        return pd.read_parquet(path) if path.is_file() else None
+
+    def write_predictions(self, frame: pd.DataFrame) -> None:
+        write_table(frame, self / self.PREDICTIONS)
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self, name: str) -> Path:
+        return self.path / self.CHECKPOINTS / name
+
+    def relative(self, path: str | Path) -> str:
+        """`path` relative to the run directory when inside it (as metrics.json records it)."""
+        path = Path(path)
+        return str(path.relative_to(self.path)) if path.is_relative_to(self.path) else str(path)
+
+    def best_checkpoint(self, metrics: dict | None = None) -> Path:
+        """The checkpoint of the run's model (metrics.json's `training.best_checkpoint`)."""
+        metrics = self.metrics() if metrics is None else metrics
+        rel = metrics.get("training", {}).get("best_checkpoint")
+        candidates = ([self.path / rel] if rel else []) + [self.checkpoint("last")]
+        for c in candidates:
+            if c.is_dir():
+                return c
+        raise CheckpointError(f"{self.path}: no checkpoint found (looked for {', '.join(map(str, candidates))})")
+
+
+__all__ = ["RunDir", "finite"]
