@@ -89,3 +89,31 @@ def test_no_oracle_for_files_without_it(mid):
         t.frame = t.frame.drop(columns=[c for c in t.frame if c.startswith("oracle_")])
     metrics, _ = run_baselines(tables, ["nsigma", "oracle"], class_weights=np.ones(4))
     assert set(metrics) == {"nsigma"}
+
+
+def test_xgboost_and_lightgbm_on_the_same_split(mid):
+    """The field's tree libraries: trained on train, early-stopped on val, measured on test, with weights."""
+    metrics, outputs = run_baselines(mid.tables, ["xgboost", "lightgbm", "gbdt", "bayes_pid"],
+                                     class_weights=np.ones(4), gbdt_max_iter=60)
+    for name in ("xgboost", "lightgbm"):
+        m = metrics[name]
+        assert m["n_tracks"] == len(mid.tables["test"]) and outputs[name]["probs"].shape == (m["n_tracks"], 4)
+        np.testing.assert_allclose(outputs[name]["probs"].sum(1), 1.0, atol=1e-6)
+        assert 1 <= m["iterations"] <= 500 and m["fit_s"] > 0
+        assert m["accuracy"] > metrics["bayes_pid"]["accuracy"]  # the trees learn more than the classic method
+        assert abs(m["accuracy"] - metrics["gbdt"]["accuracy"]) < 0.02  # and about as much as HistGBDT
+    again, _ = run_baselines(mid.tables, ["lightgbm"], class_weights=np.ones(4))
+    assert again["lightgbm"]["accuracy"] == metrics["lightgbm"]["accuracy"]  # deterministic per seed
+    # class weights reach the trees: balanced weights trade accuracy for balanced accuracy
+    weighted, _ = run_baselines(mid.tables, ["lightgbm"], class_weights=balanced(mid))
+    assert weighted["lightgbm"]["balanced_accuracy"] > metrics["lightgbm"]["balanced_accuracy"]
+
+
+def test_missing_tree_package_names_the_extra(mid, monkeypatch):
+    import sys
+
+    from pidx.errors import PidxError
+
+    monkeypatch.setitem(sys.modules, "xgboost", None)  # as if not installed: importing it fails
+    with pytest.raises(PidxError, match=r"xgboost baseline needs the 'xgboost' package: pip install 'pidx\[trees\]'"):
+        run_baselines(mid.tables, ["xgboost"], class_weights=np.ones(4))

@@ -8,6 +8,9 @@
 - `gbdt`: scikit-learn's HistGradientBoostingClassifier on the model's inputs (the raw 21
   legacy columns, or the O2 layout's 46-value vector; NaN for missing, which it handles
   natively), trained on the same train split with the same class weighting as the network.
+- `xgboost`, `lightgbm`: the two libraries the field uses, with the seed author's settings,
+  on the same inputs, early-stopped on the validation split (`pidx.evaluation.trees`; needs
+  the `pidx[trees]` extra).
 
 Columns are read through the table's file layout (`pidx.data.layouts`), so every baseline
 runs on O2 and legacy tables alike.
@@ -24,8 +27,10 @@ from ..data.io import TrackTable
 from ..data.layouts import get_layout
 from ..data.schema import BAYES_FLAG, NUM_CLASSES
 from ..training.metrics import classification_metrics
+from .trees import lightgbm_baseline, xgboost_baseline
 
-BASELINES = ("bayes_pid", "nsigma", "gbdt", "oracle")
+BASELINES = ("bayes_pid", "nsigma", "gbdt", "xgboost", "lightgbm", "oracle")
+DEFAULT_BASELINES = ("bayes_pid", "nsigma", "gbdt", "oracle")  # the trees take minutes on millions of tracks
 
 
 def nsigma_scores(table: TrackTable, window: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
@@ -107,13 +112,14 @@ def oracle(test: TrackTable, *, class_weights, **_) -> dict | None:
     return {"probs": probs, "pred": None, "extra": extra}
 
 
-def run_baselines(tables: dict[str, TrackTable], names=BASELINES, *, class_weights, seed: int = 231,
+def run_baselines(tables: dict[str, TrackTable], names=DEFAULT_BASELINES, *, class_weights, seed: int = 231,
                   gbdt_max_iter: int = 200) -> tuple[dict, dict]:
     """Run each baseline on `tables["test"]` (GBDT trained on `tables["train"]`).
 
     **Arguments:**
 
-    - `tables`: the run's `train` and `test` track tables.
+    - `tables`: the run's `train` and `test` track tables (and `val`, which the XGBoost and
+      LightGBM baselines stop early on).
     - `names`: baselines to run (`BASELINES`).
     - `class_weights`: the 4 class weights the network was trained with (the GBDT's sample
       weights; the oracle's weighted decision).
@@ -122,7 +128,8 @@ def run_baselines(tables: dict[str, TrackTable], names=BASELINES, *, class_weigh
     Returns `(metrics, outputs)`: metrics per baseline (with its extras), and the
     per-track `probs`/`pred` for plots.
     """
-    funcs = {"bayes_pid": bayes_pid, "nsigma": nsigma, "gbdt": gbdt, "oracle": oracle}
+    funcs = {"bayes_pid": bayes_pid, "nsigma": nsigma, "gbdt": gbdt, "oracle": oracle,
+             "xgboost": _tree(xgboost_baseline, tables), "lightgbm": _tree(lightgbm_baseline, tables)}
     unknown = sorted(set(names) - set(funcs))
     if unknown:
         raise ValueError(f"unknown baselines {unknown}; available are {list(BASELINES)}")
@@ -135,6 +142,15 @@ def run_baselines(tables: dict[str, TrackTable], names=BASELINES, *, class_weigh
         metrics[name] = {**classification_metrics(test.labels, res["probs"], pred=res["pred"]), **res["extra"]}
         outputs[name] = res
     return metrics, outputs
+
+
+def _tree(fit, tables):
+    def run(test, *, class_weights, seed, **_):
+        if "val" not in tables:
+            raise ValueError("the xgboost and lightgbm baselines stop early on a validation split: pass tables['val']")
+        return fit(test, train=tables["train"], val=tables["val"], class_weights=class_weights,
+                   features=gbdt_features, seed=seed)
+    return run
 
 
 def add_oracle_gaps(model_metrics: dict, baselines: dict) -> None:
@@ -153,5 +169,5 @@ def add_oracle_gaps(model_metrics: dict, baselines: dict) -> None:
         m["balanced_gap_to_oracle_pp"] = 100.0 * (ref_bal - m["balanced_accuracy"])
 
 
-__all__ = ["BASELINES", "nsigma_scores", "nsigma", "bayes_pid", "gbdt", "oracle", "run_baselines",
+__all__ = ["BASELINES", "DEFAULT_BASELINES", "nsigma_scores", "nsigma", "bayes_pid", "gbdt", "oracle", "run_baselines",
            "add_oracle_gaps"]

@@ -17,7 +17,8 @@ from ..training.metrics import DEFAULT_MOMENTUM_BINS, efficiency_purity_vs_momen
 SPECIES_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
 METHOD_STYLES = {"model": dict(color="black", lw=2.0), "oracle": dict(color="tab:purple", ls=":", lw=1.8),
                  "gbdt": dict(color="tab:green", ls="--"), "bayes_pid": dict(color="tab:orange", ls="-."),
-                 "nsigma": dict(color="tab:gray", ls=(0, (1, 1)))}
+                 "nsigma": dict(color="tab:gray", ls=(0, (1, 1))), "xgboost": dict(color="tab:cyan", ls="--"),
+                 "lightgbm": dict(color="tab:olive", ls="--")}
 
 
 def _save(fig, path) -> Path:

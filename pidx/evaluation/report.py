@@ -74,7 +74,7 @@ def write_report(out: str | Path, header: ReportHeader, *, metrics: dict, predic
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     labels, momentum = predictions["label"].to_numpy(), predictions["p"].to_numpy()
-    methods = ["model"] + [m for m in ("oracle", "gbdt", "bayes_pid", "nsigma") if f"{m}_prob_pi" in predictions]
+    methods = ["model"] + [m for m in ("oracle", "gbdt", "xgboost", "lightgbm", "bayes_pid", "nsigma") if f"{m}_prob_pi" in predictions]
     title = f"{header.name} ({header.model}, {header.momentum_range})"
     figs = {
         "roc": plots.roc_curves(labels, {m: _probs(predictions, m) for m in methods}, out / "roc.png", title),

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from ..data.simulate import SimulatorConfig
 
-BaselineName = Literal["bayes_pid", "nsigma", "gbdt", "oracle"]
+BaselineName = Literal["bayes_pid", "nsigma", "gbdt", "xgboost", "lightgbm", "oracle"]
 
 
 def _help(text: str, **kw):
@@ -124,7 +124,8 @@ class CallbackSpec:
 
 @dataclass(frozen=True)
 class EvaluationSection:
-    baselines: tuple[BaselineName, ...] = _help("classic methods measured on the same test tracks",
+    baselines: tuple[BaselineName, ...] = _help("classic methods measured on the same test tracks (xgboost and "
+                                                "lightgbm need pip install 'pidx[trees]')",
                                                 default=("bayes_pid", "nsigma", "gbdt", "oracle"))
     gbdt_max_iter: int = 200
     report: bool = _help("write report/ at the end of `pidx fit`", default=True)
