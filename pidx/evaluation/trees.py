@@ -30,8 +30,10 @@ def _require(module: str):
         raise PidxError(f"the {module} baseline needs the '{module}' package: pip install 'pidx[trees]'") from None
 
 
-def _inputs(features, table: TrackTable, weights: np.ndarray):
-    return features(table), table.labels, weights[table.labels]
+def _fit_inputs(features, train: TrackTable, val: TrackTable, class_weights):
+    """(weights, train (x, y, w), validation (x, y, w)): inputs, labels and per-track class weights."""
+    weights = np.asarray(class_weights, np.float64)
+    return weights, *((features(t), t.labels, weights[t.labels]) for t in (train, val))
 
 
 def _probs(model, x: np.ndarray) -> np.ndarray:
@@ -44,9 +46,7 @@ def xgboost_baseline(test: TrackTable, *, train: TrackTable, val: TrackTable, cl
                      seed: int = 231) -> dict:
     """XGBoost (`hist`, depth 6) trained on `train`, early-stopped on `val`, predicting `test`."""
     xgb = _require("xgboost")
-    weights = np.asarray(class_weights, np.float64)
-    x, y, w = _inputs(features, train, weights)
-    xv, yv, wv = _inputs(features, val, weights)
+    weights, (x, y, w), (xv, yv, wv) = _fit_inputs(features, train, val, class_weights)
     model = xgb.XGBClassifier(n_estimators=N_TREES, learning_rate=LEARNING_RATE, max_depth=6, subsample=SUBSAMPLE,
                               colsample_bytree=SUBSAMPLE, tree_method="hist", objective="multi:softprob",
                               eval_metric="mlogloss", early_stopping_rounds=EARLY_STOPPING_ROUNDS,
@@ -63,9 +63,7 @@ def lightgbm_baseline(test: TrackTable, *, train: TrackTable, val: TrackTable, c
                       seed: int = 231) -> dict:
     """LightGBM (64 leaves) trained on `train`, early-stopped on `val`, predicting `test`."""
     lgb = _require("lightgbm")
-    weights = np.asarray(class_weights, np.float64)
-    x, y, w = _inputs(features, train, weights)
-    xv, yv, wv = _inputs(features, val, weights)
+    weights, (x, y, w), (xv, yv, wv) = _fit_inputs(features, train, val, class_weights)
     model = lgb.LGBMClassifier(n_estimators=N_TREES, learning_rate=LEARNING_RATE, num_leaves=64, subsample=SUBSAMPLE,
                                subsample_freq=1, colsample_bytree=SUBSAMPLE, objective="multiclass",
                                random_state=seed, deterministic=True, force_row_wise=True, verbose=-1)
