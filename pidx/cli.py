@@ -130,7 +130,7 @@ def fit(
         run_dir = run.path
         if not quiet:
             console.print(f"[bold]pidx fit[/] {cfg.name}: {cfg.model.name} on "
-                          f"{cfg.data.source} ({cfg.to_dict()['data']['momentum_range']}) → {run_dir}")
+                          f"{cfg.data.source} ({cfg.data.momentum_range_yaml}) → {run_dir}")
         try:
             metrics = fit_recipe(cfg, run, resume=resume, quiet=quiet)
         except KeyboardInterrupt as exc:
@@ -269,7 +269,7 @@ def list_recipes(
         table.add_column(col)
     for f in files:
         cfg = load_recipe(f)
-        table.add_row(f.stem, cfg.model.name, str(cfg.to_dict()["data"]["momentum_range"]), cfg.description)
+        table.add_row(f.stem, cfg.model.name, str(cfg.data.momentum_range_yaml), cfg.description)
     Console().print(table)
 
 

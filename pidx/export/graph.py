@@ -67,8 +67,8 @@ class GraphBuilder:
         return y if bias is None else self.op("Add", y, self.const(np.asarray(bias, np.float32), "b"))
 
     def activation(self, x: str, fn) -> str:
-        """An activation of `pidx.models.ACTIVATIONS` (a name or the function), in opset-17 ops."""
-        name = fn if isinstance(fn, str) else next((n for n, f in ACTIVATIONS.items() if f is fn), repr(fn))
+        """An activation function of `pidx.models.ACTIVATIONS` (as models store it), in opset-17 ops."""
+        name = next((n for n, f in ACTIVATIONS.items() if f is fn), repr(fn))
         if name == "relu":
             return self.op("Relu", x)
         if name == "tanh":

@@ -31,7 +31,7 @@ from ..models.base import ACTIVATIONS, resolve_model_class
 from ..training.callbacks import BUILTIN_CALLBACKS, Callback
 from ..training.losses import compute_class_weights, make_loss
 from ..utils import import_object, resolve_named_class
-from .sections import SIMULATOR_KEYS, CallbackSpec, DataSection, ExtraGroup, ModelSection, Recipe
+from .sections import SIMULATOR_KEYS, CallbackSpec, DataSection, ExtraGroup, ModelSection, Recipe, yaml_form
 from .yamlio import apply_overrides, dump_yaml, read_yaml
 
 _NUMBER = (int, float)
@@ -284,25 +284,19 @@ def reference_markdown() -> str:
             where, value = f"{path}.{f.name}" if path else f.name, getattr(instance, f.name)
             if cls is DataSection and f.name == "simulator":
                 for key, attr in SIMULATOR_KEYS.items():
-                    rows.append((f"`{path}.{key}`", *cell(sim_hints[attr], _yaml_value(getattr(sim_default, attr)),
+                    rows.append((f"`{path}.{key}`", *cell(sim_hints[attr], yaml_form(getattr(sim_default, attr)),
                                                           sim_help.get(attr, "simulator parameter"))))
             elif cls is ModelSection and f.name == "params":
                 rows.append((f"{path}.<argument>", "any", "–", "keyword arguments of the model class"))
             elif dataclasses.is_dataclass(hints[f.name]):
                 walk(hints[f.name], where)
             else:
-                rows.append((f"`{where}`", *cell(hints[f.name], _yaml_value(value), f.metadata.get("help", ""))))
+                rows.append((f"`{where}`", *cell(hints[f.name], yaml_form(value), f.metadata.get("help", ""))))
 
     walk(Recipe, "")
     lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
     lines += [f"| {k} | {t} | {d} | {h} |" for k, t, d, h in rows]
     return "\n".join(lines) + "\n"
-
-
-def _yaml_value(value):
-    if isinstance(value, tuple):
-        return [_yaml_value(v) for v in value]
-    return value
 
 
 __all__ = ["validate_recipe", "load_recipe", "dump_recipe", "callback_class", "reference_markdown"]

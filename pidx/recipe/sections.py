@@ -75,6 +75,11 @@ class DataSection:
         "the simulator's parameters, written flat in `data` (n_tracks, simulation_seed and every field of "
         "SimulatorConfig)", default=SimulatorConfig(n_tracks=4_160_000, seed=231))
 
+    @property
+    def momentum_range_yaml(self) -> str | list[float]:
+        """The momentum range as the recipe writes it: a name or `[low, high]`."""
+        return yaml_form(self.momentum_range)
+
 
 @dataclass(frozen=True)
 class ModelSection:
@@ -158,25 +163,26 @@ class Recipe:
     def to_dict(self) -> dict:
         """The YAML form: flat `data` (simulator keys included), `model.name` beside its
         parameters, callbacks as `{Name: {args}}`, lists instead of tuples."""
-        out = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        out = {f.name: yaml_form(getattr(self, f.name)) for f in dataclasses.fields(self)}
         data = {k: v for k, v in out["data"].items() if k != "simulator"}
         sim = self.data.simulator
-        data.update({key: _plain(getattr(sim, attr)) for key, attr in SIMULATOR_KEYS.items()})
+        data.update({key: yaml_form(getattr(sim, attr)) for key, attr in SIMULATOR_KEYS.items()})
         out["data"] = data
-        out["model"] = {"name": self.model.name, **_plain(self.model.params)}
-        out["callbacks"] = [{c.name: _plain(c.args)} for c in self.callbacks]
+        out["model"] = {"name": self.model.name, **yaml_form(self.model.params)}
+        out["callbacks"] = [{c.name: yaml_form(c.args)} for c in self.callbacks]
         return out
 
 
-def _plain(value):
+def yaml_form(value):
+    """`value` as YAML writes it: dataclasses as mappings, tuples as lists."""
     if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: yaml_form(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [yaml_form(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: yaml_form(v) for k, v in value.items()}
     return value
 
 
-__all__ = ["BaselineName", "SelectionSection", "ExtraGroup", "SIMULATOR_KEYS", "DataSection", "ModelSection",
-           "LossSection", "OptimizerSection", "TrainerSection", "CallbackSpec", "EvaluationSection", "Recipe"]
+__all__ = ["yaml_form", "BaselineName", "SelectionSection", "ExtraGroup", "SIMULATOR_KEYS", "DataSection",
+           "ModelSection", "LossSection", "OptimizerSection", "TrainerSection", "CallbackSpec", "EvaluationSection", "Recipe"]

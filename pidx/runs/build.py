@@ -15,7 +15,7 @@ from ..data.preprocess import Preprocessor
 from ..data.schema import DetectorGroup, FeatureLayout
 from ..data.selection import TrackSelection
 from ..errors import CheckpointError, RecipeError
-from ..models.base import ACTIVATIONS, build_model
+from ..models.base import build_model
 from ..models.ensemble import make_ensemble, member_key
 from ..recipe import Recipe, callback_class
 from ..training.callbacks import CSVLogger, ProgressBar
@@ -41,11 +41,9 @@ def make_datamodule(recipe: Recipe) -> TrackDataModule:
 
 
 def model_kwargs(recipe: Recipe) -> dict:
-    """The model's keyword arguments: YAML lists as tuples, activation names and the group-embedding
-    import path as the functions they name."""
+    """The model's keyword arguments: YAML lists as tuples, the group-embedding import path as the
+    function it names (activation names the models resolve themselves)."""
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in recipe.model.params.items()}
-    if "activation" in kwargs:
-        kwargs["activation"] = ACTIVATIONS[kwargs["activation"]]
     if kwargs.get("group_embedding") is not None:
         kwargs["group_embedding"] = import_object(kwargs["group_embedding"], kind="group embedding")
     return kwargs
@@ -94,14 +92,14 @@ def learning_rate(recipe: Recipe, steps_per_epoch: int | None):
                                               total)
 
 
-def make_trainer(recipe: Recipe, root_dir: Path, *, quiet: bool = False, steps_per_epoch: int | None = None,
-                 callbacks: list | None = None) -> Trainer:
+def make_trainer(recipe: Recipe, root_dir: Path, *, quiet: bool = False,
+                 steps_per_epoch: int | None = None) -> Trainer:
     o, t, loss = recipe.optimizer, recipe.trainer, recipe.loss
     optimizer = make_optimizer(o.name, learning_rate(recipe, steps_per_epoch), weight_decay=o.weight_decay,
                                grad_clip_norm=o.grad_clip_norm)
     loss_fn = make_loss("focal", gamma=loss.gamma, alpha=loss.alpha) if loss.name == "focal" else make_loss(loss.name)
     return Trainer(max_epochs=t.max_epochs, batch_size=t.batch_size,
-                   callbacks=callbacks if callbacks is not None else make_callbacks(recipe, quiet=quiet),
+                   callbacks=make_callbacks(recipe, quiet=quiet),
                    optimizer=optimizer, loss=loss_fn, class_weights=loss.class_weights, seed=recipe.seed,
                    log_every_n_steps=t.log_every_n_steps, eval_batch_size=t.eval_batch_size, precision=t.precision,
                    enable_progress_bar=False, default_root_dir=root_dir, config=recipe.to_dict())

@@ -30,7 +30,7 @@ def export_run(run_dir: str | Path, output: str | Path, *, target: str = "onnx",
         raise ExportError(f"unknown export target {target!r}; accepted are {', '.join(TARGETS)}")
     recipe, predictor, ckpt = load_predictor(RunDir.open(run_dir))
     d, pre = recipe.data, predictor.preprocessor
-    momentum_range = recipe.to_dict()["data"]["momentum_range"]
+    momentum_range = d.momentum_range_yaml
     meta = {"recipe": recipe.name, "model": recipe.model.name, "checkpoint": str(ckpt),
             "track_layout": pre.track_layout, "momentum_range": momentum_range,
             "momentum_variable": d.momentum_variable,

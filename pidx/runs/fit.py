@@ -119,7 +119,7 @@ def calibrate(recipe: Recipe, run: RunDir, dm: TrackDataModule, predictor: Predi
 
 def report_header(recipe: Recipe, run: RunDir, checkpoint) -> ReportHeader:
     return ReportHeader(name=recipe.name, model=recipe.model.name, source=recipe.data.source,
-                        momentum_range=str(recipe.to_dict()["data"]["momentum_range"]),
+                        momentum_range=str(recipe.data.momentum_range_yaml),
                         checkpoint=run.relative(checkpoint))
 
 

@@ -44,8 +44,7 @@ def decide_result(trainer: Trainer, run: RunDir) -> RunResult:
     mc_best = Path(mc.best_model_path) if mc is not None and mc.best_model_path else None
     mc_epoch = mc.best_epoch if mc is not None else None
     if es is not None and es.restore_best_weights and es.best_weights is not None:
-        trainer.set_weights(*es.best_weights)  # fit's on_fit_end did this already; resumed runs too
-        source, epoch = "early_stopping", es.best_epoch
+        source, epoch = "early_stopping", es.best_epoch  # its on_fit_end put these weights in place
     elif mc_best is not None:
         trainer.load_weights(mc_best)
         return RunResult("model_checkpoint", mc_epoch, mc_best)

@@ -17,7 +17,7 @@ from ..data.schema import CLASS_NAMES, PROB_COLUMNS
 from ..errors import PidxError, RecipeError
 from ..evaluation import uncertainty as unc
 from ..evaluation.compare import comparison_rows
-from ..training.checkpoint import read_meta
+from ..training.losses import compute_class_weights
 from ..training.metrics import classification_metrics
 from .build import load_predictor, make_datamodule
 from .fit import evaluate_in_memory, write_run_report
@@ -122,7 +122,7 @@ def report_run(run_dir: str | Path, *, max_tracks: int = 20_000, on_rebuild=None
         if on_rebuild is not None:
             on_rebuild()
         test_probs = predictor.raw_probs(dm.test)
-        weights = np.asarray(read_meta(ckpt)["class_weights"])
+        weights = compute_class_weights(recipe.loss.class_weights, dm.class_counts)  # as the Trainer did
         metrics["test"].update(classification_metrics(np.asarray(dm.test.label), test_probs))
         entries, predictions = evaluate_in_memory(recipe, run, dm, predictor, test_probs, weights,
                                                   test_metrics=metrics["test"])

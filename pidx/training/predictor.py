@@ -62,12 +62,6 @@ class Predictor:
     def layout(self):
         return self.model.layout
 
-    def with_temperature(self, temperature: float | None) -> "Predictor":
-        """The same model with another temperature (shares the compiled pass)."""
-        other = object.__new__(Predictor)
-        other.__dict__.update(self.__dict__, temperature=temperature)
-        return other
-
     def _run(self, arrays: TrackArrays, members: bool) -> np.ndarray:
         unlabelled = jnp.full(arrays.features.shape[0], -1, jnp.int32)
         probs, _ = self._evaluate[members](self._params, self.state, jnp.asarray(arrays.features),
