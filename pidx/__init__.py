@@ -12,7 +12,8 @@ The public API, re-exported explicitly:
   `compute_class_weights`, `make_optimizer`;
 - recipes: `load_recipe`, `validate_recipe`, `Recipe` (typed, frozen sections);
 - runs: `fit_recipe`, `RunDir`, `test_run`, `predict_file`, `export_run` (`pidx.runs`);
-- prediction: `Predictor` (a trained model with its preprocessing, no optimizer);
+- prediction: `Predictor` (a trained model with its preprocessing, no optimizer) and
+  `PosteriorMap` (raw network outputs → posteriors, re-weightable to other abundances);
 - evaluation: `classification_metrics`;
 - calibration and uncertainty: `pidx.evaluation.calibration`, `pidx.evaluation.uncertainty`;
 - errors: `PidxError` and its subclasses.
@@ -29,7 +30,7 @@ from .recipe import Recipe, load_recipe, validate_recipe
 from .runs import RunDir, export_run, fit_recipe, predict_file, test_run
 from .training import (
     Callback, CrossEntropy, CSVLogger, EarlyStopping, FocalLoss, ModelCheckpoint, ProgressBar, TerminateOnNaN,
-    Predictor, Trainer, ValidationMetrics, compute_class_weights, make_optimizer,
+    PosteriorMap, Predictor, Trainer, ValidationMetrics, compute_class_weights, make_optimizer,
 )
 
 from ._version import __version__
@@ -41,7 +42,7 @@ __all__ = [
     "CheckpointError", "DataError", "ExportError", "PidxError", "RecipeError", "TrainingError", "classification_metrics",
     "DNN", "DetectorAwareFSE", "Ensemble", "FSEAttention", "PIDModel", "SimpleNN", "build_model",
     "make_ensemble", "load_recipe",
-    "validate_recipe", "Recipe", "RunDir", "export_run", "fit_recipe", "predict_file", "test_run", "Predictor", "Callback", "CrossEntropy", "CSVLogger", "EarlyStopping", "FocalLoss", "ModelCheckpoint",
+    "validate_recipe", "Recipe", "RunDir", "export_run", "fit_recipe", "predict_file", "test_run", "Predictor", "PosteriorMap", "Callback", "CrossEntropy", "CSVLogger", "EarlyStopping", "FocalLoss", "ModelCheckpoint",
     "ProgressBar", "TerminateOnNaN", "Trainer", "ValidationMetrics", "compute_class_weights", "make_optimizer",
     "__version__",
 ]

@@ -1,4 +1,4 @@
-"""The `pidx` command line: fit, test, predict, simulate, recipes, report, compare, export.
+"""The `pidx` command line: fit, test, predict, priors, simulate, recipes, report, compare, export.
 
 Every user error is one red line on stderr and a non-zero exit code; `pidx --debug ...`
 shows the full traceback instead.
@@ -177,19 +177,24 @@ def _compare(run_dirs, output):
         console.print(f"[green]wrote[/] {md} and {cs}")
 
 
+PRIORS_HELP = ("Species abundances the posteriors are re-weighted to: pi=…,ka=…,pr=…,el=… (summing to 1) or a "
+               "JSON file written by `pidx priors`; default the recipe's evaluation.priors, else the training sample's.")
+
+
 @app.command()
 def test(
     run_dir: Path = typer.Argument(..., help="A run directory written by `pidx fit`."),
     data: Path | None = typer.Option(None, "--data", help="Labelled CSV/Parquet to test on instead of the test split "
                                      "(the run's momentum range and preprocessing are applied)."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the metrics as JSON here."),
+    priors: str | None = typer.Option(None, "--priors", help=PRIORS_HELP),
 ):
     """Evaluate a run's best checkpoint on its test split or on another file."""
     _enable_jax_cache()
-    from .runs import test_run
+    from .runs import read_priors, test_run
     from .utils import atomic_write_json
 
-    metrics = test_run(run_dir, data)
+    metrics = test_run(run_dir, data, priors=None if priors is None else read_priors(priors))
     _print_metrics(f"{run_dir}: {metrics['data']}", metrics)
     if output is not None:
         atomic_write_json(output, metrics)
@@ -209,16 +214,58 @@ def predict(
     without: list[str] = typer.Option([], "--without", help="O2 layout: treat a detector group as absent on every "
                                       "track, like pid-onnx-inference's use* options (tpc, tof, trd, its, emcal, "
                                       "hmpid); repeat for several."),
+    priors: str | None = typer.Option(None, "--priors", help=PRIORS_HELP),
+    select: list[str] = typer.Option([], "--select", help="A working point, e.g. ka:purity=0.95 or pr:efficiency=0.9: "
+                                     "writes select_ka_purity_0.95 (threshold chosen on the run's validation split) "
+                                     "and prints the efficiency and purity it reaches on the test split; repeatable."),
 ):
-    """Write class probabilities (prob_pi, prob_ka, prob_pr, prob_el) and `pred` for every input row."""
+    """Write posteriors (prob_pi, prob_ka, prob_pr, prob_el), `pred` and selections for every input row."""
     _enable_jax_cache()
-    from .runs import predict_file
+    from .runs import predict_file, read_priors
 
     info = predict_file(run_dir, input, output, uncertainty=uncertainty, mc_dropout=mc_dropout, seed=seed,
-                        disabled_groups=tuple(without))
-    extra = f", temperature {info['temperature']:.3f}" if info["temperature"] is not None else ""
+                        disabled_groups=tuple(without), priors=None if priors is None else read_priors(priors),
+                        select=tuple(select))
+    extra = "" if info["priors"] is None else ", priors " + ", ".join(f"{k}={v:.4g}" for k, v in info["priors"].items())
     console.print(f"[green]wrote[/] {info['rows']:,} rows to {info['output']} (checkpoint {info['checkpoint']}"
                   f"{extra}; added {', '.join(info['columns'])})")
+    for sel in info["selections"]:
+        _print_selection(sel)
+
+
+def _print_selection(sel: dict) -> None:
+    from .evaluation.tables import fmt_number
+
+    t, per = sel["test"], sel["test"]["per_bin"]
+    if not sel["reached_on_validation"]:
+        console.print(f"{sel['working_point']}: not reachable on the validation split; {sel['column']} selects nothing")
+        return
+    console.print(f"{sel['working_point']}: threshold {sel['threshold']:.4g} (validation); test efficiency "
+                  f"{fmt_number(t['efficiency'])}, purity {fmt_number(t['purity'])} ({t['selected']:,} selected)")
+    edges = per["bins"]
+    for b, (eff, pur, n) in enumerate(zip(per["efficiency"], per["purity"], per["n_true"])):
+        if n:
+            console.print(f"  {edges[b]:g}-{edges[b + 1]:g} GeV/c: efficiency {fmt_number(eff)}, "
+                          f"purity {fmt_number(pur)} ({n:,} true)", highlight=False)
+
+
+@app.command("priors")
+def priors_command(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `pidx fit`."),
+    input: Path = typer.Option(..., "--input", "-i", help="Unlabelled tracks (ROOT/CSV/Parquet)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the abundances as JSON (for --priors)."),
+):
+    """Estimate the species abundances of an unlabelled file (label-shift EM on the run's posteriors)."""
+    _enable_jax_cache()
+    from .runs import estimate_file_priors
+
+    info = estimate_file_priors(run_dir, input, output)
+    state = "converged" if info["converged"] else "did NOT converge"
+    console.print(f"{info['tracks']:,} tracks in range: " + ", ".join(f"{k}={v:.4f}" for k, v in info["priors"].items())
+                  + f" (EM {state} in {info['iterations']} iterations; training sample: "
+                  + ", ".join(f"{k}={v:.4f}" for k, v in info["train_priors"].items()) + ")", highlight=False)
+    if output is not None:
+        console.print(f"[green]wrote[/] {output} (use it with --priors {output})")
 
 
 @app.command()
@@ -233,15 +280,17 @@ def export(
     format: str = typer.Option("onnx", "--format", help="File format: onnx."),
     tolerance: float = typer.Option(1e-5, help="Largest |Δprob| allowed between ONNX Runtime and pidx in the check."),
     no_check: bool = typer.Option(False, "--no-check", help="Skip the ONNX Runtime check (needs no onnxruntime)."),
+    priors: str | None = typer.Option(None, "--priors", help=PRIORS_HELP),
 ):
     """Export the run's best model, preprocessing included, for ONNX Runtime or O2Physics."""
     if format != "onnx":
         raise PidxError(f"--format {format!r} is not supported; accepted: onnx")
     if target not in ("onnx", "o2physics"):
         raise PidxError(f"--target {target!r} is not supported; accepted: onnx, o2physics")
-    from .runs import export_run
+    from .runs import export_run, read_priors
 
-    info = export_run(run_dir, output, target=target, tolerance=tolerance, check=not no_check)
+    info = export_run(run_dir, output, target=target, tolerance=tolerance, check=not no_check,
+                      priors=None if priors is None else read_priors(priors))
     check = info.get("check")
     checked = (f"; ONNX Runtime matches pidx to {check['max_abs_diff']:.1e} on {check['tracks']:,} tracks"
                if check else "; not checked")

@@ -116,13 +116,13 @@ def test_fit_writes_metrics_once_and_reads_none_of_its_files(tmp_path, monkeypat
         "model": {"name": "simplenn", "hidden": [16], "dropout": 0.0},
         "trainer": {"max_epochs": 2, "batch_size": 256},
         "callbacks": [{"EarlyStopping": {"patience": 5}}, {"ModelCheckpoint": {}}],
-        "evaluation": {"baselines": ["nsigma", "oracle"], "report_max_tracks": 500, "temperature_scaling": True}})
+        "evaluation": {"baselines": ["nsigma", "oracle"], "report_max_tracks": 500}})
     run = RunDir.create("once", tmp_path / "run")
     writes, reads = [], []
     real_atomic = pidx.utils.atomic_write_json
     monkeypatch.setattr("pidx.runs.rundir.atomic_write_json",
                         lambda path, obj: (writes.append(Path(path).name), real_atomic(path, obj))[1])
-    for method in ("recipe", "metrics", "temperature", "history", "predictions", "best_checkpoint"):
+    for method in ("recipe", "metrics", "posterior_map", "history", "predictions", "best_checkpoint"):
         real = getattr(RunDir, method)
         monkeypatch.setattr(RunDir, method, lambda self, *a, _m=method, _r=real, **k: (reads.append(_m),
                                                                                      _r(self, *a, **k))[1])

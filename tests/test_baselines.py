@@ -65,8 +65,9 @@ def test_all_baselines_on_simulated_tracks(mid):
     # the oracle is the ceiling; an unweighted GBDT gets close; the classic methods are well below
     assert acc["oracle"] >= acc["gbdt"] > acc["bayes_pid"] and acc["oracle"] > acc["nsigma"]
     assert metrics["gbdt"]["fit_s"] > 0 and metrics["nsigma"]["unidentified_fraction"] > 0
-    w = metrics["oracle"]["weighted_decision"]
-    assert w["accuracy"] == pytest.approx(acc["oracle"])  # weights "none": same decision
+    w = metrics["oracle"]["weighted_decision"]  # argmax P/π: trades accuracy for balanced accuracy
+    assert w["balanced_accuracy"] > metrics["oracle"]["balanced_accuracy"] and w["accuracy"] < acc["oracle"]
+    assert metrics["oracle"]["nll"] < metrics["gbdt"]["nll"] < metrics["bayes_pid"]["nll"]
     model = {"accuracy": acc["oracle"] - 0.05, "balanced_accuracy": 0.5}
     add_oracle_gaps(model, metrics)
     assert model["gap_to_oracle_pp"] == pytest.approx(5.0) and metrics["oracle"]["gap_to_oracle_pp"] == 0
@@ -81,6 +82,18 @@ def test_oracle_weighted_decision_maximises_balanced_accuracy(mid):
     o = metrics["oracle"]
     assert o["weighted_decision"]["balanced_accuracy"] > o["balanced_accuracy"]
     assert o["weighted_decision"]["accuracy"] < o["accuracy"]
+
+
+def test_tree_probabilities_have_the_class_weights_divided_out(mid):
+    """A GBDT trained with balanced weights outputs ∝ w·P; pidx divides w out: posteriors again."""
+    metrics, outputs = run_baselines(mid.tables, ["gbdt", "oracle"], class_weights=balanced(mid), gbdt_max_iter=60)
+    test = mid.tables["test"]
+    freq = np.bincount(test.labels, minlength=4) / len(test)
+    probs = outputs["gbdt"]["probs"]
+    assert np.abs(probs.mean(0) - freq).max() < 0.04  # near the sample's abundances (60 iterations: not exact)
+    assert metrics["gbdt"]["accuracy"] > metrics["gbdt"]["weighted_decision"]["accuracy"]
+    weighted = probs * balanced(mid) / (probs * balanced(mid)).sum(1, keepdims=True)  # what the trees output
+    assert np.abs(weighted.mean(0) - freq).max() > 0.1
 
 
 def test_no_oracle_for_files_without_it(mid):
@@ -104,9 +117,10 @@ def test_xgboost_and_lightgbm_on_the_same_split(mid):
         assert abs(m["accuracy"] - metrics["gbdt"]["accuracy"]) < 0.02  # and about as much as HistGBDT
     again, _ = run_baselines(mid.tables, ["lightgbm"], class_weights=np.ones(4))
     assert again["lightgbm"]["accuracy"] == metrics["lightgbm"]["accuracy"]  # deterministic per seed
-    # class weights reach the trees: balanced weights trade accuracy for balanced accuracy
-    weighted, _ = run_baselines(mid.tables, ["lightgbm"], class_weights=balanced(mid))
-    assert weighted["lightgbm"]["balanced_accuracy"] > metrics["lightgbm"]["balanced_accuracy"]
+    # class weights reach the trees (another fit), and are divided out again (posteriors, similar accuracy)
+    weighted, weighted_out = run_baselines(mid.tables, ["lightgbm"], class_weights=balanced(mid))
+    assert np.abs(weighted_out["lightgbm"]["probs"] - outputs["lightgbm"]["probs"]).max() > 0.05
+    assert abs(weighted["lightgbm"]["accuracy"] - metrics["lightgbm"]["accuracy"]) < 0.015
 
 
 def test_missing_tree_package_names_the_extra(mid, monkeypatch):

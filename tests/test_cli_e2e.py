@@ -106,11 +106,13 @@ def test_fit_writes_baselines_and_report(run_dir):
     report = run_dir / "report"
     pngs = {p.name: p.stat().st_size for p in report.glob("*.png")}
     assert set(pngs) == {"roc.png", "efficiency_purity_vs_p.png", "confusion.png", "dedx_vs_p.png",
-                         "training_curves.png", "feature_importance.png", "group_ablation.png", "reliability.png"}
+                         "training_curves.png", "feature_importance.png", "group_ablation.png", "reliability.png",
+                         "purity_vs_efficiency.png"}
     assert min(pngs.values()) > 10_000  # real figures, not empty canvases
     text = (report / "report.md").read_text()
     for section in ("## Model and classic methods", "## Efficiency and purity vs momentum", "## ROC curves",
-                    "## What the model uses", "![roc](roc.png)", "## Calibration"):
+                    "## What the model uses", "![roc](roc.png)", "## Calibration", "## Working points",
+                    "| method | pion @ 0.9 |"):
         assert section in text
     assert f"{metrics['test']['accuracy']:.4f}" in text and f"{base['gbdt']['accuracy']:.4f}" in text
     importance = json.loads((report / "importance.json").read_text())
@@ -149,3 +151,72 @@ def test_compare_table(run_dir, tmp_path, capsys):
     md = out.with_suffix(".md").read_text()
     assert md.count("\n") == len(rows) + 2 and "| mid | fse_phase1 |" in md
     assert "pidx compare" in capsys.readouterr().out
+
+
+def test_predict_select_working_point(run_dir, tmp_path, capsys):
+    """--select writes a boolean column; the threshold comes from the validation split and the test
+    split's efficiency and purity are printed overall and per momentum bin."""
+    data = tmp_path / "in.parquet"
+    assert main(["simulate", "--n", "20000", "--seed", "5", "--out", str(data)]) == 0
+    out = tmp_path / "pred.parquet"
+    assert main(["predict", str(run_dir), "--input", str(data), "--output", str(out),
+                 "--select", "pr:efficiency=0.9", "--select", "pi:purity=0.9"]) == 0
+    captured = capsys.readouterr()
+    printed = captured.out + captured.err
+    pred = pd.read_parquet(out)
+    for col, species in (("select_pr_efficiency_0.9", "pr"), ("select_pi_purity_0.9", "pi")):
+        assert pred[col].dtype == bool and pred[col].any() and not pred[col].all()
+        assert not (pred[col] & ~pred["in_momentum_range"]).any()
+        # a threshold on the species' posterior: every selected track scores above every rejected one in range
+        inside = pred[pred["in_momentum_range"]]
+        assert inside.loc[inside[col], f"prob_{species}"].min() >= inside.loc[~inside[col], f"prob_{species}"].max()
+    assert "pr:efficiency=0.9: threshold" in printed and "GeV/c: efficiency" in printed
+    # the same threshold as the one chosen on the validation split (the test split then reports it)
+    from pidx.runs import predict_file
+
+    info = predict_file(run_dir, data, tmp_path / "again.parquet", select=("pr:efficiency=0.9",))
+    sel = info["selections"][0]
+    assert sel["validation"]["efficiency"] >= 0.9 and 0.8 < sel["test"]["efficiency"] < 1.0
+    inside = pred[pred["in_momentum_range"]]
+    assert inside.loc[inside["select_pr_efficiency_0.9"], "prob_pr"].min() >= np.float32(sel["threshold"])
+    assert main(["predict", str(run_dir), "--input", str(data), "--output", str(out), "--select", "kaon:p=1"]) == 2
+
+
+@pytest.fixture(scope="module")
+def simplenn_run(tmp_path_factory):
+    """A SimpleNN that learns kaons (the 3-epoch FSE run barely does): 150k tracks, 8 epochs."""
+    out = tmp_path_factory.mktemp("runs") / "snn"
+    recipe = str(Path(RECIPE).parent / "simplenn_mid.yaml")
+    assert main(["fit", recipe, "--set", "data.n_tracks=150000", "--set", "trainer.max_epochs=8", "--set",
+                 "trainer.batch_size=512", "--set", "evaluation.report=false", "--set", "evaluation.baselines=[]",
+                 "--output", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_priors_command_and_bad_priors(simplenn_run, tmp_path, capsys):
+    """`pidx priors` estimates the abundances of an unlabelled file with other abundances and writes
+    them for --priors. (Within 0.5 pp with exact posteriors: tests/test_posteriors.py; a small model
+    a few pp from the oracle gets within a few pp.)"""
+    import pidx
+
+    run_dir = simplenn_run
+    df = pidx.simulate(pidx.SimulatorConfig(n_tracks=60_000, seed=21, species_fractions=(0.45, 0.25, 0.2, 0.1)))
+    in_range = (df["p"] > 0.7) & (df["p"] < 1.5)
+    truth = np.bincount(df[in_range]["mcPdg"].abs().map({211: 0, 321: 1, 2212: 2, 11: 3}), minlength=4)
+    truth = truth / truth.sum()
+    data = tmp_path / "other.parquet"
+    df.drop(columns=["mcPdg"]).to_parquet(data)
+    out = tmp_path / "priors.json"
+    assert main(["priors", str(run_dir), "--input", str(data), "--output", str(out)]) == 0
+    info = json.loads(out.read_text())
+    est, train = np.array(list(info["priors"].values())), np.array(list(info["train_priors"].values()))
+    assert info["converged"] and info["tracks"] == int(in_range.sum())
+    assert np.abs(train - truth).max() > 0.2  # a real shift: kaons 6 % → 28 %
+    assert np.abs(est - truth).max() < 0.03
+    assert main(["test", str(run_dir), "--priors", str(out), "--output", str(tmp_path / "m.json")]) == 0
+    assert json.loads((tmp_path / "m.json").read_text())["posterior"]["priors"] == pytest.approx(est)
+    capsys.readouterr()
+    for bad, words in (("pi=0.5,ka=0.5", "missing"), ("pi=0.5,ka=0.5,pr=0.5,el=0.5", "sum to 1"),
+                       (str(tmp_path / "nope.json"), "pi=…")):
+        assert main(["test", str(run_dir), "--priors", bad]) == 2
+        assert words in capsys.readouterr().err

@@ -81,17 +81,33 @@ def test_onnx_matches_pidx_predict(recipe, tracks, tmp_path_factory, tmp_path):
     _check_parity(run_dir, tracks, tmp_path)
 
 
-def test_ensemble_with_temperature_exports(tracks, tmp_path_factory, tmp_path):
-    run_dir = _fit(tmp_path_factory, "simplenn_full", "--set", "trainer.ensemble=2",
-                   "--set", "evaluation.temperature_scaling=true")
-    temperature = json.loads((run_dir / "calibration.json").read_text())["temperature"]
-    assert temperature != pytest.approx(1.0, abs=1e-3)
+def test_ensemble_with_posterior_map_exports(tracks, tmp_path_factory, tmp_path):
+    """The graph outputs posteriors: class weights undone, temperature and biases, and abundances."""
+    run_dir = _fit(tmp_path_factory, "simplenn_full", "--set", "trainer.ensemble=2", "--set", "loss.name=focal",
+                   "--set", "loss.class_weights=balanced")
+    posterior = json.loads((run_dir / "calibration.json").read_text())["posterior"]
+    assert posterior["temperature"] != pytest.approx(1.0, abs=1e-3)
+    assert posterior["class_weights"] != pytest.approx([1.0] * 4)  # the balanced weights, divided out
     cal = json.loads((run_dir / "metrics.json").read_text())["calibration"]
-    assert cal["temperature"] == temperature and cal["val_nll_after"] <= cal["val_nll_before"]
-    assert cal["test_calibrated"]["nll"] < cal["test"]["nll"]  # fitted on validation, better on test too
+    assert cal["val_nll"] <= cal["val_nll_weights_undone"] <= cal["val_nll_raw"]
+    assert cal["test"]["nll"] < cal["test_raw"]["nll"]  # fitted on validation, better on test too
     _check_parity(run_dir, tracks, tmp_path)
     info = json.loads((tmp_path / "model.json").read_text())
-    assert info["ensemble_members"] == 2 and info["temperature"] == pytest.approx(temperature)
+    assert info["ensemble_members"] == 2 and info["posterior"]["temperature"] == pytest.approx(posterior["temperature"])
+    # re-weighted to other abundances: ONNX and pidx predict still agree, and the output moves
+    path, df = tracks
+    priors = "pi=0.4,ka=0.3,pr=0.2,el=0.1"
+    assert main(["export", str(run_dir), "--output", str(tmp_path / "w.onnx"), "--priors", priors]) == 0
+    info = json.loads((tmp_path / "w.json").read_text())
+    assert info["posterior"]["priors"] == pytest.approx([0.4, 0.3, 0.2, 0.1])
+    assert main(["predict", str(run_dir), "--input", str(path), "--output", str(tmp_path / "w.parquet"),
+                 "--priors", priors]) == 0
+    got = _session(tmp_path / "w.onnx").run(["probabilities"],
+                                           {"tracks": df[info["input"]["columns"]].to_numpy(np.float32)})[0]
+    ref = pd.read_parquet(tmp_path / "w.parquet")[list(PROB_COLUMNS)].to_numpy()
+    assert np.abs(got - ref).max() <= TOL
+    plain = pd.read_parquet(tmp_path / "pred.parquet")[list(PROB_COLUMNS)].to_numpy()
+    assert np.abs(plain - ref).max() > 0.01
 
 
 def test_export_errors_name_the_problem(tmp_path, capsys):

@@ -8,7 +8,7 @@ from pidx.recipe import CallbackSpec, LossSection, apply_overrides, load_recipe,
 RECIPES = sorted(Path(__file__).parent.parent.joinpath("recipes").glob("*.yaml"))
 
 
-def test_twelve_recipes_load_with_seed_faithful_settings():
+def test_twelve_recipes_load_with_the_shipped_settings():
     names = {p.stem for p in RECIPES}
     assert names == {f"{m}_{r}" for m in ("simplenn", "dnn", "fse_phase0", "fse_phase1") for r in ("full", "mid", "high")}
     for path in RECIPES:
@@ -16,11 +16,12 @@ def test_twelve_recipes_load_with_seed_faithful_settings():
         model, rng = path.stem.rsplit("_", 1)
         assert cfg.model.name == model and cfg.data.momentum_range == rng
         assert cfg.seed == 231 and cfg.data.simulator.n_tracks == 4_160_000
-        assert cfg.loss == LossSection(name="focal", gamma=2.0, alpha=0.25, class_weights="balanced")
+        assert cfg.loss == LossSection(name="cross_entropy", class_weights="none")  # outputs are posteriors
         assert cfg.optimizer.name == "adam" and cfg.optimizer.learning_rate == 1e-3
         assert cfg.trainer.batch_size == 1024 and cfg.trainer.max_epochs == 150
         es = next(c.args for c in cfg.callbacks if c.name == "EarlyStopping")
-        assert es["patience"] == 15 and es["monitor"] == "val/accuracy"
+        assert es["patience"] == 15 and es["monitor"] == "val/nll" and es["mode"] == "min"
+        assert cfg.evaluation.posterior == "bias_temperature"
         assert cfg.description
 
 

@@ -105,7 +105,7 @@ def test_early_stopping_stops_at_right_epoch_and_restores_best(dm, tmp_path):
             snapshots.append(leaves(trainer))
 
     model, state = small()
-    es = EarlyStopping(patience=3, min_delta=0.0)
+    es = EarlyStopping(monitor="val/accuracy", mode="max", patience=3, min_delta=0.0)
     t = trainer(max_epochs=7, callbacks=[Scripted(values), Snap(), es], default_root_dir=tmp_path)
     t.fit(model, dm, state=state)
     assert t.current_epoch == 5 and es.stopped_epoch == 4 and es.best_epoch == 1
@@ -117,7 +117,7 @@ def test_early_stopping_stops_at_right_epoch_and_restores_best(dm, tmp_path):
 def test_model_checkpoint_keeps_exactly_top_k(dm, tmp_path):
     values = [0.3, 0.8, 0.5, 0.9, 0.1, 0.85]
     model, state = small()
-    mc = ModelCheckpoint(save_top_k=2, filename="epoch={epoch}-acc={val/accuracy:.2f}")
+    mc = ModelCheckpoint(monitor="val/accuracy", mode="max", save_top_k=2, filename="epoch={epoch}-acc={val/accuracy:.2f}")
     t = trainer(max_epochs=6, callbacks=[Scripted(values), mc], default_root_dir=tmp_path)
     t.fit(model, dm, state=state)
     saved = sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if not p.name.startswith("."))

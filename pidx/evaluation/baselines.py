@@ -7,7 +7,8 @@
   (they count against efficiency, never for purity).
 - `gbdt`: scikit-learn's HistGradientBoostingClassifier on the model's inputs (the raw 21
   legacy columns, or the O2 layout's 46-value vector; NaN for missing, which it handles
-  natively), trained on the same train split with the same class weighting as the network.
+  natively), trained on the same train split with the same class weighting as the network;
+  like the network's, its probabilities are divided by the class weights (posteriors again).
 - `xgboost`, `lightgbm`: the two libraries the field uses, with the seed author's settings,
   on the same inputs, early-stopped on the validation split (`pidx.evaluation.trees`; needs
   the `pidx[trees]` extra).
@@ -26,11 +27,15 @@ import numpy as np
 from ..data.io import TrackTable
 from ..data.layouts import get_layout
 from ..data.schema import BAYES_FLAG, NUM_CLASSES
+from ..training.losses import compute_class_weights
 from ..training.metrics import classification_metrics
+from ..training.posterior import PosteriorMap
+from .calibration import negative_log_likelihood
 from .trees import lightgbm_baseline, xgboost_baseline
 
 BASELINES = ("bayes_pid", "nsigma", "gbdt", "xgboost", "lightgbm", "oracle")
 DEFAULT_BASELINES = ("bayes_pid", "nsigma", "gbdt", "oracle")  # the trees take minutes on millions of tracks
+TREES = ("gbdt", "xgboost", "lightgbm")
 
 
 def nsigma_scores(table: TrackTable, window: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
@@ -99,17 +104,31 @@ def gbdt(test: TrackTable, *, train: TrackTable, class_weights, seed: int = 231,
             "extra": {"fit_s": fit_s, "iterations": int(model.n_iter_), "class_weights": weights.tolist()}}
 
 
-def oracle(test: TrackTable, *, class_weights, **_) -> dict | None:
-    """The exact posterior. Its argmax maximises accuracy; `weighted_decision` is the
-    argmax of w_c · p(c | x) with the run's class weights, the ceiling for models
-    trained with those weights (it maximises balanced accuracy for balanced weights)."""
+def oracle(test: TrackTable, **_) -> dict | None:
+    """The exact posterior: its argmax maximises accuracy (None for data without it)."""
     probs = test.oracle
     if probs is None:
         return None
-    probs = probs / probs.sum(1, keepdims=True)
-    weighted = classification_metrics(test.labels, probs, pred=(probs * np.asarray(class_weights)).argmax(1))
-    extra = {"weighted_decision": {k: weighted[k] for k in ("accuracy", "balanced_accuracy", "per_class")}}
-    return {"probs": probs, "pred": None, "extra": extra}
+    return {"probs": probs / probs.sum(1, keepdims=True), "pred": None, "extra": {}}
+
+
+def decision_metrics(labels, probs, train_counts, *, pred=None) -> dict:
+    """`classification_metrics` of the decision `pred` (default argmax), the NLL of `probs`, and
+    `weighted_decision`: accuracy and balanced accuracy of argmax_c P(c|x) / π_c with π the training
+    abundances (balanced class weights), the decision maximising balanced accuracy."""
+    labels, probs = np.asarray(labels), np.asarray(probs, np.float64)
+    out = classification_metrics(labels, probs, pred=pred)
+    out["nll"] = negative_log_likelihood(probs, labels)
+    balanced = compute_class_weights("balanced", train_counts)
+    weighted = classification_metrics(labels, probs, pred=(probs * balanced).argmax(1))
+    out["weighted_decision"] = {k: weighted[k] for k in ("accuracy", "balanced_accuracy")}
+    return out
+
+
+def _undo_weights(probs, class_weights) -> np.ndarray:
+    """A model fitted with sample weights w learns ∝ w_c P(c|x): divide them out (absent classes: 1)."""
+    w = np.asarray(class_weights, np.float64)
+    return PosteriorMap(class_weights=tuple(np.where(w > 0, w, 1.0)))(probs)
 
 
 def run_baselines(tables: dict[str, TrackTable], names=DEFAULT_BASELINES, *, class_weights, seed: int = 231,
@@ -121,8 +140,8 @@ def run_baselines(tables: dict[str, TrackTable], names=DEFAULT_BASELINES, *, cla
     - `tables`: the run's `train` and `test` track tables (and `val`, which the XGBoost and
       LightGBM baselines stop early on).
     - `names`: baselines to run (`BASELINES`).
-    - `class_weights`: the 4 class weights the network was trained with (the GBDT's sample
-      weights; the oracle's weighted decision).
+    - `class_weights`: the 4 class weights the network was trained with (the trees' sample
+      weights, divided out of their probabilities again).
     - `seed`, `gbdt_max_iter`: the GBDT's seed and boosting iterations.
 
     Returns `(metrics, outputs)`: metrics per baseline (with its extras), and the
@@ -134,12 +153,14 @@ def run_baselines(tables: dict[str, TrackTable], names=DEFAULT_BASELINES, *, cla
     if unknown:
         raise ValueError(f"unknown baselines {unknown}; available are {list(BASELINES)}")
     metrics, outputs = {}, {}
-    test = tables["test"]
+    test, counts = tables["test"], np.bincount(tables["train"].labels, minlength=NUM_CLASSES)
     for name in names:
         res = funcs[name](test, train=tables["train"], class_weights=class_weights, seed=seed, max_iter=gbdt_max_iter)
         if res is None:
             continue
-        metrics[name] = {**classification_metrics(test.labels, res["probs"], pred=res["pred"]), **res["extra"]}
+        if name in TREES:
+            res["probs"] = _undo_weights(res["probs"], class_weights)
+        metrics[name] = {**decision_metrics(test.labels, res["probs"], counts, pred=res["pred"]), **res["extra"]}
         outputs[name] = res
     return metrics, outputs
 
@@ -158,16 +179,22 @@ def add_oracle_gaps(model_metrics: dict, baselines: dict) -> None:
 
     - `gap_to_oracle_pp`: oracle accuracy − accuracy;
     - `balanced_gap_to_oracle_pp`: balanced accuracy of the oracle's weighted decision
-      − balanced accuracy (the fair ceiling for class-weighted training).
+      − that of the method's weighted decision (its own balanced accuracy when it has none);
+    - `nll_gap_to_oracle`, `auc_gap_to_oracle`: NLL − the oracle's, the oracle's macro AUC − macro AUC.
     """
     if "oracle" not in baselines:
         return
-    ref = baselines["oracle"]["accuracy"]
-    ref_bal = baselines["oracle"]["weighted_decision"]["balanced_accuracy"]
+    o = baselines["oracle"]
     for m in (model_metrics, *baselines.values()):
-        m["gap_to_oracle_pp"] = 100.0 * (ref - m["accuracy"])
-        m["balanced_gap_to_oracle_pp"] = 100.0 * (ref_bal - m["balanced_accuracy"])
+        m["gap_to_oracle_pp"] = 100.0 * (o["accuracy"] - m["accuracy"])
+        bal = m.get("weighted_decision", {}).get("balanced_accuracy", m["balanced_accuracy"])
+        m["balanced_gap_to_oracle_pp"] = 100.0 * (o["weighted_decision"]["balanced_accuracy"] - bal)
+        if "macro_auc" in m:
+            m["auc_gap_to_oracle"] = o["macro_auc"] - m["macro_auc"]
+        if "nll" in m:
+            m["nll_gap_to_oracle"] = m["nll"] - o["nll"]
 
 
-__all__ = ["BASELINES", "DEFAULT_BASELINES", "nsigma_scores", "nsigma", "bayes_pid", "gbdt", "oracle", "run_baselines",
+__all__ = ["BASELINES", "DEFAULT_BASELINES", "TREES", "nsigma_scores", "nsigma", "bayes_pid", "gbdt", "oracle",
+           "decision_metrics", "run_baselines",
            "add_oracle_gaps"]

@@ -10,6 +10,9 @@ as weights (yield extraction, PID efficiency corrections), not only argmax.
   frequency and count per bin; its ECE is the per-species (classwise) ECE.
 - `fit_temperature`: the T minimising the validation negative log-likelihood of
   softmax(log p / T) (convex in 1/T, solved by golden-section search).
+- `fit_posterior_map`: the `PosteriorMap` of a trained network: its class weights
+  divided out, then a temperature and one bias per species fitted on the validation
+  split (bias-corrected temperature scaling, see docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 
 from ..data.schema import CLASS_NAMES
 from ..errors import DataError
+from ..training.posterior import PosteriorMap
 from ..training.predictor import apply_temperature
 
 _TINY = 1e-30
@@ -111,6 +115,54 @@ def fit_temperature(probs, labels, *, bounds=(0.05, 20.0), tol: float = 1e-6) ->
     return float(1.0 / ((a + b) / 2.0))
 
 
+POSTERIOR_METHODS = ("bias_temperature", "temperature", "weights_only")
+
+
+def fit_posterior_map(raw_probs, labels, *, class_weights, train_priors, method: str = "bias_temperature",
+                      max_iter: int = 500) -> PosteriorMap:
+    """The map from a network's raw probabilities to posteriors, fitted on (`raw_probs`, `labels`).
+
+    **Arguments:**
+
+    - `raw_probs`, `labels`: the network's outputs on the validation split, and the truth.
+    - `class_weights`: the weights the loss used (divided out exactly).
+    - `train_priors`: the training sample's species abundances (kept in the map for re-weighting).
+    - `method`: `bias_temperature` (a temperature and one bias per species minimising the NLL;
+      convex, solved with L-BFGS), `temperature` (the temperature only) or `weights_only`.
+    """
+    if method not in POSTERIOR_METHODS:
+        raise ValueError(f"posterior method must be one of {list(POSTERIOR_METHODS)}, got {method!r}")
+    raw_probs, labels = _check(raw_probs, labels)
+    base = PosteriorMap(class_weights=tuple(class_weights),
+                        train_priors=None if train_priors is None else tuple(train_priors))
+    if method == "weights_only":
+        return base
+    if method == "temperature":
+        t = fit_temperature(base(raw_probs), labels)
+        return PosteriorMap(class_weights=base.class_weights, temperature=t, train_priors=base.train_priors)
+    from scipy.optimize import minimize  # lazy: scipy is slow to import
+
+    z = base.logits(raw_probs)  # log q − log w
+    onehot = np.eye(z.shape[1])[labels]
+
+    def nll_and_grad(theta):  # theta = (1/T, b_1..b_{C-1}); b_0 = 0 (softmax is shift invariant)
+        a, b = theta[0], np.concatenate([[0.0], theta[1:]])
+        logits = a * z + b
+        logits -= logits.max(1, keepdims=True)
+        log_norm = np.log(np.exp(logits).sum(1, keepdims=True))
+        logp = logits - log_norm
+        diff = np.exp(logp) - onehot
+        grad = np.concatenate([[np.mean(np.sum(diff * z, 1))], diff[:, 1:].mean(0)])
+        return float(-np.mean(np.sum(onehot * logp, 1))), grad
+
+    theta0 = np.concatenate([[1.0], np.zeros(z.shape[1] - 1)])
+    fit = minimize(nll_and_grad, theta0, jac=True, method="L-BFGS-B",
+                   bounds=[(1e-3, 1e3)] + [(-30.0, 30.0)] * (z.shape[1] - 1), options={"maxiter": max_iter})
+    a, b = float(fit.x[0]), np.concatenate([[0.0], fit.x[1:]])
+    return PosteriorMap(class_weights=base.class_weights, temperature=1.0 / a, bias=tuple(b),
+                        train_priors=base.train_priors)
+
+
 def calibration_summary(probs, labels, n_bins: int = 15) -> dict:
     """ECE, classwise ECE, NLL and the per-species reliability bins (for metrics.json)."""
     rel = reliability(probs, labels, n_bins)
@@ -119,4 +171,4 @@ def calibration_summary(probs, labels, n_bins: int = 15) -> dict:
 
 
 __all__ = ["expected_calibration_error", "reliability", "apply_temperature", "negative_log_likelihood",
-           "fit_temperature", "calibration_summary"]
+           "fit_temperature", "POSTERIOR_METHODS", "fit_posterior_map", "calibration_summary"]

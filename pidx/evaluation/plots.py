@@ -13,6 +13,7 @@ from sklearn.metrics import auc as area_under, roc_curve  # noqa: E402
 
 from ..data.schema import CLASS_LABELS, CLASS_NAMES  # noqa: E402
 from ..training.metrics import DEFAULT_MOMENTUM_BINS, efficiency_purity_vs_momentum  # noqa: E402
+from .working_points import STANDARD_PURITIES, efficiency_purity_curve  # noqa: E402
 
 SPECIES_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
 METHOD_STYLES = {"model": dict(color="black", lw=2.0), "oracle": dict(color="tab:purple", ls=":", lw=1.8),
@@ -169,5 +170,26 @@ def reliability_diagram(curves: dict[str, dict], path, title="") -> Path:
     return _save(fig, path)
 
 
-__all__ = ["roc_curves", "efficiency_purity", "confusion", "training_curves", "dedx_map", "bar_chart",
+def purity_vs_efficiency(labels, methods: dict[str, np.ndarray], path, title="") -> Path:
+    """Per species, purity vs efficiency of `P(species) >= t` over every threshold t, one curve per
+    method (`methods` maps a name to `[N, 4]` scores); the standard purities dotted."""
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.2))
+    for c, ax in enumerate(axes):
+        pos = labels == c
+        if not pos.any() or pos.all():
+            ax.set_title(f"{CLASS_LABELS[c]} (absent)")
+            continue
+        for name, probs in methods.items():
+            curve = efficiency_purity_curve(probs[:, c], pos)
+            ax.plot(curve["efficiency"], curve["purity"], label=name, **METHOD_STYLES.get(name, {}))
+        for purity in STANDARD_PURITIES:
+            ax.axhline(purity, color="lightgray", lw=0.8, ls=":")
+        ax.set(title=CLASS_LABELS[c], xlabel="efficiency", ylabel="purity" if c == 0 else None, xlim=(0, 1),
+               ylim=(max(0.0, pos.mean() - 0.05), 1.005))
+        ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+__all__ = ["roc_curves", "efficiency_purity", "purity_vs_efficiency", "confusion", "training_curves", "dedx_map", "bar_chart",
            "reliability_diagram"]

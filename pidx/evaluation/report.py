@@ -22,6 +22,7 @@ from ..training.metrics import confusion_matrix
 from ..utils import atomic_write_text
 from . import plots
 from .tables import fmt_number as _f, markdown_table
+from .working_points import STANDARD_PURITIES, standard_working_points
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,16 +81,19 @@ def write_report(out: str | Path, header: ReportHeader, *, metrics: dict, predic
         "roc": plots.roc_curves(labels, {m: _probs(predictions, m) for m in methods}, out / "roc.png", title),
         "effpur": plots.efficiency_purity(labels, {m: _pred(predictions, m) for m in methods}, momentum,
                                           out / "efficiency_purity_vs_p.png", title=title),
+        "purity": plots.purity_vs_efficiency(labels, {m: _probs(predictions, m) for m in methods},
+                                             out / "purity_vs_efficiency.png", title),
         "confusion": plots.confusion(confusion_matrix(labels, _pred(predictions, "model")), out / "confusion.png",
                                      f"{header.model}: normalised confusion"),
         "dedx": plots.dedx_map(momentum, predictions["tpc_signal"].to_numpy(), labels, _pred(predictions, "model"),
                                out / "dedx_vs_p.png"),
     }
+    standard = standard_working_points(labels, {m: _probs(predictions, m) for m in methods})
     cal = metrics.get("calibration", {})
     if "test" in cal:
-        curves = {"model": cal["test"]["reliability"]}
-        if "test_calibrated" in cal:
-            curves[f"temperature-scaled (T={cal['temperature']:.3f})"] = cal["test_calibrated"]["reliability"]
+        curves = {"posterior": cal["test"]["reliability"]}
+        if "test_raw" in cal:
+            curves["raw network output"] = cal["test_raw"]["reliability"]
         figs["reliability"] = plots.reliability_diagram(curves, out / "reliability.png",
                                                         f"{title}: reliability on the test split")
     if history:
@@ -102,12 +106,12 @@ def write_report(out: str | Path, header: ReportHeader, *, metrics: dict, predic
                                        out / "group_ablation.png",
                                        f"accuracy with a detector group removed (all groups: {ablation['none']:.4f})",
                                        "accuracy")
-    atomic_write_text(out / "report.md", _markdown(header, metrics, figs, importance, ablation, top))
+    atomic_write_text(out / "report.md", _markdown(header, metrics, figs, importance, ablation, top, standard))
     atomic_write_text(out / "importance.json", json.dumps({"importance": importance, "ablation": ablation}, indent=1))
     return out / "report.md"
 
 
-def _markdown(header: ReportHeader, metrics, figs, importance, ablation, top) -> str:
+def _markdown(header: ReportHeader, metrics, figs, importance, ablation, top, standard) -> str:
     t, tr, data = metrics["test"], metrics.get("training", {}), metrics.get("data", {})
     base = metrics.get("baselines", {})
     lines = [f"# PID report: {header.name}", "",
@@ -119,19 +123,19 @@ def _markdown(header: ReportHeader, metrics, figs, importance, ablation, top) ->
              f"Test split: {t['n_tracks']:,} tracks, never used for early stopping or checkpoint selection. "
              f"Always predicting the majority class would give accuracy {_f(metrics.get('majority_baseline'))}.", "",
              "## Model and classic methods on the same test tracks", ""]
-    rows = [["**" + header.model + "**", _f(t["accuracy"]), _f(t["balanced_accuracy"]), _f(t["macro_auc"]),
-             _f(t.get("gap_to_oracle_pp"), 2), _f(t.get("balanced_gap_to_oracle_pp"), 2)]]
-    for name, m in base.items():
-        rows.append([name, _f(m["accuracy"]), _f(m["balanced_accuracy"]), _f(m["macro_auc"]),
-                     _f(m.get("gap_to_oracle_pp"), 2), _f(m.get("balanced_gap_to_oracle_pp"), 2)])
-    lines.append(markdown_table(["method", "accuracy", "balanced acc.", "macro AUC", "gap to oracle (pp)",
+    def row(name, m):
+        w = m.get("weighted_decision", {})
+        return [name, _f(m["accuracy"]), _f(w.get("balanced_accuracy", m["balanced_accuracy"])), _f(m["macro_auc"]),
+                _f(m.get("nll")), _f(m.get("gap_to_oracle_pp"), 2), _f(m.get("balanced_gap_to_oracle_pp"), 2)]
+
+    rows = [row("**" + header.model + "**", t)] + [row(name, m) for name, m in base.items()]
+    lines.append(markdown_table(["method", "accuracy", "balanced acc.", "macro AUC", "NLL", "gap to oracle (pp)",
                                 "balanced gap (pp)"], rows))
+    lines += ["Accuracy is that of the argmax of the posteriors; balanced accuracy that of the class-weighted "
+              "decision argmax P(c|x)/π_c (π: the training sample's abundances), the decision that maximises it.", ""]
     if "oracle" in base:
-        w = base["oracle"]["weighted_decision"]
-        lines += ["The **oracle** is the simulator's exact posterior: no classifier can beat its accuracy on this "
-                  "data. Models trained with class weights aim at balanced accuracy instead; their fair ceiling is the "
-                  f"oracle's class-weighted decision (accuracy {_f(w['accuracy'])}, balanced accuracy "
-                  f"{_f(w['balanced_accuracy'])}), against which the *balanced gap* is measured.", ""]
+        lines += ["The **oracle** is the simulator's exact posterior: no classifier can beat its accuracy, macro AUC "
+                  "or NLL on this data; the gaps are measured against it.", ""]
     if "bayes_pid" in base and base["bayes_pid"].get("with_bayes"):
         b = base["bayes_pid"]
         lines += [f"Bayesian PID is available for {100 * b['bayes_available_fraction']:.1f} % of test tracks "
@@ -144,7 +148,9 @@ def _markdown(header: ReportHeader, metrics, figs, importance, ablation, top) ->
               "![roc](roc.png)", "", "## Efficiency and purity vs momentum", "",
               "The standard ALICE PID figure: efficiency (fraction of true tracks of a species identified as it) "
               "and purity (fraction of tracks identified as a species that really are it) in momentum bins.", "",
-              "![effpur](efficiency_purity_vs_p.png)", "", "## TPC dE/dx vs momentum", "",
+              "![effpur](efficiency_purity_vs_p.png)", ""]
+    lines += _working_point_lines(metrics.get("working_points", []), standard)
+    lines += ["## TPC dE/dx vs momentum", "",
               "![dedx](dedx_vs_p.png)", ""]
     if "reliability" in figs:
         lines += _calibration_lines(metrics["calibration"])
@@ -160,21 +166,44 @@ def _markdown(header: ReportHeader, metrics, figs, importance, ablation, top) ->
     return "\n".join(lines) + "\n"
 
 
+def _working_point_lines(selections: list[dict], standard: dict) -> list[str]:
+    lines = ["## Working points", "",
+             "Selecting a species with P(species | track) ≥ t: purity against efficiency over every threshold t, on "
+             "the test split.", "", "![purity](purity_vs_efficiency.png)", "",
+             "The best efficiency at standard purities (– where no threshold reaches it), read off the test-split "
+             "curves of every method alike:", ""]
+    header = ["method"] + [f"{CLASS_LABELS[c]} @ {p:g}" for c in range(len(CLASS_NAMES)) for p in STANDARD_PURITIES]
+    rows = [[m] + [_f(standard[m][s][f"{p:g}"]) for s in CLASS_NAMES for p in STANDARD_PURITIES] for m in standard]
+    lines.append(markdown_table(header, rows))
+    if selections:
+        lines += ["The recipe's selections: threshold chosen on the **validation** split, efficiency and purity "
+                  "measured on the **test** split.", ""]
+        rows = [[s["working_point"], _f(s["threshold"]), _f(s["validation"]["efficiency"]),
+                 _f(s["validation"]["purity"]), _f(s["test"]["efficiency"]), _f(s["test"]["purity"])]
+                for s in selections]
+        lines.append(markdown_table(["selection", "threshold", "val. efficiency", "val. purity", "test efficiency",
+                                     "test purity"], rows))
+    return lines
+
+
 def _calibration_lines(cal: dict) -> list[str]:
-    rows = [["model", _f(cal["test"]["ece"]), _f(cal["test"]["nll"])]
-            + [_f(cal["test"]["classwise_ece"][c]) for c in cal["test"]["classwise_ece"]]]
-    if "test_calibrated" in cal:
-        tc = cal["test_calibrated"]
-        rows.append([f"T = {cal['temperature']:.3f}", _f(tc["ece"]), _f(tc["nll"])]
-                    + [_f(tc["classwise_ece"][c]) for c in tc["classwise_ece"]])
+    def row(name, c):
+        return [name, _f(c["ece"]), _f(c["nll"])] + [_f(c["classwise_ece"][s]) for s in c["classwise_ece"]]
+
+    rows = [row("posterior", cal["test"])] + ([row("raw network output", cal["test_raw"])] if "test_raw" in cal else [])
     lines = ["## Calibration", "",
              f"Expected calibration error (top label, {cal['test']['bins']} equal-width bins) and per-species ECE "
-             "(one vs rest) on the test split. Balanced class weights shift probabilities towards rare species by "
-             "design, so a class-weighted model is expected to be miscalibrated for the true mixture.", "",
-             markdown_table(["probabilities", "ECE", "NLL"] + [f"ECE {c}" for c in cal["test"]["classwise_ece"]], rows)]
-    if "temperature" in cal:
-        lines += [f"Temperature fitted on the validation split ({cal['val_tracks']:,} tracks): NLL "
-                  f"{_f(cal['val_nll_before'])} → {_f(cal['val_nll_after'])}.", ""]
+             "(one vs rest) on the test split. The raw network output carries the class weights and the loss's "
+             "distortions; the posteriors have them undone (`evaluation.posterior`, fitted on the validation split).",
+             "", markdown_table(["probabilities", "ECE", "NLL"] + [f"ECE {c}" for c in cal["test"]["classwise_ece"]],
+                                rows)]
+    post = cal.get("posterior")
+    if post:
+        lines += [f"Posterior map ({cal['method']}, validation split, {cal['val_tracks']:,} tracks): class weights "
+                  f"{', '.join(_f(w, 3) for w in post['class_weights'])} divided out, temperature "
+                  f"{_f(post['temperature'])}, biases {', '.join(_f(b, 3) for b in post['bias'])}; validation NLL "
+                  f"{_f(cal['val_nll_raw'])} (raw) → {_f(cal['val_nll_weights_undone'])} (weights undone) → "
+                  f"{_f(cal['val_nll'])}.", ""]
     return lines + ["![reliability](reliability.png)", ""]
 
 

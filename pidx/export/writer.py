@@ -22,6 +22,7 @@ from ..data.io import validate_tracks
 from ..data.schema import BAYES_FLAG, CLASS_NAMES, PROB_COLUMNS
 from ..errors import ExportError
 from ..models.ensemble import is_ensemble
+from ..training.posterior import PosteriorMap
 from ..training.predictor import Predictor
 from ..utils import atomic_path, atomic_write_json
 from .graph import OPSET, GraphBuilder, _onnx, input_columns, preprocessing_graph
@@ -31,7 +32,7 @@ INPUT_NAME, OUTPUT_NAME = "tracks", "probabilities"
 
 
 def build_onnx(model, state, preprocessor, *, sentinels=(-999.0,), ensemble: bool = False,
-               temperature: float | None = None):
+               posterior: PosteriorMap | None = None):
     """The `onnx.ModelProto`: raw tracks `f32[N, C]` → class probabilities `f32[N, 4]`.
 
     **Arguments:**
@@ -40,7 +41,8 @@ def build_onnx(model, state, preprocessor, *, sentinels=(-999.0,), ensemble: boo
       With `ensemble=True`, a stacked ensemble: its members' probabilities are averaged.
     - `preprocessor`: the run's fitted `Preprocessor` (its layout sets the input columns).
     - `sentinels`: values that mean "missing" besides NaN (the run's `data.sentinels`).
-    - `temperature`: the run's fitted temperature, applied as softmax(log p / T).
+    - `posterior`: the run's `PosteriorMap` (class weights undone, recalibration, abundances),
+      applied as softmax(log p / T + c); None: the network's raw probabilities.
     """
     onnx, helper, _ = _onnx()
     g = GraphBuilder()
@@ -51,9 +53,11 @@ def build_onnx(model, state, preprocessor, *, sentinels=(-999.0,), ensemble: boo
         probs = g.op("Div", g.op("Sum", *probs), g.const(float(model.size), "k"))
     else:
         probs = g.op("Softmax", model_graph(g, model, state, feats, mask), axis=1)
-    if temperature is not None:
+    if posterior is not None:
         logp = g.op("Log", g.op("Max", probs, g.const(1e-30, "tiny")))
-        probs = g.op("Softmax", g.op("Div", logp, g.const(float(temperature), "temperature")), axis=1)
+        scaled = g.op("Mul", logp, g.const(1.0 / posterior.temperature, "inverse_temperature"))
+        shift = g.const(np.asarray(posterior.logit_shift(), np.float32)[None, :], "posterior_shift")
+        probs = g.op("Softmax", g.op("Add", scaled, shift), axis=1)
     g.nodes.append(helper.make_node("Identity", [probs], [OUTPUT_NAME]))
     n_in = len(input_columns(preprocessor))
     graph = helper.make_graph(
@@ -104,12 +108,12 @@ def synthetic_tracks(preprocessor, *, n_per_pattern: int = 64, sentinels=(-999.0
 
 
 def pidx_probs(model, state, preprocessor, frame: pd.DataFrame, *, sentinels=(-999.0,),
-               temperature: float | None = None) -> np.ndarray:
+               posterior: PosteriorMap | None = None) -> np.ndarray:
     """pidx's own probabilities for a raw table: the same validation, preprocessing and jitted
-    evaluation pass as `pidx predict` (members' mean for an ensemble) [+ temperature]."""
+    evaluation pass as `pidx predict` (members' mean for an ensemble) [+ the posterior map]."""
     table = validate_tracks(frame, source="export check", layout=preprocessor.layout, require_label=False,
                             sentinels=tuple(sentinels))
-    predictor = Predictor(model, state, preprocessor, temperature=temperature, eval_batch_size=len(table))
+    predictor = Predictor(model, state, preprocessor, posterior=posterior, eval_batch_size=len(table))
     return predictor.predict_table(table)
 
 
@@ -126,14 +130,14 @@ def onnx_probs(proto_or_path, frame: pd.DataFrame, columns) -> np.ndarray:
 
 
 def export_onnx(model, state, preprocessor, path: str | Path, *, sentinels=(-999.0,), metadata: dict | None = None,
-                temperature: float | None = None, tolerance: float = 1e-5, check: bool = True) -> dict:
+                posterior: PosteriorMap | None = None, tolerance: float = 1e-5, check: bool = True) -> dict:
     """Write `path` (.onnx) and its sidecar `path.with_suffix(".json")`, atomically.
 
     **Arguments:**
 
     - `model`, `state`, `preprocessor`, `sentinels`: as in `build_onnx`.
     - `metadata`: extra JSON-able entries for the sidecar (recipe, momentum range, ...).
-    - `temperature`: a fitted temperature to apply inside the graph.
+    - `posterior`: the `PosteriorMap` to apply inside the graph (the outputs are then posteriors).
     - `tolerance`: largest |Δprob| allowed between ONNX Runtime and pidx in the check.
     - `check`: run the check (needs onnxruntime); `False` only writes.
     """
@@ -143,7 +147,7 @@ def export_onnx(model, state, preprocessor, path: str | Path, *, sentinels=(-999
     if path.suffix != ".onnx":
         raise ExportError(f"{path}: the output must end in .onnx")
     ensemble = is_ensemble(model)
-    proto = build_onnx(model, state, preprocessor, sentinels=sentinels, ensemble=ensemble, temperature=temperature)
+    proto = build_onnx(model, state, preprocessor, sentinels=sentinels, ensemble=ensemble, posterior=posterior)
     columns = input_columns(preprocessor)
     info = {
         "format": "onnx", "opset": OPSET, "pidx_version": __version__,
@@ -152,14 +156,15 @@ def export_onnx(model, state, preprocessor, path: str | Path, *, sentinels=(-999
                              "the has_* flags decide presence"},
         "output": {"name": OUTPUT_NAME, "shape": ["N", len(CLASS_NAMES)], "columns": list(PROB_COLUMNS),
                    "classes": list(CLASS_NAMES), "pdg": [211, 321, 2212, 11]},
-        "sentinels": list(sentinels), "ensemble_members": model.size if ensemble else 1, "temperature": temperature,
+        "sentinels": list(sentinels), "ensemble_members": model.size if ensemble else 1,
+        "posterior": None if posterior is None else posterior.to_dict(),
         **(metadata or {}),
     }
     if check:
         frame = synthetic_tracks(preprocessor, sentinels=sentinels)
         diff = float(np.max(np.abs(onnx_probs(proto, frame, columns)
                                    - pidx_probs(model, state, preprocessor, frame, sentinels=sentinels,
-                                                temperature=temperature))))
+                                                posterior=posterior))))
         if not diff <= tolerance:
             raise ExportError(f"ONNX Runtime and pidx differ by {diff:.3g} > {tolerance:g} on {len(frame)} synthetic "
                               "tracks; nothing was written (report this with the run directory)")

@@ -27,9 +27,11 @@ from typing import Any, Literal
 from ..data.datamodule import resolve_momentum_range
 from ..data.simulate import SimulatorConfig
 from ..errors import PidxError, RecipeError
+from ..evaluation.working_points import WorkingPoint
 from ..models.base import ACTIVATIONS, resolve_model_class
 from ..training.callbacks import BUILTIN_CALLBACKS, Callback
 from ..training.losses import compute_class_weights, make_loss
+from ..training.posterior import abundances
 from ..utils import import_object, resolve_named_class
 from .sections import SIMULATOR_KEYS, CallbackSpec, DataSection, ExtraGroup, ModelSection, Recipe, yaml_form
 from .yamlio import apply_overrides, dump_yaml, read_yaml
@@ -219,6 +221,16 @@ def _check_values(recipe: Recipe) -> None:
             make_loss("focal", gamma=recipe.loss.gamma, alpha=recipe.loss.alpha)
     except ValueError as exc:
         raise RecipeError(f"'loss': {exc}") from None
+    if recipe.evaluation.priors is not None:
+        try:
+            abundances(recipe.evaluation.priors)
+        except ValueError as exc:
+            raise RecipeError(f"'evaluation.priors': {exc}") from None
+    for i, text in enumerate(recipe.evaluation.working_points):
+        try:
+            WorkingPoint.parse(text)
+        except ValueError as exc:
+            raise RecipeError(f"'evaluation.working_points[{i}]': {exc}") from None
     for key, low in (("trainer.ensemble", 1), ("evaluation.calibration_bins", 2), ("trainer.max_epochs", 1),
                      ("trainer.batch_size", 1)):
         section, name = key.split(".")

@@ -136,8 +136,15 @@ class EvaluationSection:
     report: bool = _help("write report/ at the end of `pidx fit`", default=True)
     report_max_tracks: int = _help("tracks used for importance and ablation", default=20_000)
     calibration_bins: int = _help("equal-width confidence bins of the ECE and reliability diagrams", default=15)
-    temperature_scaling: bool = _help("fit a temperature on the validation split; test, predict and the report "
-                                      "then use calibrated probabilities", default=False)
+    posterior: Literal["bias_temperature", "temperature", "weights_only", "none"] = _help(
+        "how network outputs become posteriors: class weights undone, then a temperature and a bias per species "
+        "(bias_temperature), a temperature only, nothing more (weights_only), fitted on the validation split; "
+        "none: raw outputs", default="bias_temperature")
+    priors: dict[str, float] | None = _help("abundances {pi, ka, pr, el} that predict and export re-weight "
+                                            "posteriors to (e.g. from `pidx priors`); null: the training sample's",
+                                            default=None)
+    working_points: tuple[str, ...] = _help("selections like ka:purity=0.95 or pr:efficiency=0.9: threshold chosen "
+                                            "on the validation split, reported on the test split", default=())
 
 
 @dataclass(frozen=True)

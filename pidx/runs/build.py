@@ -105,9 +105,11 @@ def make_trainer(recipe: Recipe, root_dir: Path, *, quiet: bool = False,
                    enable_progress_bar=False, default_root_dir=root_dir, config=recipe.to_dict())
 
 
-def load_predictor(run: RunDir, checkpoint: str | Path | None = None) -> tuple[Recipe, Predictor, Path]:
+def load_predictor(run: RunDir, checkpoint: str | Path | None = None, *,
+                   priors=None) -> tuple[Recipe, Predictor, Path]:
     """(recipe, Predictor, checkpoint path) of a finished run: its model's weights, the checkpoint's
-    preprocessing statistics and the run's fitted temperature."""
+    preprocessing statistics and the run's posterior map, re-weighted to `priors` (species
+    abundances, a mapping or four numbers) when given."""
     recipe, metrics = run.recipe(), run.metrics()
     ckpt = Path(checkpoint) if checkpoint else run.best_checkpoint(metrics)
     meta = read_meta(ckpt)
@@ -118,8 +120,16 @@ def load_predictor(run: RunDir, checkpoint: str | Path | None = None) -> tuple[R
     params, static = eqx.partition(model, eqx.is_inexact_array)
     model = eqx.combine(load_tree(ckpt, "model", params), static)
     state = load_tree(ckpt, "model_state", state)
-    predictor = Predictor(model, state, pre, temperature=run.temperature(),
-                          eval_batch_size=recipe.trainer.eval_batch_size)
+    posterior = run.posterior_map()
+    if priors is not None:
+        if posterior is None or posterior.train_priors is None:
+            raise RecipeError(f"{run}: has no posterior map with training abundances (evaluation.posterior: none, "
+                              "or a species absent from the train split); --priors cannot re-weight it")
+        try:
+            posterior = posterior.with_priors(priors)
+        except ValueError as exc:
+            raise RecipeError(f"priors: {exc}") from None
+    predictor = Predictor(model, state, pre, posterior=posterior, eval_batch_size=recipe.trainer.eval_batch_size)
     return recipe, predictor, ckpt
 
 

@@ -14,8 +14,9 @@ TARGETS = ("onnx", "o2physics")
 
 
 def export_run(run_dir: str | Path, output: str | Path, *, target: str = "onnx", tolerance: float = 1e-5,
-               check: bool = True) -> dict:
-    """Export a run directory's model (preprocessing and fitted temperature included).
+               check: bool = True, priors=None) -> dict:
+    """Export a run directory's model (preprocessing and posterior map included): the graph outputs
+    posteriors under the training sample's abundances, or `priors` / the recipe's `evaluation.priors`.
 
     **Arguments:**
 
@@ -25,10 +26,13 @@ def export_run(run_dir: str | Path, output: str | Path, *, target: str = "onnx",
       `pid-onnx-inference.json`, the configuration of O2Physics' `pid-onnx-inference` task.
     - `target`: `onnx` or `o2physics`.
     - `tolerance`, `check`: the ONNX Runtime check (see `pidx.export.export_onnx`).
+    - `priors`: species abundances to re-weight the posteriors to (overrides the recipe's).
     """
     if target not in TARGETS:
         raise ExportError(f"unknown export target {target!r}; accepted are {', '.join(TARGETS)}")
-    recipe, predictor, ckpt = load_predictor(RunDir.open(run_dir))
+    run = RunDir.open(run_dir)
+    recipe, predictor, ckpt = load_predictor(run, priors=priors if priors is not None else
+                                             run.recipe().evaluation.priors)
     d, pre = recipe.data, predictor.preprocessor
     momentum_range = d.momentum_range_yaml
     meta = {"recipe": recipe.name, "model": recipe.model.name, "checkpoint": str(ckpt),
@@ -41,7 +45,7 @@ def export_run(run_dir: str | Path, output: str | Path, *, target: str = "onnx",
         meta["binsPtMl"] = bins
         path = Path(output) / MODEL_FILE
     info = export_onnx(predictor.model, predictor.state, pre, path, sentinels=d.sentinels, metadata=meta,
-                       temperature=predictor.temperature, tolerance=tolerance, check=check)
+                       posterior=predictor.posterior, tolerance=tolerance, check=check)
     info = {**info, "output": str(path), "target": target}
     if target == "o2physics":
         info["configuration"] = str(write_o2physics_config(Path(output), bins))

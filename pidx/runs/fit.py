@@ -14,19 +14,19 @@ import numpy as np
 
 from ..data.datamodule import TrackDataModule
 from ..data.schema import CLASS_NAMES
-from ..evaluation.baselines import add_oracle_gaps, run_baselines
-from ..evaluation.calibration import calibration_summary, fit_temperature, negative_log_likelihood
+from ..evaluation.baselines import add_oracle_gaps, decision_metrics, run_baselines
+from ..evaluation.calibration import calibration_summary, fit_posterior_map, negative_log_likelihood
 from ..evaluation.importance import importance_and_ablation
 from ..evaluation.report import ReportHeader, test_predictions_frame, write_report
+from ..evaluation.working_points import WorkingPoint, evaluate_working_point
 from ..recipe import Recipe
-from ..training.predictor import Predictor, apply_temperature
+from ..training.posterior import PosteriorMap
+from ..training.predictor import Predictor
 from ..training.trainer import Trainer
 from .build import data_log_line, make_datamodule, make_model, make_trainer
 from .result import RunResult, decide_result
 from .rundir import RunDir
 
-TEST_KEYS = ("accuracy", "balanced_accuracy", "macro_auc", "micro_auc", "n_tracks", "per_class",
-             "confusion_normalized", "loss")
 
 
 def majority_baseline(train_labels, test_labels) -> float:
@@ -61,7 +61,7 @@ def fit_recipe(recipe: Recipe, run: RunDir, *, resume: str | Path | None = None,
     test = trainer.test()
     predictor = Predictor(trainer.model, trainer.model_state, dm.preprocessor,
                           eval_batch_size=recipe.trainer.eval_batch_size)
-    metrics = {"recipe": recipe.name, "test": {k: test[k] for k in TEST_KEYS},
+    metrics = {"recipe": recipe.name, "test": {"loss": test["loss"]},
                "majority_baseline": majority_baseline(dm.train.label, dm.test.label),
                "training": training_summary(trainer, result, run), "data": dm.summary()}
     entries, predictions = evaluate_in_memory(recipe, run, dm, predictor, trainer.last_probs,
@@ -81,40 +81,57 @@ def training_summary(trainer: Trainer, result: RunResult, run: RunDir) -> dict:
             "steps_per_epoch": s.get("steps_per_epoch"), "device": jax.devices()[0].platform}
 
 
-def evaluate_in_memory(recipe: Recipe, run: RunDir, dm: TrackDataModule, predictor: Predictor, test_probs,
+def evaluate_in_memory(recipe: Recipe, run: RunDir, dm: TrackDataModule, predictor: Predictor, raw_test_probs,
                        class_weights, *, test_metrics: dict):
-    """Calibration (temperature fitted on the validation split), baselines on the same test tracks,
-    oracle gaps and `test_predictions.parquet`.
+    """Posteriors (the map fitted on the validation split, set on `predictor`), test metrics of
+    the posteriors, calibration, working points, baselines on the same test tracks, oracle gaps
+    and `test_predictions.parquet`.
 
-    Returns the `calibration` and `baselines` entries of metrics.json and the per-track
-    predictions frame; `test_metrics` gains the oracle gaps.
+    Returns the `calibration`, `baselines` (and `working_points`) entries of metrics.json and the
+    per-track predictions frame; `test_metrics` gains the classification metrics and oracle gaps.
     """
     ev = recipe.evaluation
-    calibration = calibrate(recipe, run, dm, predictor, test_probs)
+    posterior, fitted = fit_posteriors(recipe, dm, predictor, class_weights)
+    run.write_calibration(fitted)
+    predictor.posterior = posterior
+    test_probs = raw_test_probs if posterior is None else posterior(raw_test_probs)
+    labels = np.asarray(dm.test.label)
+    test_metrics.update(decision_metrics(labels, test_probs, dm.class_counts))
+    bins = ev.calibration_bins
+    calibration = {**fitted, "test": calibration_summary(test_probs, labels, bins),
+                   "test_raw": calibration_summary(raw_test_probs, labels, bins)}
+    entries = {"calibration": calibration}
+    if ev.working_points:
+        val_probs = predictor.probs(dm.val)
+        entries["working_points"] = [
+            evaluate_working_point(WorkingPoint.parse(text), val_probs, np.asarray(dm.val.label), test_probs, labels,
+                                   np.asarray(dm.test.p)) for text in ev.working_points]
     baselines, outputs = run_baselines(dm.tables, ev.baselines, class_weights=class_weights, seed=recipe.seed,
                                        gbdt_max_iter=ev.gbdt_max_iter)
     add_oracle_gaps(test_metrics, baselines)
     predictions = test_predictions_frame(dm.tables["test"], np.asarray(dm.test.p), test_probs, outputs)
     run.write_predictions(predictions)
-    return {"calibration": calibration, "baselines": baselines}, predictions
+    return {**entries, "baselines": baselines}, predictions
 
 
-def calibrate(recipe: Recipe, run: RunDir, dm: TrackDataModule, predictor: Predictor, test_probs) -> dict:
-    """ECE and reliability on the test split; with `evaluation.temperature_scaling`, fit T on the
-    validation split (never the test split), write calibration.json and measure the test split again."""
-    bins = recipe.evaluation.calibration_bins
-    labels = np.asarray(dm.test.label)
-    out = {"test": calibration_summary(test_probs, labels, bins)}
-    if recipe.evaluation.temperature_scaling:
-        val_probs, val_labels = predictor.raw_probs(dm.val), np.asarray(dm.val.label)
-        t = fit_temperature(val_probs, val_labels)
-        fitted = {"temperature": t, "fitted_on": "validation split", "val_tracks": len(val_labels),
-                  "val_nll_before": negative_log_likelihood(val_probs, val_labels),
-                  "val_nll_after": negative_log_likelihood(apply_temperature(val_probs, t), val_labels)}
-        run.write_calibration(fitted)
-        out.update(fitted)
-        out["test_calibrated"] = calibration_summary(apply_temperature(test_probs, t), labels, bins)
-    return out
+def fit_posteriors(recipe: Recipe, dm: TrackDataModule, predictor: Predictor, class_weights):
+    """The `PosteriorMap` of `evaluation.posterior`, fitted on the validation split (never the
+    test split), and what calibration.json records of it. `none`: no map (raw outputs)."""
+    method = recipe.evaluation.posterior
+    val_labels = np.asarray(dm.val.label)
+    raw = predictor.raw_probs(dm.val)
+    counts = np.asarray(dm.class_counts, np.float64)
+    fitted = {"method": method, "fitted_on": "validation split", "val_tracks": int(len(val_labels)),
+              "val_nll_raw": negative_log_likelihood(raw, val_labels)}
+    if method == "none":
+        return None, {**fitted, "posterior": None}
+    # an absent class (weight 0, abundance 0) cannot be re-weighted: weight 1, no abundances
+    weights = np.where(np.asarray(class_weights, np.float64) > 0, class_weights, 1.0)
+    priors = counts / counts.sum() if np.all(counts > 0) else None
+    posterior = fit_posterior_map(raw, val_labels, class_weights=weights, train_priors=priors, method=method)
+    return posterior, {**fitted, "posterior": posterior.to_dict(),
+                       "val_nll_weights_undone": negative_log_likelihood(PosteriorMap(tuple(weights))(raw), val_labels),
+                       "val_nll": negative_log_likelihood(posterior(raw), val_labels)}
 
 
 def report_header(recipe: Recipe, run: RunDir, checkpoint) -> ReportHeader:
@@ -133,5 +150,6 @@ def write_run_report(recipe: Recipe, run: RunDir, metrics: dict, dm: TrackDataMo
                         predictions=predictions, history=history, importance=importance, ablation=ablation)
 
 
-__all__ = ["majority_baseline", "fit_recipe", "training_summary", "evaluate_in_memory", "calibrate",
+__all__ = ["majority_baseline", "fit_recipe", "training_summary", "evaluate_in_memory",
+           "fit_posteriors",
            "report_header", "write_run_report"]

@@ -6,7 +6,7 @@ runs/<recipe>/<timestamp>/
   history.csv                one row per epoch
   checkpoints/               best (top-k by the monitored metric), last/, final/ (see `pidx.runs.result`)
   metrics.json               test metrics, majority baseline, training and data summaries, calibration, baselines
-  calibration.json           the fitted temperature (only with evaluation.temperature_scaling)
+  calibration.json           the posterior map fitted on the validation split (evaluation.posterior)
   test_predictions.parquet   per-track test probabilities of the model and every baseline
   report/                    figures and report.md
 ```
@@ -25,6 +25,7 @@ import pandas as pd
 from ..data.io import write_table
 from ..errors import CheckpointError, RecipeError
 from ..recipe import Recipe, dump_recipe, read_yaml, validate_recipe
+from ..training.posterior import PosteriorMap
 from ..utils import atomic_write_json, atomic_write_text
 
 
@@ -102,13 +103,16 @@ class RunDir:
         atomic_write_json(self / self.METRICS, metrics)
         return metrics
 
-    def temperature(self) -> float | None:
-        """The fitted temperature, or None if the run has none."""
+    def posterior_map(self) -> PosteriorMap | None:
+        """The map from the network's outputs to posteriors, or None (raw outputs)."""
         path = self / self.CALIBRATION
         if not path.is_file():
             return None
         try:
-            return float(json.loads(path.read_text())["temperature"])
+            fitted = json.loads(path.read_text())
+            if "posterior" not in fitted and "temperature" in fitted:  # before posteriors: a temperature only
+                return PosteriorMap(temperature=float(fitted["temperature"]))
+            return None if fitted["posterior"] is None else PosteriorMap.from_dict(fitted["posterior"])
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{path}: unreadable calibration file ({exc}); delete it or re-run pidx fit") \
                 from None

@@ -108,7 +108,7 @@ def _improved(value: float, best: float | None, mode: str, min_delta: float = 0.
 class ValidationMetrics(Callback):
     """Adds `val/balanced_accuracy` and `val/macro_auc` to the logged metrics each epoch.
 
-    (`val/loss` and `val/accuracy` come from the Trainer's jitted validation pass.)
+    (`val/loss`, `val/accuracy` and `val/nll` come from the Trainer's validation pass.)
     """
 
     def on_validation_end(self, trainer):
@@ -122,7 +122,9 @@ class EarlyStopping(Callback):
 
     **Arguments:**
 
-    - `monitor`, `mode`: metric name and whether larger (`max`) or smaller is better.
+    - `monitor`, `mode`: metric name and whether larger (`max`) or smaller is better. The default,
+      `val/nll`, is the validation NLL with the class weighting undone: it measures the posteriors
+      and does not jump with class weights (docs/evaluation.md).
     - `patience`: epochs without improvement before stopping.
     - `min_delta`: smallest change that counts as an improvement.
     - `restore_best_weights`: at the end of fit, put back the best epoch's weights.
@@ -131,7 +133,7 @@ class EarlyStopping(Callback):
 
     runs_last = True
 
-    def __init__(self, monitor: str = "val/accuracy", mode: str = "max", patience: int = 15,
+    def __init__(self, monitor: str = "val/nll", mode: str = "min", patience: int = 15,
                  min_delta: float = 0.0, restore_best_weights: bool = True, check_finite: bool = True):
         _check_mode(mode, "EarlyStopping")
         if patience < 0:
@@ -195,19 +197,19 @@ class ModelCheckpoint(Callback):
     **Arguments:**
 
     - `dirpath`: directory (default `<trainer.default_root_dir>/checkpoints`).
-    - `monitor`, `mode`: metric ranking the checkpoints.
+    - `monitor`, `mode`: metric ranking the checkpoints (default the validation NLL, as EarlyStopping).
     - `save_top_k`: how many best checkpoints to keep (-1: all, 0: none).
     - `save_last`: also keep `last/`, overwritten every epoch (for `--resume last`).
     - `filename`: template over `epoch`, `step` and logged metrics, e.g.
-      `"epoch={epoch}-val_acc={val/accuracy:.4f}"`.
+      `"epoch={epoch}-val_nll={val/nll:.4f}"`.
     - `every_n_epochs`: save only every n-th epoch (the last epoch is always eligible).
     """
 
     runs_last = True
 
-    def __init__(self, dirpath: str | Path | None = None, monitor: str = "val/accuracy", mode: str = "max",
+    def __init__(self, dirpath: str | Path | None = None, monitor: str = "val/nll", mode: str = "min",
                  save_top_k: int = 1, save_last: bool = True,
-                 filename: str = "epoch={epoch}-val_acc={val/accuracy:.4f}", every_n_epochs: int = 1):
+                 filename: str = "epoch={epoch}-val_nll={val/nll:.4f}", every_n_epochs: int = 1):
         _check_mode(mode, "ModelCheckpoint")
         if save_top_k < -1:
             raise TrainingError(f"ModelCheckpoint: save_top_k must be >= -1, got {save_top_k}")

@@ -1,8 +1,8 @@
 """`Predictor`: a trained model ready to predict, without optimizer state or loss.
 
 ```python
-predictor = Predictor(model, state, preprocessor, temperature=1.3)
-probs = predictor.predict_table(table)     # [N, 4], temperature-scaled
+predictor = Predictor(model, state, preprocessor, posterior=PosteriorMap(class_weights=w, temperature=1.3))
+probs = predictor.predict_table(table)     # [N, 4] posteriors
 members = predictor.member_probs(arrays)   # [K, N, 4] for an ensemble
 ```
 
@@ -21,6 +21,7 @@ from ..data.datamodule import TrackArrays, arrays_from_table
 from ..data.io import TrackTable
 from ..data.preprocess import Preprocessor
 from ..models.ensemble import is_ensemble
+from .posterior import PosteriorMap
 from .step import make_evaluate
 
 _TINY = 1e-30
@@ -35,21 +36,22 @@ def apply_temperature(probs, temperature: float) -> np.ndarray:
 
 
 class Predictor:
-    """Model + state + preprocessing (+ an optional fitted temperature).
+    """Model + state + preprocessing (+ the map from its outputs to posteriors).
 
     **Arguments:**
 
     - `model`, `state`: a trained `PIDModel` or `Ensemble` and its `eqx.nn.State`.
     - `preprocessor`: the fitted `Preprocessor` that turns raw tables into model inputs
       (only needed by `arrays` and `predict_table`).
-    - `temperature`: a fitted temperature applied by `probs` (None: none).
+    - `posterior`: the `PosteriorMap` applied by `probs` (class weights undone, the validation
+      split's recalibration, abundances); None: `probs` are the raw outputs.
     - `eval_batch_size`: tracks per step of the jitted pass.
     """
 
-    def __init__(self, model, state, preprocessor: Preprocessor | None = None, *, temperature: float | None = None,
-                 eval_batch_size: int = 65536):
+    def __init__(self, model, state, preprocessor: Preprocessor | None = None, *,
+                 posterior: PosteriorMap | None = None, eval_batch_size: int = 65536):
         self.model, self.state, self.preprocessor = model, state, preprocessor
-        self.temperature, self.eval_batch_size = temperature, eval_batch_size
+        self.posterior, self.eval_batch_size = posterior, eval_batch_size
         self._params, static = eqx.partition(model, eqx.is_inexact_array)
         self._evaluate = {members: make_evaluate(static, None, eval_batch_size, ensemble=self.is_ensemble,
                                                  members=members) for members in (False, True)}
@@ -69,13 +71,14 @@ class Predictor:
         return np.asarray(probs)
 
     def raw_probs(self, arrays: TrackArrays) -> np.ndarray:
-        """`[N, 4]` probabilities as the model gives them (members' mean for an ensemble)."""
+        """`[N, 4]` probabilities as the network gives them (members' mean for an ensemble): under
+        class weights or the focal loss, not posteriors."""
         return self._run(arrays, False)
 
     def probs(self, arrays: TrackArrays) -> np.ndarray:
-        """`[N, 4]` probabilities, temperature-scaled when the predictor has a temperature."""
+        """`[N, 4]` posteriors: the raw probabilities through the predictor's `PosteriorMap`."""
         probs = self.raw_probs(arrays)
-        return probs if self.temperature is None else apply_temperature(probs, self.temperature)
+        return probs if self.posterior is None else self.posterior(probs)
 
     def member_probs(self, arrays: TrackArrays) -> np.ndarray:
         """Every ensemble member's probabilities `[K, N, 4]` (a single model: `[1, N, 4]`)."""

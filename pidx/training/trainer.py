@@ -32,6 +32,7 @@ from ..models.ensemble import Ensemble
 from .callbacks import Callback, ProgressBar, ValidationMetrics, wants_batch_hooks
 from .losses import FocalLoss, compute_class_weights
 from .metrics import classification_metrics
+from .posterior import corrected_nll
 from .step import make_evaluate, make_optimizer, make_permutation, make_train_chunk
 from .trainer_state import CheckpointingMixin
 
@@ -263,6 +264,7 @@ class Trainer(CheckpointingMixin):
             self.validation_outputs = (np.asarray(probs), labels)
             self.logged_metrics["val/loss"] = float(vloss)
             self.logged_metrics["val/accuracy"] = float(np.mean(self.validation_outputs[0].argmax(1) == labels))
+            self.logged_metrics["val/nll"] = corrected_nll(self.validation_outputs[0], labels, self.class_weights)
             self._call_hook("on_validation_end")
             self.logged_metrics["time/epoch_s"] = time.perf_counter() - t0  # train + validation + hooks
             self.history.append(dict(self.logged_metrics))
