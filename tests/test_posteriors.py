@@ -76,6 +76,16 @@ def test_corrected_nll_does_not_move_with_class_weights(oracle_a):
     assert corrected_nll(weighted, labels, w) == pytest.approx(corrected_nll(posterior, labels, np.ones(4)))
 
 
+def test_a_species_absent_from_training_has_nothing_to_undo(oracle_a):
+    """Balanced weights give an absent species weight 0: counted as 1, so validation does not fail."""
+    posterior, labels = oracle_a
+    w = np.array([0.4, 4.0, 1.2, 0.0])
+    assert PosteriorMap.undoing(w).class_weights == (0.4, 4.0, 1.2, 1.0)
+    assert corrected_nll(posterior, labels, w) == pytest.approx(corrected_nll(posterior, labels, [0.4, 4.0, 1.2, 1.0]))
+    with pytest.raises(ValueError, match="> 0"):
+        PosteriorMap(class_weights=tuple(w))
+
+
 def test_priors_reweight_to_another_sample(oracle_a):
     """Re-weighting sample A's posteriors to B's abundances gives B's own posteriors."""
     posterior_a, _ = oracle_a

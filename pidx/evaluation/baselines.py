@@ -28,7 +28,7 @@ from ..data.io import TrackTable
 from ..data.layouts import get_layout
 from ..data.schema import BAYES_FLAG, NUM_CLASSES
 from ..training.losses import compute_class_weights
-from ..training.metrics import classification_metrics
+from ..training.metrics import accuracy, balanced_accuracy, classification_metrics
 from ..training.posterior import PosteriorMap
 from .calibration import negative_log_likelihood
 from .trees import lightgbm_baseline, xgboost_baseline
@@ -119,16 +119,10 @@ def decision_metrics(labels, probs, train_counts, *, pred=None) -> dict:
     labels, probs = np.asarray(labels), np.asarray(probs, np.float64)
     out = classification_metrics(labels, probs, pred=pred)
     out["nll"] = negative_log_likelihood(probs, labels)
-    balanced = compute_class_weights("balanced", train_counts)
-    weighted = classification_metrics(labels, probs, pred=(probs * balanced).argmax(1))
-    out["weighted_decision"] = {k: weighted[k] for k in ("accuracy", "balanced_accuracy")}
+    weighted = (probs * compute_class_weights("balanced", train_counts)).argmax(1)
+    out["weighted_decision"] = {"accuracy": accuracy(labels, weighted),
+                                "balanced_accuracy": balanced_accuracy(labels, weighted)}
     return out
-
-
-def _undo_weights(probs, class_weights) -> np.ndarray:
-    """A model fitted with sample weights w learns ∝ w_c P(c|x): divide them out (absent classes: 1)."""
-    w = np.asarray(class_weights, np.float64)
-    return PosteriorMap(class_weights=tuple(np.where(w > 0, w, 1.0)))(probs)
 
 
 def run_baselines(tables: dict[str, TrackTable], names=DEFAULT_BASELINES, *, class_weights, seed: int = 231,
@@ -158,8 +152,8 @@ def run_baselines(tables: dict[str, TrackTable], names=DEFAULT_BASELINES, *, cla
         res = funcs[name](test, train=tables["train"], class_weights=class_weights, seed=seed, max_iter=gbdt_max_iter)
         if res is None:
             continue
-        if name in TREES:
-            res["probs"] = _undo_weights(res["probs"], class_weights)
+        if name in TREES:  # fitted with sample weights w, they learn ∝ w_c P(c|x): divide w out
+            res["probs"] = PosteriorMap.undoing(class_weights)(res["probs"])
         metrics[name] = {**decision_metrics(test.labels, res["probs"], counts, pred=res["pred"]), **res["extra"]}
         outputs[name] = res
     return metrics, outputs

@@ -125,7 +125,7 @@ def fit_posterior_map(raw_probs, labels, *, class_weights, train_priors, method:
     **Arguments:**
 
     - `raw_probs`, `labels`: the network's outputs on the validation split, and the truth.
-    - `class_weights`: the weights the loss used (divided out exactly).
+    - `class_weights`: the weights the loss used (divided out exactly; see `PosteriorMap.undoing`).
     - `train_priors`: the training sample's species abundances (kept in the map for re-weighting).
     - `method`: `bias_temperature` (a temperature and one bias per species minimising the NLL;
       convex, solved with L-BFGS), `temperature` (the temperature only) or `weights_only`.
@@ -133,8 +133,7 @@ def fit_posterior_map(raw_probs, labels, *, class_weights, train_priors, method:
     if method not in POSTERIOR_METHODS:
         raise ValueError(f"posterior method must be one of {list(POSTERIOR_METHODS)}, got {method!r}")
     raw_probs, labels = _check(raw_probs, labels)
-    base = PosteriorMap(class_weights=tuple(class_weights),
-                        train_priors=None if train_priors is None else tuple(train_priors))
+    base = PosteriorMap.undoing(class_weights, train_priors=None if train_priors is None else tuple(train_priors))
     if method == "weights_only":
         return base
     if method == "temperature":

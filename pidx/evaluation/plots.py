@@ -36,14 +36,21 @@ def _momentum_axis(ax, lo: float, hi: float) -> None:
         ax.set_xscale("log")
 
 
-def roc_curves(labels, methods: dict[str, np.ndarray], path, title="") -> Path:
-    """One-vs-rest ROC per species; `methods` maps a name to `[N, 4]` scores."""
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4.2))
+def _species_panels(axes, labels):
+    """(species index, its axis, one-vs-rest truth) per species; a panel whose species is on no
+    track (or on every track, leaving no rest) is titled "absent" and skipped."""
     for c, ax in enumerate(axes):
         pos = labels == c
         if not pos.any() or pos.all():
             ax.set_title(f"{CLASS_LABELS[c]} (absent)")
             continue
+        yield c, ax, pos
+
+
+def roc_curves(labels, methods: dict[str, np.ndarray], path, title="") -> Path:
+    """One-vs-rest ROC per species; `methods` maps a name to `[N, 4]` scores."""
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.2))
+    for c, ax, pos in _species_panels(axes, labels):
         for name, probs in methods.items():
             fpr, tpr, _ = roc_curve(pos, probs[:, c])
             ax.plot(fpr, tpr, label=f"{name} (AUC {area_under(fpr, tpr):.3f})", **METHOD_STYLES.get(name, {}))
@@ -174,11 +181,7 @@ def purity_vs_efficiency(labels, methods: dict[str, np.ndarray], path, title="")
     """Per species, purity vs efficiency of `P(species) >= t` over every threshold t, one curve per
     method (`methods` maps a name to `[N, 4]` scores); the standard purities dotted."""
     fig, axes = plt.subplots(1, 4, figsize=(16, 4.2))
-    for c, ax in enumerate(axes):
-        pos = labels == c
-        if not pos.any() or pos.all():
-            ax.set_title(f"{CLASS_LABELS[c]} (absent)")
-            continue
+    for c, ax, pos in _species_panels(axes, labels):
         for name, probs in methods.items():
             curve = efficiency_purity_curve(probs[:, c], pos)
             ax.plot(curve["efficiency"], curve["purity"], label=name, **METHOD_STYLES.get(name, {}))

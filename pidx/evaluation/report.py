@@ -77,18 +77,18 @@ def write_report(out: str | Path, header: ReportHeader, *, metrics: dict, predic
     labels, momentum = predictions["label"].to_numpy(), predictions["p"].to_numpy()
     methods = ["model"] + [m for m in ("oracle", "gbdt", "xgboost", "lightgbm", "bayes_pid", "nsigma") if f"{m}_prob_pi" in predictions]
     title = f"{header.name} ({header.model}, {header.momentum_range})"
+    scores = {m: _probs(predictions, m) for m in methods}
     figs = {
-        "roc": plots.roc_curves(labels, {m: _probs(predictions, m) for m in methods}, out / "roc.png", title),
+        "roc": plots.roc_curves(labels, scores, out / "roc.png", title),
         "effpur": plots.efficiency_purity(labels, {m: _pred(predictions, m) for m in methods}, momentum,
                                           out / "efficiency_purity_vs_p.png", title=title),
-        "purity": plots.purity_vs_efficiency(labels, {m: _probs(predictions, m) for m in methods},
-                                             out / "purity_vs_efficiency.png", title),
+        "purity": plots.purity_vs_efficiency(labels, scores, out / "purity_vs_efficiency.png", title),
         "confusion": plots.confusion(confusion_matrix(labels, _pred(predictions, "model")), out / "confusion.png",
                                      f"{header.model}: normalised confusion"),
         "dedx": plots.dedx_map(momentum, predictions["tpc_signal"].to_numpy(), labels, _pred(predictions, "model"),
                                out / "dedx_vs_p.png"),
     }
-    standard = standard_working_points(labels, {m: _probs(predictions, m) for m in methods})
+    standard = standard_working_points(labels, scores)
     cal = metrics.get("calibration", {})
     if "test" in cal:
         curves = {"posterior": cal["test"]["reliability"]}

@@ -121,7 +121,10 @@ def choose_threshold(scores, is_species, point: WorkingPoint, weights=None) -> d
 
 def efficiency_at_purity(scores, is_species, purity: float) -> float | None:
     """The highest efficiency of any threshold with at least `purity` (None: unreachable)."""
-    curve = efficiency_purity_curve(scores, is_species)
+    return _best_efficiency(efficiency_purity_curve(scores, is_species), purity)
+
+
+def _best_efficiency(curve: dict, purity: float) -> float | None:
     ok = curve["purity"] >= purity
     return float(curve["efficiency"][ok].max()) if ok.any() else None
 
@@ -179,8 +182,11 @@ def evaluate_working_point(point: WorkingPoint, val_probs, val_labels, test_prob
 def standard_working_points(labels, methods: dict[str, np.ndarray], purities=STANDARD_PURITIES) -> dict:
     """Per method and species, the best efficiency at each purity in `purities` (on one sample)."""
     labels = np.asarray(labels)
-    return {m: {s: {f"{p:g}": efficiency_at_purity(probs[:, c], labels == c, p) for p in purities}
-                for c, s in enumerate(CLASS_NAMES)} for m, probs in methods.items()}
+    out = {}
+    for m, probs in methods.items():
+        curves = {s: efficiency_purity_curve(probs[:, c], labels == c) for c, s in enumerate(CLASS_NAMES)}
+        out[m] = {s: {f"{p:g}": _best_efficiency(curve, p) for p in purities} for s, curve in curves.items()}
+    return out
 
 
 __all__ = ["STANDARD_PURITIES", "WorkingPoint", "efficiency_purity_curve", "choose_threshold", "efficiency_at_purity",

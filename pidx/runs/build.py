@@ -105,12 +105,15 @@ def make_trainer(recipe: Recipe, root_dir: Path, *, quiet: bool = False,
                    enable_progress_bar=False, default_root_dir=root_dir, config=recipe.to_dict())
 
 
-def load_predictor(run: RunDir, checkpoint: str | Path | None = None, *,
-                   priors=None) -> tuple[Recipe, Predictor, Path]:
+def load_predictor(run: RunDir, checkpoint: str | Path | None = None, *, priors=None,
+                   recipe_priors: bool = False) -> tuple[Recipe, Predictor, Path]:
     """(recipe, Predictor, checkpoint path) of a finished run: its model's weights, the checkpoint's
     preprocessing statistics and the run's posterior map, re-weighted to `priors` (species
-    abundances, a mapping or four numbers) when given."""
+    abundances, a mapping or four numbers) when given, else with `recipe_priors` to the recipe's
+    `evaluation.priors` (predict and export; test measures the training sample's)."""
     recipe, metrics = run.recipe(), run.metrics()
+    if priors is None and recipe_priors:
+        priors = recipe.evaluation.priors
     ckpt = Path(checkpoint) if checkpoint else run.best_checkpoint(metrics)
     meta = read_meta(ckpt)
     if not meta.get("preprocessing"):

@@ -30,9 +30,7 @@ def export_run(run_dir: str | Path, output: str | Path, *, target: str = "onnx",
     """
     if target not in TARGETS:
         raise ExportError(f"unknown export target {target!r}; accepted are {', '.join(TARGETS)}")
-    run = RunDir.open(run_dir)
-    recipe, predictor, ckpt = load_predictor(run, priors=priors if priors is not None else
-                                             run.recipe().evaluation.priors)
+    recipe, predictor, ckpt = load_predictor(RunDir.open(run_dir), priors=priors, recipe_priors=True)
     d, pre = recipe.data, predictor.preprocessor
     momentum_range = d.momentum_range_yaml
     meta = {"recipe": recipe.name, "model": recipe.model.name, "checkpoint": str(ckpt),

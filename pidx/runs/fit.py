@@ -91,10 +91,12 @@ def evaluate_in_memory(recipe: Recipe, run: RunDir, dm: TrackDataModule, predict
     per-track predictions frame; `test_metrics` gains the classification metrics and oracle gaps.
     """
     ev = recipe.evaluation
-    posterior, fitted = fit_posteriors(recipe, dm, predictor, class_weights)
+    raw_val_probs = predictor.raw_probs(dm.val)
+    posterior, fitted = fit_posteriors(recipe, dm, raw_val_probs, class_weights)
     run.write_calibration(fitted)
     predictor.posterior = posterior
-    test_probs = raw_test_probs if posterior is None else posterior(raw_test_probs)
+    as_posteriors = (lambda raw: raw) if posterior is None else posterior
+    test_probs = as_posteriors(raw_test_probs)
     labels = np.asarray(dm.test.label)
     test_metrics.update(decision_metrics(labels, test_probs, dm.class_counts))
     bins = ev.calibration_bins
@@ -102,7 +104,7 @@ def evaluate_in_memory(recipe: Recipe, run: RunDir, dm: TrackDataModule, predict
                    "test_raw": calibration_summary(raw_test_probs, labels, bins)}
     entries = {"calibration": calibration}
     if ev.working_points:
-        val_probs = predictor.probs(dm.val)
+        val_probs = as_posteriors(raw_val_probs)
         entries["working_points"] = [
             evaluate_working_point(WorkingPoint.parse(text), val_probs, np.asarray(dm.val.label), test_probs, labels,
                                    np.asarray(dm.test.p)) for text in ev.working_points]
@@ -114,23 +116,22 @@ def evaluate_in_memory(recipe: Recipe, run: RunDir, dm: TrackDataModule, predict
     return {**entries, "baselines": baselines}, predictions
 
 
-def fit_posteriors(recipe: Recipe, dm: TrackDataModule, predictor: Predictor, class_weights):
-    """The `PosteriorMap` of `evaluation.posterior`, fitted on the validation split (never the
-    test split), and what calibration.json records of it. `none`: no map (raw outputs)."""
+def fit_posteriors(recipe: Recipe, dm: TrackDataModule, raw, class_weights):
+    """The `PosteriorMap` of `evaluation.posterior`, fitted on the network's raw probabilities `raw`
+    of the validation split (never the test split), and what calibration.json records of it.
+    `none`: no map (raw outputs)."""
     method = recipe.evaluation.posterior
     val_labels = np.asarray(dm.val.label)
-    raw = predictor.raw_probs(dm.val)
     counts = np.asarray(dm.class_counts, np.float64)
     fitted = {"method": method, "fitted_on": "validation split", "val_tracks": int(len(val_labels)),
               "val_nll_raw": negative_log_likelihood(raw, val_labels)}
     if method == "none":
         return None, {**fitted, "posterior": None}
-    # an absent class (weight 0, abundance 0) cannot be re-weighted: weight 1, no abundances
-    weights = np.where(np.asarray(class_weights, np.float64) > 0, class_weights, 1.0)
-    priors = counts / counts.sum() if np.all(counts > 0) else None
-    posterior = fit_posterior_map(raw, val_labels, class_weights=weights, train_priors=priors, method=method)
+    priors = counts / counts.sum() if np.all(counts > 0) else None  # an absent species: no re-weighting
+    posterior = fit_posterior_map(raw, val_labels, class_weights=class_weights, train_priors=priors, method=method)
     return posterior, {**fitted, "posterior": posterior.to_dict(),
-                       "val_nll_weights_undone": negative_log_likelihood(PosteriorMap(tuple(weights))(raw), val_labels),
+                       "val_nll_weights_undone": negative_log_likelihood(PosteriorMap.undoing(class_weights)(raw),
+                                                                         val_labels),
                        "val_nll": negative_log_likelihood(posterior(raw), val_labels)}
 
 
@@ -144,7 +145,7 @@ def write_run_report(recipe: Recipe, run: RunDir, metrics: dict, dm: TrackDataMo
                      history: list[dict], checkpoint, predictions, *, max_tracks: int | None = None) -> Path:
     """The report of a run from data in hand (importance and ablation on the test split)."""
     max_tracks = recipe.evaluation.report_max_tracks if max_tracks is None else max_tracks
-    _, importance, ablation = importance_and_ablation(predictor.raw_probs, dm.test, predictor.layout,
+    _, importance, ablation = importance_and_ablation(predictor.probs, dm.test, predictor.layout,
                                                       max_tracks=max_tracks)
     return write_report(run / RunDir.REPORT, report_header(recipe, run, checkpoint), metrics=metrics,
                         predictions=predictions, history=history, importance=importance, ablation=ablation)

@@ -142,10 +142,7 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
         points = [WorkingPoint.parse(text) for text in select]
     except ValueError as exc:
         raise RecipeError(f"--select: {exc}") from None
-    run = RunDir.open(run_dir)
-    recipe = run.recipe()
-    priors = priors if priors is not None else recipe.evaluation.priors
-    recipe, predictor, ckpt = load_predictor(run, priors=priors)
+    recipe, predictor, ckpt = load_predictor(RunDir.open(run_dir), priors=priors, recipe_priors=True)
     if mc_dropout and predictor.is_ensemble:
         raise RecipeError("--mc-dropout samples a single model; this run is an ensemble, whose members "
                           "already give mutual_information and disagreement with --uncertainty")

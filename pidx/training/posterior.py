@@ -87,6 +87,14 @@ class PosteriorMap:
                 raise ValueError("re-weighting to other abundances needs the training sample's abundances")
             set_("priors", abundances(self.priors, "abundances"))
 
+    @classmethod
+    def undoing(cls, class_weights, **fields) -> "PosteriorMap":
+        """The map dividing out the weights a loss (or a tree's sample weights) used. A weight of 0
+        marks a species absent from training: the model never learned it and there is nothing to
+        divide out, so it counts as 1. `fields`: the other fields."""
+        w = np.asarray(class_weights, np.float64)
+        return cls(class_weights=tuple(np.where(w > 0, w, 1.0)), **fields)
+
     def logit_shift(self) -> np.ndarray:
         """The constant `c` of `z'' = log q / T + c` (one per species)."""
         shift = -np.log(self.class_weights) / self.temperature + np.asarray(self.bias)
@@ -125,7 +133,7 @@ class PosteriorMap:
 def corrected_nll(raw_probs, labels, class_weights) -> float:
     """Mean −log P(true species | track) with the class weighting undone: the validation
     quantity the built-in recipes monitor (class weights do not move it, unlike the loss)."""
-    probs = PosteriorMap(class_weights=tuple(np.asarray(class_weights, np.float64)))(raw_probs)
+    probs = PosteriorMap.undoing(class_weights)(raw_probs)
     labels = np.asarray(labels)
     return float(-np.mean(np.log(np.maximum(probs[np.arange(len(labels)), labels], _TINY))))
 
