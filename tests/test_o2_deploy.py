@@ -20,8 +20,13 @@ import pidx
 from pidx.cli import main
 from pidx.data.files import write_table
 from pidx.data.layouts import O2_FILE_BRANCHES
+from pidx.data.io import load_tracks
 from pidx.errors import ExportError
+from pidx.evaluation.baselines import gbdt_features
 from pidx.export.o2physics import o2physics_bins
+from pidx.runs.build import load_predictor
+from pidx.runs.export import export_run
+from pidx.runs.rundir import RunDir
 
 RECIPE = str(Path(__file__).parent.parent / "recipes" / "fse_phase1_full.yaml")
 TOL = 1e-5
@@ -167,3 +172,55 @@ def test_test_command_on_a_root_file(o2_run, o2_file, tmp_path):
     out = tmp_path / "m.json"
     assert main(["test", str(o2_run), "--data", str(o2_file), "--output", str(out)]) == 0
     assert json.loads(out.read_text())["n_tracks"] == 9000
+
+
+# ----------------------------------------------------------------------------- inputs beyond the vector
+def extra_input_values(t: dict) -> list:
+    """The opt-in inputs for one track, transcribed from their definition (not from pidx): the 7
+    nibbles of `itsClusterSizes`, their mean over layers with a cluster × cos λ, then `centFT0C`."""
+    v = int(t["itsClusterSizes"]) & 0xFFFFFFFF
+    sizes = [(v >> (4 * layer)) & 0xF for layer in range(7)]
+    hit = [s for s in sizes if s]
+    mean = sum(hit) / len(hit) if hit else 0.0
+    return [float(s) for s in sizes] + [mean / math.cosh(float(t["eta"])), float(t["centFT0C"])]
+
+
+@pytest.fixture(scope="module")
+def extras_run(o2_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("o2runs") / "fse1_full_extras"
+    assert main(["fit", RECIPE, "--set", f"data.source={o2_file}", "--set", "trainer.max_epochs=2",
+                 "--set", "trainer.batch_size=256", "--set", "evaluation.report=false",
+                 "--set", "data.extra_inputs=[its_cluster_sizes, centrality]",
+                 "--set", "evaluation.baselines=[gbdt, lightgbm, oracle]", "--output", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_extra_inputs_are_model_groups_and_tree_inputs(extras_run, o2_file):
+    _, predictor, _ = load_predictor(RunDir.open(extras_run))
+    groups = [g.name for g in predictor.preprocessor.layout.groups]
+    assert groups == ["tpc", "tof", "trd", "its", "emcal", "hmpid", "its_cluster_sizes", "centrality", "kinematics"]
+    metrics = json.loads((extras_run / "metrics.json").read_text())
+    # the trees read what the network reads: the vector as the table holds it and the 9 extra columns
+    vector_inputs = gbdt_features(load_tracks(o2_file)).shape[1]
+    assert metrics["baselines"]["gbdt"]["inputs"] == vector_inputs + 9
+    assert metrics["baselines"]["lightgbm"]["inputs"] == vector_inputs + 9
+
+
+def test_extra_inputs_export_to_plain_onnx_only(extras_run, o2_file, tmp_path):
+    with pytest.raises(ExportError, match=r"beyond the 46-value vector.*itsClusterSize0.*centFT0C.*plain onnx target"):
+        export_run(extras_run, tmp_path / "o2", target="o2physics", check=False)
+    onnx_path = tmp_path / "m.onnx"
+    assert main(["export", str(extras_run), "--output", str(onnx_path)]) == 0
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    (inp,) = session.get_inputs()
+    assert inp.shape[1] == 46 + 9
+    use = {t: True for t in TOGGLES}
+    x = np.array([run_inference_vector(t, use) + extra_input_values(t) for t in _tracks(o2_file)], dtype=np.float32)
+    onnx_probs = session.run(None, {inp.name: x})[-1][:, :4]
+    out = tmp_path / "pred.parquet"
+    assert main(["predict", str(extras_run), "--input", str(o2_file), "--output", str(out)]) == 0
+    ours = pd.read_parquet(out)[["prob_pi", "prob_ka", "prob_pr", "prob_el"]].to_numpy()
+    assert np.max(np.abs(onnx_probs - ours)) <= TOL
+    # the model reads the centrality: it cannot be switched off as pid-onnx-inference switches off its mask
+    assert main(["predict", str(extras_run), "--input", str(o2_file), "--output", str(out),
+                 "--without", "centrality"]) != 0

@@ -46,6 +46,9 @@ def write(tmp_path, text, name="r.yaml"):
     ("callbacks: [{'nosuch.module:Thing': {}}]", r"cannot import callback 'nosuch.module:Thing'"),
     ("callbacks: [{'pidx.models:SimpleNN': {}}]", r"is not a pidx Callback subclass"),
     ("data: [1, 2]", r"'data' must be a mapping"),
+    ("data: {extra_inputs: [its_sizes]}", r"'data.extra_inputs\[0\]' must be one of \['its_cluster_sizes', 'centrality'\]"),
+    ("data: {layout: legacy, extra_inputs: [centrality]}", r"'data.extra_inputs' needs the o2 layout"),
+    ("data: {extra_inputs: [centrality, centrality]}", r"'data.extra_inputs' names an input twice"),
 ])
 def test_recipe_errors_name_key_and_suggest(tmp_path, text, pattern):
     with pytest.raises(RecipeError, match=pattern) as err:
@@ -81,3 +84,15 @@ def test_user_callback_by_import_path():
     cfg = validate_recipe({"callbacks": [{"helpers:CountingCallback": {"tag": "y"}}]})
     assert cfg.callbacks == (CallbackSpec("helpers:CountingCallback", {"tag": "y"}),)
     assert cfg.to_dict()["callbacks"] == [{"helpers:CountingCallback": {"tag": "y"}}]
+
+
+def test_extra_input_choices_are_the_layouts_named_groups():
+    import typing
+
+    from pidx.data.layouts import O2_EXTRA_INPUTS
+    from pidx.recipe.sections import ExtraInput
+
+    assert set(typing.get_args(ExtraInput)) == set(O2_EXTRA_INPUTS)
+    recipe = load_recipe(Path(__file__).parent.parent / "recipes" / "fse_phase1_mid.yaml",
+                         overrides=["data.extra_inputs=[its_cluster_sizes]"])
+    assert recipe.data.extra_inputs == ("its_cluster_sizes",)

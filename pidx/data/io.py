@@ -138,7 +138,11 @@ def validate_tracks(
         raise DataError(f"on_invalid must be 'error' or 'drop', got {on_invalid!r}")
     if len(df) == 0:
         raise DataError(f"{source}: the table is empty (no tracks)")
-    checked = FeatureLayout(tuple(layout.groups) + tuple(passengers))
+    # a passenger column the model reads (e.g. centrality as an extra input) is validated with the model's group
+    used = set(layout.input_columns)
+    passengers = tuple(dataclasses.replace(g, columns=tuple(c for c in g.columns if c not in used))
+                       for g in passengers if any(c not in used for c in g.columns))
+    checked = FeatureLayout(tuple(layout.groups) + passengers)
     _check_columns(df, list(checked.input_columns) + ([LABEL_COLUMN] if require_label else []), source)
 
     dropped: dict[str, int] = {}
@@ -302,11 +306,15 @@ def tracks_from_frame(
     if lay.name == "o2":  # raw flags must be 0/1 before they decide the canonical columns
         for flag in (b for b, ctype in lay.required.items() if ctype == "bool"):
             _flag_column(raw, flag, source)
+    layout = layout or lay.features.with_groups(extra_groups)
+    if "centrality" in disabled_groups and "centFT0C" in layout.input_columns:
+        raise DataError(f"{source}: the model reads the centrality (centFT0C) as an input, so the centrality "
+                        "group cannot be disabled for it")
     cutflow = {}
     if selection is not None and selection.active:
         raw, cutflow = apply_selection(raw, selection, lay, source)
     table = validate_tracks(lay.canonical(raw, tuple(disabled_groups)), source=source,
-                            layout=layout or lay.features.with_groups(extra_groups), passengers=lay.passengers, layout_name=lay.name, **kwargs)
+                            layout=layout, passengers=lay.passengers, layout_name=lay.name, **kwargs)
     if cutflow:
         table.summary["selection"] = cutflow
     return table

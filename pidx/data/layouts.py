@@ -100,10 +100,41 @@ assert len(O2_VECTOR) == 46
 _GROUP_FLAG = {s.group: s.branch for s in O2_VECTOR if s.kind == "flag"}
 
 
+def its_cluster_sizes(cluster_sizes) -> np.ndarray:
+    """Cluster size per layer `[N, 7]` (0 = no cluster): the 4-bit nibbles of `itsClusterSizes`."""
+    v = np.asarray(cluster_sizes).astype(np.int64) & 0xFFFFFFFF  # the C++ casts to uint32_t
+    return np.stack([(v >> (ITS_BITS * layer)) & 0xF for layer in range(ITS_LAYERS)], axis=1)
+
+
 def its_cluster_count(cluster_sizes) -> np.ndarray:
     """Layers with a cluster: the non-zero 4-bit nibbles of `itsClusterSizes` (7 layers)."""
-    v = np.asarray(cluster_sizes).astype(np.int64) & 0xFFFFFFFF  # the C++ casts to uint32_t
-    return sum(((v >> (ITS_BITS * layer)) & 0xF) != 0 for layer in range(ITS_LAYERS)).astype(np.int64)
+    return (its_cluster_sizes(cluster_sizes) != 0).sum(axis=1).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- inputs beyond the vector
+ITS_SIZE_COLUMNS = tuple(f"itsClusterSize{layer}" for layer in range(ITS_LAYERS))
+# ALICE's ITS PID variable: the mean cluster size over layers with a cluster, times cos λ = 1/cosh η
+ITS_MEAN_SIZE = "itsMeanClusterSizeCosLam"
+# Named opt-in model inputs the 46-value vector drops. A model that uses them runs on pidx
+# and the plain ONNX export (they are extra input columns), not in pid-onnx-inference.
+O2_EXTRA_INPUTS: dict[str, DetectorGroup] = {
+    # no flag of its own: with ITS switched off the sizes read 0, a track without clusters
+    "its_cluster_sizes": DetectorGroup("its_cluster_sizes", ITS_SIZE_COLUMNS + (ITS_MEAN_SIZE,)),
+    "centrality": DetectorGroup("centrality", ("centFT0C",)),
+}
+
+
+def its_size_columns(columns: Mapping[str, np.ndarray], disabled: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Per-layer ITS cluster sizes and their mean × cos λ, as float32 columns (0 = no cluster,
+    or ITS disabled), derived from `itsClusterSizes` and `eta`."""
+    sizes = its_cluster_sizes(columns["itsClusterSizes"]).astype(np.float64)
+    if "its" in disabled:
+        sizes[:] = 0.0
+    hits = (sizes > 0).sum(axis=1)
+    mean = np.where(hits > 0, sizes.sum(axis=1) / np.maximum(hits, 1), 0.0)
+    out = {c: sizes[:, i].astype(np.float32) for i, c in enumerate(ITS_SIZE_COLUMNS)}
+    out[ITS_MEAN_SIZE] = (mean / np.cosh(np.asarray(columns["eta"], np.float64))).astype(np.float32)
+    return out
 
 
 def o2_vector(columns: Mapping[str, np.ndarray], disabled: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
@@ -178,14 +209,20 @@ class TrackLayout:
     dedx: str
     primary: str | None = None
 
+    def extra_columns(self, features: FeatureLayout) -> tuple[str, ...]:
+        """Columns a model with detector groups `features` reads beyond `model_inputs`."""
+        return tuple(c for c in features.input_columns if c not in self.model_inputs)
+
     def canonical(self, df: pd.DataFrame, disabled: tuple[str, ...] = ()) -> pd.DataFrame:
-        """Raw table → canonical columns (O2: the 46-vector beside the raw branches)."""
+        """Raw table → canonical columns (O2: the 46-vector and the ITS cluster-size columns beside
+        the raw branches)."""
         if self.name != "o2":
             if disabled:
                 raise DataError(f"disabling detector groups needs the o2 layout; this table is {self.name}")
             return df
-        vector = o2_vector({c: df[c].to_numpy() for c in O2_BRANCHES if c in df}, disabled)
-        out = df.drop(columns=[c for c in O2_VECTOR_COLUMNS if c in df]).assign(**vector)
+        branches = {c: df[c].to_numpy() for c in O2_BRANCHES if c in df}
+        derived = {**o2_vector(branches, disabled), **its_size_columns(branches, disabled)}
+        out = df.drop(columns=[c for c in derived if c in df]).assign(**derived)
         if LABEL_COLUMN not in out and O2_LABEL in out:
             out[LABEL_COLUMN] = out[O2_LABEL]
         return out
@@ -237,5 +274,6 @@ def detect_layout(columns, *, source: str = "table", forced: str = "auto") -> Tr
 
 
 __all__ = ["O2_BRANCHES", "O2_MC_BRANCHES", "O2_FILE_BRANCHES", "O2_LABEL", "O2_BAYES_COLUMNS", "O2_TOGGLES", "O2_VECTOR",
-           "O2_VECTOR_COLUMNS", "VectorSlot", "its_cluster_count", "o2_vector", "TrackLayout", "O2", "LEGACY",
+           "O2_VECTOR_COLUMNS", "VectorSlot", "its_cluster_sizes", "its_cluster_count", "o2_vector",
+           "ITS_SIZE_COLUMNS", "ITS_MEAN_SIZE", "O2_EXTRA_INPUTS", "its_size_columns", "TrackLayout", "O2", "LEGACY",
            "TRACK_LAYOUTS", "LAYOUT_CHOICES", "get_layout", "detect_layout"]

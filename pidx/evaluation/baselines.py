@@ -20,6 +20,7 @@ runs on O2 and legacy tables alike.
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
@@ -83,25 +84,29 @@ def _subset(labels, probs, pred, sel):
     return {k: m[k] for k in ("accuracy", "balanced_accuracy", "macro_auc", "n_tracks")}
 
 
-def gbdt_features(table: TrackTable) -> np.ndarray:
-    """The layout's model inputs as the table holds them (NaN where a detector is absent)."""
+def gbdt_features(table: TrackTable, extra_columns: tuple[str, ...] = ()) -> np.ndarray:
+    """The layout's model inputs as the table holds them (NaN where a detector is absent), then
+    `extra_columns` (the inputs a model reads beyond them), so trees see what the network sees."""
     f = table.frame
-    columns = [c for c in get_layout(table.layout).model_inputs if c in f]
+    columns = [c for c in get_layout(table.layout).model_inputs if c in f] + list(extra_columns)
     return np.stack([f[c].to_numpy(np.float64) for c in columns], axis=1)
 
 
-def gbdt(test: TrackTable, *, train: TrackTable, class_weights, seed: int = 231, max_iter: int = 200, **_) -> dict:
+def gbdt(test: TrackTable, *, train: TrackTable, class_weights, seed: int = 231, max_iter: int = 200,
+         features=gbdt_features, **_) -> dict:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     weights = np.asarray(class_weights, np.float64)
     model = HistGradientBoostingClassifier(max_iter=max_iter, early_stopping=True, random_state=seed)
     start = time.perf_counter()
-    model.fit(gbdt_features(train), train.labels, sample_weight=weights[train.labels])
+    x = features(train)
+    model.fit(x, train.labels, sample_weight=weights[train.labels])
     fit_s = time.perf_counter() - start
     probs = np.zeros((len(test), NUM_CLASSES))
-    probs[:, model.classes_] = model.predict_proba(gbdt_features(test))
+    probs[:, model.classes_] = model.predict_proba(features(test))
     return {"probs": probs, "pred": None,
-            "extra": {"fit_s": fit_s, "iterations": int(model.n_iter_), "class_weights": weights.tolist()}}
+            "extra": {"fit_s": fit_s, "inputs": x.shape[1], "iterations": int(model.n_iter_),
+                      "class_weights": weights.tolist()}}
 
 
 def oracle(test: TrackTable, **_) -> dict | None:
@@ -126,7 +131,7 @@ def decision_metrics(labels, probs, train_counts, *, pred=None) -> dict:
 
 
 def run_baselines(tables: dict[str, TrackTable], names=DEFAULT_BASELINES, *, class_weights, seed: int = 231,
-                  gbdt_max_iter: int = 200) -> tuple[dict, dict]:
+                  gbdt_max_iter: int = 200, extra_columns: tuple[str, ...] = ()) -> tuple[dict, dict]:
     """Run each baseline on `tables["test"]` (GBDT trained on `tables["train"]`).
 
     **Arguments:**
@@ -137,12 +142,16 @@ def run_baselines(tables: dict[str, TrackTable], names=DEFAULT_BASELINES, *, cla
     - `class_weights`: the 4 class weights the network was trained with (the trees' sample
       weights, divided out of their probabilities again).
     - `seed`, `gbdt_max_iter`: the GBDT's seed and boosting iterations.
+    - `extra_columns`: columns the network reads beyond the layout's model inputs (extra
+      inputs and groups); the trees read them too.
 
     Returns `(metrics, outputs)`: metrics per baseline (with its extras), and the
     per-track `probs`/`pred` for plots.
     """
-    funcs = {"bayes_pid": bayes_pid, "nsigma": nsigma, "gbdt": gbdt, "oracle": oracle,
-             "xgboost": _tree(xgboost_baseline, tables), "lightgbm": _tree(lightgbm_baseline, tables)}
+    features = functools.partial(gbdt_features, extra_columns=tuple(extra_columns))
+    funcs = {"bayes_pid": bayes_pid, "nsigma": nsigma, "gbdt": functools.partial(gbdt, features=features),
+             "oracle": oracle, "xgboost": _tree(xgboost_baseline, tables, features),
+             "lightgbm": _tree(lightgbm_baseline, tables, features)}
     unknown = sorted(set(names) - set(funcs))
     if unknown:
         raise ValueError(f"unknown baselines {unknown}; available are {list(BASELINES)}")
@@ -159,12 +168,12 @@ def run_baselines(tables: dict[str, TrackTable], names=DEFAULT_BASELINES, *, cla
     return metrics, outputs
 
 
-def _tree(fit, tables):
+def _tree(fit, tables, features):
     def run(test, *, class_weights, seed, **_):
         if "val" not in tables:
             raise ValueError("the xgboost and lightgbm baselines stop early on a validation split: pass tables['val']")
         return fit(test, train=tables["train"], val=tables["val"], class_weights=class_weights,
-                   features=gbdt_features, seed=seed)
+                   features=features, seed=seed)
     return run
 
 

@@ -55,8 +55,8 @@ def xgboost_baseline(test: TrackTable, *, train: TrackTable, val: TrackTable, cl
     model.fit(x, y, sample_weight=w, eval_set=[(xv, yv)], sample_weight_eval_set=[wv], verbose=False)
     fit_s = time.perf_counter() - start
     return {"probs": _probs(model, features(test)), "pred": None,
-            "extra": {"fit_s": fit_s, "iterations": int(model.best_iteration) + 1, "class_weights": weights.tolist(),
-                      "version": xgb.__version__}}
+            "extra": {"fit_s": fit_s, "inputs": x.shape[1], "iterations": int(model.best_iteration) + 1,
+                      "class_weights": weights.tolist(), "version": xgb.__version__}}
 
 
 def lightgbm_baseline(test: TrackTable, *, train: TrackTable, val: TrackTable, class_weights, features,
@@ -75,7 +75,7 @@ def lightgbm_baseline(test: TrackTable, *, train: TrackTable, val: TrackTable, c
               callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)])
     fit_s = time.perf_counter() - start
     return {"probs": _probs(model, features(test)), "pred": None,
-            "extra": {"fit_s": fit_s, "iterations": int(model.best_iteration_ or N_TREES),
+            "extra": {"fit_s": fit_s, "inputs": x.shape[1], "iterations": int(model.best_iteration_ or N_TREES),
                       "class_weights": weights.tolist(), "version": lgb.__version__}}
 
 

@@ -103,12 +103,12 @@ def input_columns(pre) -> tuple[str, ...]:
     """The exported model's input columns for a fitted `Preprocessor`: its file layout's model inputs
     (legacy: the 21 schema features; o2: the 46-value vector of pidOnnxInference), then any extra
     groups' columns."""
-    base = get_layout(pre.track_layout).model_inputs
-    extra = [c for c in pre.layout.input_columns if c not in base]
-    if extra and pre.track_layout == "o2":
-        raise ExportError(f"columns {extra} are not in the O2 model vector (46 values of pidOnnxInference); a model "
-                          "with extra detector groups cannot be exported for the o2 layout")
-    return tuple(base) + tuple(extra)
+    return get_layout(pre.track_layout).model_inputs + extra_input_columns(pre)
+
+
+def extra_input_columns(pre) -> tuple[str, ...]:
+    """The model's input columns beyond its file layout's own (extra inputs and extra groups)."""
+    return get_layout(pre.track_layout).extra_columns(pre.layout)
 
 
 def preprocessing_graph(g: GraphBuilder, raw: str, pre, sentinels) -> tuple[str, str]:
@@ -176,4 +176,4 @@ def preprocessing_graph(g: GraphBuilder, raw: str, pre, sentinels) -> tuple[str,
     return feats, mask
 
 
-__all__ = ["OPSET", "GraphBuilder", "input_columns", "preprocessing_graph"]
+__all__ = ["OPSET", "GraphBuilder", "input_columns", "extra_input_columns", "preprocessing_graph"]

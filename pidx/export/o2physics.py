@@ -21,6 +21,14 @@ TASK = "pid-onnx-inference"
 ALL_PT = [-1.0, 9999.0]  # the task's default single bin: one model for all momenta
 
 
+def check_o2physics_inputs(extra_columns) -> None:
+    """pid-onnx-inference feeds exactly the 46-value vector: a model with more inputs cannot run there."""
+    if extra_columns:
+        raise ExportError(f"the model reads columns beyond the 46-value vector of {TASK} ({', '.join(extra_columns)}), "
+                          "which the task cannot feed: export it to the "
+                          "plain onnx target, whose inputs are the 46 values followed by those columns")
+
+
 def o2physics_bins(track_layout: str, momentum_range, momentum_variable: str) -> list[float]:
     """`binsPtMl` for a run: one bin covering everything for a full-range model, the recipe's own
     window for a model trained on a pT window; anything else cannot run in pid-onnx-inference."""
@@ -49,4 +57,4 @@ def write_o2physics_config(directory: Path, bins: list[float]) -> Path:
     return atomic_write_json(Path(directory) / CONFIG_FILE, config)
 
 
-__all__ = ["MODEL_FILE", "CONFIG_FILE", "TASK", "o2physics_bins", "write_o2physics_config"]
+__all__ = ["check_o2physics_inputs", "MODEL_FILE", "CONFIG_FILE", "TASK", "o2physics_bins", "write_o2physics_config"]

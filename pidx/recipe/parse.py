@@ -142,6 +142,11 @@ def _build_data(raw, path: str) -> DataSection:
         simulator = dataclasses.replace(DataSection().simulator, **sim, layout=layout)
     except PidxError as exc:
         raise RecipeError(f"'{path}': {exc}") from None
+    if data.extra_inputs and data.layout == "legacy":
+        raise RecipeError(f"'{path}.extra_inputs' needs the o2 layout (the legacy layout has no ITS cluster sizes or "
+                          "centrality); remove it or set data.layout to o2 or auto")
+    if len(set(data.extra_inputs)) != len(data.extra_inputs):
+        raise RecipeError(f"'{path}.extra_inputs' names an input twice: {list(data.extra_inputs)}")
     try:
         resolve_momentum_range(data.momentum_range)
     except PidxError as exc:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from ..data.simulate import SimulatorConfig
 
+ExtraInput = Literal["its_cluster_sizes", "centrality"]  # the keys of pidx.data.layouts.O2_EXTRA_INPUTS
 BaselineName = Literal["bayes_pid", "nsigma", "gbdt", "xgboost", "lightgbm", "oracle"]
 
 
@@ -70,6 +71,10 @@ class DataSection:
                                                  "NaN/inf/sentinel", default="error")
     clip: float = _help("robust-scaled features are clipped to [-clip, clip]", default=20.0)
     cache: bool = _help("cache simulated tables on disk", default=True)
+    extra_inputs: tuple[ExtraInput, ...] = _help(
+        "o2 layout: inputs beyond the 46-value vector, each a detector group of its own: its_cluster_sizes (the 7 "
+        "per-layer ITS cluster sizes and their mean × cos λ) and centrality (centFT0C). Such a model exports to plain "
+        "ONNX, not to pid-onnx-inference", default=())
     extra_groups: tuple[ExtraGroup, ...] = _help("list of {name, columns, flag} detector groups", default=())
     simulator: SimulatorConfig = _help(
         "the simulator's parameters, written flat in `data` (n_tracks, simulation_seed and every field of "

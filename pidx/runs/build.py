@@ -11,6 +11,7 @@ from pathlib import Path
 import equinox as eqx
 
 from ..data.datamodule import TrackDataModule
+from ..data.layouts import O2_EXTRA_INPUTS
 from ..data.preprocess import Preprocessor
 from ..data.schema import DetectorGroup, FeatureLayout
 from ..data.selection import TrackSelection
@@ -35,7 +36,8 @@ def make_datamodule(recipe: Recipe) -> TrackDataModule:
         momentum_range=d.momentum_range, momentum_variable=d.momentum_variable, seed=recipe.seed,
         test_fraction=d.test_fraction, val_fraction=d.val_fraction, track_layout=d.layout, tree=d.tree,
         selection=TrackSelection(**vars(d.selection), primaries_only=d.primaries_only),
-        extra_groups=tuple(DetectorGroup(g.name, g.columns, g.flag) for g in d.extra_groups),
+        extra_groups=tuple(O2_EXTRA_INPUTS[name] for name in d.extra_inputs)
+        + tuple(DetectorGroup(g.name, g.columns, g.flag) for g in d.extra_groups),
         sentinels=d.sentinels, drop_unknown_pdg=d.drop_unknown_pdg, on_invalid=d.on_invalid, clip=d.clip,
         use_cache=d.cache)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ExportError
-from ..export.o2physics import MODEL_FILE, o2physics_bins, write_o2physics_config
+from ..export.graph import extra_input_columns
+from ..export.o2physics import MODEL_FILE, check_o2physics_inputs, o2physics_bins, write_o2physics_config
 from ..export.writer import export_onnx
 from .build import load_predictor
 from .rundir import RunDir
@@ -39,6 +40,7 @@ def export_run(run_dir: str | Path, output: str | Path, *, target: str = "onnx",
             "note": "the model was trained on tracks inside momentum_range; apply the same selection"}
     path = Path(output)
     if target == "o2physics":
+        check_o2physics_inputs(extra_input_columns(pre))
         bins = o2physics_bins(pre.track_layout, momentum_range, d.momentum_variable)
         meta["binsPtMl"] = bins
         path = Path(output) / MODEL_FILE

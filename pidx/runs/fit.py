@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from ..data.datamodule import TrackDataModule
+from ..data.layouts import get_layout
 from ..data.schema import CLASS_NAMES
 from ..evaluation.baselines import add_oracle_gaps, decision_metrics, run_baselines
 from ..evaluation.calibration import calibration_summary, fit_posterior_map, negative_log_likelihood
@@ -109,7 +110,8 @@ def evaluate_in_memory(recipe: Recipe, run: RunDir, dm: TrackDataModule, predict
             evaluate_working_point(WorkingPoint.parse(text), val_probs, np.asarray(dm.val.label), test_probs, labels,
                                    np.asarray(dm.test.p)) for text in ev.working_points]
     baselines, outputs = run_baselines(dm.tables, ev.baselines, class_weights=class_weights, seed=recipe.seed,
-                                       gbdt_max_iter=ev.gbdt_max_iter)
+                                       gbdt_max_iter=ev.gbdt_max_iter,
+                                       extra_columns=get_layout(dm.tables["test"].layout).extra_columns(dm.layout))
     add_oracle_gaps(test_metrics, baselines)
     predictions = test_predictions_frame(dm.tables["test"], np.asarray(dm.test.p), test_probs, outputs)
     run.write_predictions(predictions)
