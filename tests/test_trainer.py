@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from helpers import separable_datamodule
+import pidx
 from pidx.data.schema import DEFAULT_LAYOUT, DetectorGroup, make_layout
 from pidx.errors import CheckpointError, TrainingError
 from pidx.models import FSEAttention, build_model
@@ -37,6 +38,17 @@ def test_each_model_learns_separable_problem(name, dm):
     t.fit(model, dm, state=state)
     assert t.test()["accuracy"] > 0.99
     assert t.history[-1]["train/loss"] < t.history[0]["train/loss"]
+
+
+@pytest.mark.parametrize("name", ["simplenn", "dnn", "fse_phase0", "fse_phase1"])
+def test_each_model_learns_in_bf16_with_f32_weights_and_state(name, dm):
+    """bf16 compute, f32 master weights; DNN's BatchNorm statistics stay f32 (they once broke bf16)."""
+    model, state = build_model(name, DEFAULT_LAYOUT, key=jax.random.PRNGKey(0), dropout=0.1)
+    t = trainer(max_epochs=6, batch_size=128, precision="bf16")
+    t.fit(model, dm, state=state)
+    assert t.test()["accuracy"] > 0.99
+    leaves = [x for x in jax.tree.leaves((t.params, t.model_state)) if hasattr(x, "dtype") and x.dtype.kind == "f"]
+    assert leaves and all(x.dtype == jax.numpy.float32 for x in leaves)
 
 
 class Recorder(Callback):
@@ -126,11 +138,24 @@ def test_model_checkpoint_keeps_exactly_top_k(dm, tmp_path):
     assert mc.best_model_score == 0.9 and mc.best_model_path.endswith("epoch=3-acc=0.90")
 
 
-def test_missing_monitor_lists_available(dm, tmp_path):
+def test_unknown_monitor_fails_before_the_first_step_listing_the_logged_ones(dm, tmp_path):
     model, state = small()
-    t = trainer(max_epochs=1, callbacks=[EarlyStopping(monitor="val/acc")], default_root_dir=tmp_path)
-    with pytest.raises(TrainingError, match=r"'val/acc' does not exist.*val/accuracy"):
-        t.fit(model, dm, state=state)
+    for cb in (EarlyStopping(monitor="val/acc"), ModelCheckpoint(monitor="val/acc")):
+        t = trainer(max_epochs=1, callbacks=[cb], default_root_dir=tmp_path)
+        with pytest.raises(TrainingError, match=r"'val/acc' is not logged.*'val/accuracy'.*'val/macro_auc'"):
+            t.fit(model, dm, state=state)
+        assert t.global_step == 0
+
+    class Logs(pidx.Callback):  # a callback's own metric, declared, can be monitored
+        metrics = ("custom/score",)
+
+        def on_validation_end(self, trainer):
+            trainer.logged_metrics["custom/score"] = float(trainer.current_epoch)
+
+    t = trainer(max_epochs=2, callbacks=[Logs(), EarlyStopping(monitor="custom/score", mode="max")],
+                default_root_dir=tmp_path / "own")
+    t.fit(model, dm, state=state)
+    assert [row["custom/score"] for row in t.history] == [0.0, 1.0]
 
 
 SMALL = {"simplenn": {"hidden": (32, 16)}, "dnn": {"hidden": (32, 16)},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import equinox as eqx
+import jax.numpy as jnp
 
 from ..data.schema import NUM_CLASSES, FeatureLayout
 from .base import BATCH_AXIS, PIDModel, activation, linear_stack, split_key
@@ -72,8 +73,10 @@ class DNN(PIDModel):
     def forward(self, x, mask, state, *, key=None):
         keys = split_key(key, len(self.dropouts))
         for layer, norm, drop, k in zip(self.layers[:-1], self.norms, self.dropouts, keys):
-            x, state = norm(layer(x), state)
-            x = drop(self.activation(x), key=k)
+            h = layer(x)
+            # batch statistics in f32: under bf16 compute the running mean/var (model state) stay f32
+            y, state = norm(h.astype(jnp.float32), state)
+            x = drop(self.activation(y.astype(h.dtype)), key=k)
         return self.layers[-1](x), state
 
 
