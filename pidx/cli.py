@@ -78,40 +78,22 @@ def _enable_jax_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
-def _print_metrics(title: str, test: dict, extra: dict | None = None) -> None:
-    from rich.table import Table
-
-    table = Table(title=title, show_header=True)
-    table.add_column("species")
-    for col in ("AUC", "efficiency", "purity", "F1", "tracks"):
-        table.add_column(col, justify="right")
-    from .evaluation.tables import fmt_number as fmt
-
-    for name, m in test["per_class"].items():
-        table.add_row(name, fmt(m["auc"]), fmt(m["efficiency"]), fmt(m["purity"]), fmt(m["f1"]),
-                      str(m.get("n_true", "")))
-    out = Console()
-    out.print(table)
-    line = (f"accuracy [bold]{test['accuracy']:.4f}[/]  balanced accuracy {test['balanced_accuracy']:.4f}  "
-            f"macro AUC {fmt(test['macro_auc'])}  on {test['n_tracks']:,} tracks")
-    for k, v in (extra or {}).items():
-        line += f"  {k} {v}"
-    out.print(line)
-
-
 @app.command()
 def fit(
     recipes: list[Path] = typer.Argument(..., help="Recipe YAML file(s); several run in sequence."),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe key: --set trainer.max_epochs=5"),
     output: Path | None = typer.Option(None, "--output", "-o", help="Run directory (default runs/<recipe>/<time>)."),
-    resume: str | None = typer.Option(None, "--resume", help="Checkpoint directory, or 'last' (the latest run's last "
-                                      "checkpoint, or --output's)."),
+    resume: str | None = typer.Option(None, "--resume", help="Checkpoint directory; 'last' (the latest run's last "
+                                      "checkpoint, or --output's); or 'auto': the newest of --output's interrupted/"
+                                      "last checkpoints if it has one, else a fresh start (for job scripts)."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved recipe and exit."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --output directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ):
     """Train from recipe(s), test on the held-out split and write the run directory."""
     from .recipe import dump_recipe, load_recipe
+
+    from .evaluation.tables import print_metrics
 
     configs = [load_recipe(r, set_) for r in recipes]  # validate all before training any
     if print_config:
@@ -125,31 +107,52 @@ def fit(
 
     results = []
     for cfg in configs:
-        run = RunDir(_resume_dir(cfg, output, resume)) if resume else RunDir.create(cfg.name, output,
-                                                                                    overwrite=overwrite)
+        start = resume
+        if resume == "auto":
+            start = _auto_resume(cfg, output)
+            if start is None and not quiet:
+                console.print(f"--resume auto: no checkpoint to continue from; starting {cfg.name} afresh")
+        run = RunDir(_resume_dir(cfg, output, start)) if start else RunDir.create(
+            cfg.name, output, overwrite=overwrite or (resume == "auto" and output is not None
+                                                      and (output / "recipe.yaml").is_file()))  # a run cut short
         run_dir = run.path
         if not quiet:
             console.print(f"[bold]pidx fit[/] {cfg.name}: {cfg.model.name} on "
-                          f"{cfg.data.source} ({cfg.data.momentum_range_yaml}) → {run_dir}")
+                          f"{cfg.data.source} ({cfg.data.momentum_range_yaml}) → {run_dir}"
+                          + (f" from {start}" if start else ""))
         try:
-            metrics = fit_recipe(cfg, run, resume=resume, quiet=quiet)
+            metrics = fit_recipe(cfg, run, resume=start, quiet=quiet)
         except KeyboardInterrupt as exc:
             where = getattr(exc, "checkpoint_path", None)
             if where:
                 console.print(f"[yellow]interrupted[/]: state saved to {where}; continue with "
-                              f"`pidx fit {recipes[len(results)]} --output {run_dir} --resume {where}`")
+                              f"`pidx fit {recipes[len(results)]} --output {run_dir} --resume auto`")
             else:
                 console.print("[yellow]interrupted[/] before any checkpoint could be written")
-            raise typer.Exit(130) from None
+            raise typer.Exit(128 + getattr(exc, "signal_number", 2)) from None  # 130 Ctrl-C, 143 SIGTERM, 138 USR1
         results.append((run_dir, metrics))
         t = metrics["training"]
         if not quiet:
-            _print_metrics(f"{cfg.name}: test split", metrics["test"],
+            print_metrics(f"{cfg.name}: test split", metrics["test"],
                            {"majority": f"{metrics['majority_baseline']:.4f}"})
         Console().print(f"[green]done[/] {cfg.name}: accuracy {metrics['test']['accuracy']:.4f} after "
                         f"{t['epochs_run']} epochs ({t['stop_reason']}), {t['wall_s']:.0f} s; results in {run_dir}")
     if len(results) > 1:
         _compare([r for r, _ in results], None)
+
+
+def _auto_resume(cfg, output: Path | None) -> str | None:
+    """`--resume auto`: the newest checkpoint of `--output` (or of the recipe's latest run), or None."""
+    from .runs import RunDir
+
+    if output is None:
+        run = RunDir.latest_with_checkpoint(cfg.name)
+        return None if run is None else str(run.newest_checkpoint())
+    ckpt = RunDir(output).newest_checkpoint()
+    if ckpt is None and (output / "metrics.json").is_file():
+        raise PidxError(f"--resume auto: {output} holds a finished run without checkpoints to continue from; "
+                        "choose another --output")
+    return None if ckpt is None else str(ckpt)
 
 
 def _resume_dir(cfg, output: Path | None, resume: str) -> Path:
@@ -191,11 +194,32 @@ def test(
 ):
     """Evaluate a run's best checkpoint on its test split or on another file."""
     _enable_jax_cache()
+    from .evaluation.tables import print_metrics
     from .runs import read_priors, test_run
     from .utils import atomic_write_json
 
     metrics = test_run(run_dir, data, priors=None if priors is None else read_priors(priors))
-    _print_metrics(f"{run_dir}: {metrics['data']}", metrics)
+    print_metrics(f"{run_dir}: {metrics['data']}", metrics)
+    if output is not None:
+        atomic_write_json(output, metrics)
+        console.print(f"[green]wrote[/] {output}")
+
+
+@app.command()
+def validate(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `pidx fit`."),
+    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="A checkpoint of the run (default: the one its "
+                                           "test used), e.g. RUN/checkpoints/last."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the metrics as JSON here."),
+):
+    """Evaluate a run's checkpoint on its validation split (nll: the monitored val/nll)."""
+    _enable_jax_cache()
+    from .evaluation.tables import print_metrics
+    from .runs import validate_run
+    from .utils import atomic_write_json
+
+    metrics = validate_run(run_dir, checkpoint)
+    print_metrics(f"{run_dir}: validation split ({metrics['checkpoint']})", metrics, {"nll": f"{metrics['nll']:.4f}"})
     if output is not None:
         atomic_write_json(output, metrics)
         console.print(f"[green]wrote[/] {output}")
@@ -221,6 +245,7 @@ def predict(
 ):
     """Write posteriors (prob_pi, prob_ka, prob_pr, prob_el), `pred` and selections for every input row."""
     _enable_jax_cache()
+    from .evaluation.tables import print_selection
     from .runs import predict_file, read_priors
 
     info = predict_file(run_dir, input, output, uncertainty=uncertainty, mc_dropout=mc_dropout, seed=seed,
@@ -230,23 +255,7 @@ def predict(
     console.print(f"[green]wrote[/] {info['rows']:,} rows to {info['output']} (checkpoint {info['checkpoint']}"
                   f"{extra}; added {', '.join(info['columns'])})")
     for sel in info["selections"]:
-        _print_selection(sel)
-
-
-def _print_selection(sel: dict) -> None:
-    from .evaluation.tables import fmt_number
-
-    t, per = sel["test"], sel["test"]["per_bin"]
-    if not sel["reached_on_validation"]:
-        console.print(f"{sel['working_point']}: not reachable on the validation split; {sel['column']} selects nothing")
-        return
-    console.print(f"{sel['working_point']}: threshold {sel['threshold']:.4g} (validation); test efficiency "
-                  f"{fmt_number(t['efficiency'])}, purity {fmt_number(t['purity'])} ({t['selected']:,} selected)")
-    edges = per["bins"]
-    for b, (eff, pur, n) in enumerate(zip(per["efficiency"], per["purity"], per["n_true"])):
-        if n:
-            console.print(f"  {edges[b]:g}-{edges[b + 1]:g} GeV/c: efficiency {fmt_number(eff)}, "
-                          f"purity {fmt_number(pur)} ({n:,} true)", highlight=False)
+        print_selection(sel)
 
 
 @app.command("priors")

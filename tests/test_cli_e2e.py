@@ -48,6 +48,19 @@ def test_test_command_reproduces_fit_metrics(run_dir, tmp_path):
     assert again["n_tracks"] == fit_metrics["n_tracks"]
 
 
+def test_validate_command_reproduces_the_monitored_val_nll(run_dir, tmp_path):
+    """`pidx validate` recomputes, from a checkpoint alone, the val/nll the Trainer logged for that epoch."""
+    history = pd.read_csv(run_dir / "history.csv")
+    for checkpoint, epoch in ((None, int(history["val/nll"].idxmin())), ("last", len(history) - 1)):
+        out = tmp_path / f"v_{checkpoint}.json"
+        extra = [] if checkpoint is None else ["--checkpoint", str(run_dir / "checkpoints" / checkpoint)]
+        assert main(["validate", str(run_dir), *extra, "--output", str(out)]) == 0
+        metrics = json.loads(out.read_text())
+        assert metrics["data"] == "validation split"
+        assert metrics["nll"] == pytest.approx(history["val/nll"][epoch], rel=1e-5)
+        assert metrics["n_tracks"] == json.loads((run_dir / "metrics.json").read_text())["data"]["val"]["n_tracks"]
+
+
 def test_test_on_other_file_applies_momentum_range(run_dir, tmp_path):
     data = tmp_path / "other.parquet"
     assert main(["simulate", "--n", "5000", "--seed", "9", "--out", str(data)]) == 0

@@ -25,12 +25,12 @@ def blocks(page: Path):
 
 
 def shrink_bash(code: str) -> str:
-    """Append SMALL_FIT to the arguments of each `pidx fit` (before a comment, pipe, redirect, && or ;)."""
+    """Append SMALL_FIT to the arguments of each `pidx fit` (before a comment, pipe, redirect, &, && or ;)."""
     def add(m):
         args = m.group(1).rstrip()
         return f"{args} {SMALL_FIT}{m.group(1)[len(args):]}"
 
-    code = re.sub(r"(pidx fit (?:(?!\s#|\s\||\s\d?>|\s&&|;)[^\n])*)", add, code)
+    code = re.sub(r"(pidx fit (?:(?!\s#|\s\||\s\d?>|\s&|;)[^\n])*)", add, code)
     return re.sub(r"(pidx simulate [^\n]*--n )(\d+)", lambda m: m.group(1) + str(min(int(m.group(2)), 20000)), code)
 
 
@@ -38,6 +38,7 @@ def test_shrink_inserts_overrides_before_comments_and_pipes():
     line = "pidx fit r.yaml --output x --quiet 2>&1 | grep E   # note"
     assert shrink_bash(line) == f"pidx fit r.yaml --output x --quiet {SMALL_FIT} 2>&1 | grep E   # note"
     assert shrink_bash("pidx fit a.yaml   # c") == f"pidx fit a.yaml {SMALL_FIT}   # c"
+    assert shrink_bash("pidx fit a.yaml --quiet &") == f"pidx fit a.yaml --quiet {SMALL_FIT} &"  # in the background
     assert shrink_bash("pidx simulate --n 1000000 --out t.parquet") == "pidx simulate --n 20000 --out t.parquet"
 
 

@@ -79,6 +79,42 @@ def test_ctrl_c_saves_checkpoint_exits_130_and_resumes_exactly(straight, tmp_pat
         (out / "checkpoints" / "last" / "model.eqx").read_bytes()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_batch_system_signal_saves_and_resume_auto_continues_exactly(straight, tmp_path, sig):
+    """What SLURM does before a preemption (SIGTERM, or SIGUSR1 with --signal): the job saves, exits
+    128 + the signal's number, and the same command line with --resume auto ends where an
+    uninterrupted run ends, bit for bit."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(fit_cmd(out, 6, "--resume", "auto"), stderr=subprocess.PIPE, text=True)
+    wait_for_epochs(out / "checkpoints" / "last", 2, proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err
+    assert "state saved to" in err and "--resume auto" in err and "Traceback" not in err
+    assert read_meta(out / "checkpoints" / "interrupted")["global_step"] >= \
+        read_meta(out / "checkpoints" / "last")["global_step"]
+    subprocess.run(fit_cmd(out, 6, "--resume", "auto"), check=True, timeout=300)
+    assert (straight / "checkpoints" / "last" / "model.eqx").read_bytes() == \
+        (out / "checkpoints" / "last" / "model.eqx").read_bytes()
+    assert pd.read_csv(out / "history.csv")["epoch"].tolist() == list(range(6))
+
+
+def test_resume_auto_starts_fresh_without_a_checkpoint_and_refuses_a_finished_run(tmp_path):
+    out = tmp_path / "run"
+    cmd = fit_cmd(out, 1, "--resume", "auto", "--set", "data.n_tracks=4000")
+    cmd.remove("--quiet")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    said = " ".join((proc.stdout + proc.stderr).split())  # rich wraps lines
+    assert proc.returncode == 0 and "no checkpoint to continue from; starting simplenn_mid afresh" in said, said
+    assert (out / "metrics.json").is_file()
+    finished = tmp_path / "finished"
+    finished.mkdir()
+    (finished / "recipe.yaml").write_text("seed: 1\n")
+    (finished / "metrics.json").write_text("{}")
+    assert main(["fit", RECIPE, "--output", str(finished), "--resume", "auto", "--quiet"]) == 2
+    assert (finished / "metrics.json").read_text() == "{}"  # never replaced
+
+
 SAVER = r"""
 import sys, jax, numpy as np
 from pidx.training.checkpoint import save_checkpoint

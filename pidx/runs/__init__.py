@@ -1,5 +1,5 @@
 """Runs: a recipe becomes a run directory (`fit_recipe`), and a finished run is used
-(`test_run`, `predict_file`, `report_run`, `export_run`, `compare_runs`).
+(`test_run`, `validate_run`, `predict_file`, `report_run`, `export_run`, `compare_runs`).
 
 - `rundir`: the run directory as one object (`RunDir`);
 - `build`: recipe → data module, model, callbacks, Trainer, Predictor;
@@ -13,8 +13,8 @@ from .export import export_run
 from .fit import fit_recipe, majority_baseline
 from .result import RunResult, decide_result
 from .rundir import RunDir
-from .use import compare_runs, estimate_file_priors, predict_file, read_priors, report_run, test_run
+from .use import compare_runs, estimate_file_priors, predict_file, read_priors, report_run, test_run, validate_run
 
 __all__ = ["data_log_line", "load_predictor", "make_callbacks", "make_datamodule", "make_model", "make_trainer",
            "export_run", "fit_recipe", "majority_baseline", "RunResult", "decide_result", "RunDir", "compare_runs",
-           "predict_file", "report_run", "test_run", "read_priors", "estimate_file_priors"]
+           "predict_file", "report_run", "test_run", "read_priors", "estimate_file_priors", "validate_run"]

@@ -25,6 +25,7 @@ import pandas as pd
 from ..data.io import write_table
 from ..errors import CheckpointError, RecipeError
 from ..recipe import Recipe, dump_recipe, read_yaml, validate_recipe
+from ..training.checkpoint import read_meta
 from ..training.posterior import PosteriorMap
 from ..utils import atomic_write_json, atomic_write_text
 
@@ -134,6 +135,24 @@ class RunDir:
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self, name: str) -> Path:
         return self.path / self.CHECKPOINTS / name
+
+    def newest_checkpoint(self) -> Path | None:
+        """The checkpoint to continue from: of `interrupted` and `last`, the one with the most steps
+        (an unreadable one does not count); None when there is neither."""
+        found = []
+        for name in ("interrupted", "last"):
+            try:
+                found.append((read_meta(self.checkpoint(name))["global_step"], name == "interrupted", name))
+            except CheckpointError:
+                continue
+        return self.checkpoint(max(found)[2]) if found else None
+
+    @classmethod
+    def latest_with_checkpoint(cls, name: str) -> "RunDir | None":
+        """The newest run of recipe `name` under runs/<name>/ that has a checkpoint to continue from."""
+        base = Path("runs") / name
+        runs = sorted(base.glob("*"), reverse=True) if base.is_dir() else []
+        return next((cls(p) for p in runs if cls(p).newest_checkpoint() is not None), None)
 
     def relative(self, path: str | Path) -> str:
         """`path` relative to the run directory when inside it (as metrics.json records it)."""

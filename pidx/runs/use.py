@@ -22,7 +22,8 @@ from ..evaluation.priors import estimate_priors
 from ..evaluation.working_points import WorkingPoint, evaluate_working_point
 from ..training.losses import compute_class_weights
 from ..training.metrics import classification_metrics
-from ..training.posterior import abundances
+from ..training.checkpoint import read_meta
+from ..training.posterior import abundances, corrected_nll
 from ..utils import atomic_write_json
 from .build import load_predictor, make_datamodule
 from .fit import evaluate_in_memory, write_run_report
@@ -69,6 +70,20 @@ def test_run(run_dir: str | Path, data: str | Path | None = None, *, priors=None
     out = classification_metrics(np.asarray(arrays.label), predictor.probs(arrays))
     out.update({"checkpoint": str(ckpt), "data": str(data) if data else "test split",
                 "posterior": None if predictor.posterior is None else predictor.posterior.to_dict()})
+    return finite(out)
+
+
+def validate_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> dict:
+    """Metrics of a run's checkpoint (default: the one its test used) on its validation split: `nll` is
+    the monitored `val/nll` (the raw output, class weights divided out); the rest are those of the
+    posteriors, whose map was fitted on this split (so they flatter it: the test split is the judge)."""
+    run = RunDir.open(run_dir)
+    recipe, predictor, ckpt = load_predictor(run, checkpoint)
+    val = make_datamodule(recipe).setup().val
+    labels, raw = np.asarray(val.label), predictor.raw_probs(val)
+    out = classification_metrics(labels, raw if predictor.posterior is None else predictor.posterior(raw))
+    out.update({"nll": corrected_nll(raw, labels, read_meta(ckpt)["class_weights"]), "checkpoint": str(ckpt),
+                "data": "validation split"})
     return finite(out)
 
 
@@ -226,4 +241,4 @@ def compare_runs(run_dirs) -> list[dict]:
     return comparison_rows(runs)
 
 
-__all__ = ["read_priors", "test_run", "estimate_file_priors", "predict_file", "report_run", "compare_runs"]
+__all__ = ["read_priors", "test_run", "validate_run", "estimate_file_priors", "predict_file", "report_run", "compare_runs"]

@@ -48,10 +48,13 @@ class Callback:
     """Base class: every hook is a no-op; override the ones you need.
 
     Set `runs_last = True` for callbacks that must see every other callback's effect
-    (EarlyStopping and ModelCheckpoint do).
+    (EarlyStopping and ModelCheckpoint do). A callback that writes its own entries into
+    `trainer.logged_metrics` names them in `metrics` (a class or instance attribute), so a
+    monitor of one of them is known before the first step.
     """
 
     runs_last: bool = False
+    metrics: tuple[str, ...] = ()
 
     @property
     def state_key(self) -> str:
@@ -94,6 +97,14 @@ def _monitored(trainer, monitor: str, who: str) -> float:
     return float(trainer.logged_metrics[monitor])
 
 
+def _check_monitor_exists(trainer, monitor: str, who: str) -> None:
+    """An unknown monitor fails before the first step, not after the first epoch."""
+    known = trainer.metric_names()
+    if monitor not in known:
+        raise TrainingError(f"{who}: monitored metric '{monitor}' is not logged; logged metrics are {sorted(known)} "
+                            "(a callback that logs its own names them in its `metrics` attribute)")
+
+
 def _check_mode(mode: str, who: str) -> None:
     if mode not in ("min", "max"):
         raise TrainingError(f"{who}: mode must be 'min' or 'max', got {mode!r}")
@@ -110,6 +121,8 @@ class ValidationMetrics(Callback):
 
     (`val/loss`, `val/accuracy` and `val/nll` come from the Trainer's validation pass.)
     """
+
+    metrics = ("val/balanced_accuracy", "val/macro_auc")
 
     def on_validation_end(self, trainer):
         probs, labels = trainer.validation_outputs
@@ -145,6 +158,9 @@ class EarlyStopping(Callback):
         self.wait = 0
         self.stopped_epoch: int | None = None
         self.best_weights = None
+
+    def on_fit_start(self, trainer):
+        _check_monitor_exists(trainer, self.monitor, "EarlyStopping")
 
     def on_validation_end(self, trainer):
         value = _monitored(trainer, self.monitor, "EarlyStopping")
@@ -223,6 +239,9 @@ class ModelCheckpoint(Callback):
         if self.dirpath is None:
             self.dirpath = Path(trainer.default_root_dir) / "checkpoints"
 
+    def on_fit_start(self, trainer):
+        _check_monitor_exists(trainer, self.monitor, "ModelCheckpoint")
+
     @property
     def best_model_path(self) -> str | None:
         return self.best_k[0][1] if self.best_k else None
@@ -266,7 +285,7 @@ class ModelCheckpoint(Callback):
             trainer.save_checkpoint(self.dirpath / "last")
 
     def on_exception(self, trainer, exception):
-        """On Ctrl-C, save the state reached (possibly mid-epoch) as `interrupted/`."""
+        """On Ctrl-C, SIGTERM or SIGUSR1, save the state reached (possibly mid-epoch) as `interrupted/`."""
         if isinstance(exception, KeyboardInterrupt) and trainer.params is not None and self.dirpath is not None:
             path = trainer.save_checkpoint(self.dirpath / "interrupted")
             exception.checkpoint_path = str(path)

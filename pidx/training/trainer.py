@@ -104,12 +104,20 @@ class Trainer(CheckpointingMixin):
         self.restored_epoch: int | None = None
         self.epoch_step = 0  # steps done in the current epoch (for mid-epoch checkpoints)
         self._resume_step = 0
-        self._interrupt_requested = False
+        self._interrupt_requested, self._interrupt_signal = False, None
         self.summary: dict = {}
         self.params = self.static = self.opt_state = self.model_state = None
         self.datamodule = None
 
     # ------------------------------------------------------------------ hooks
+    # what the Trainer itself writes into `logged_metrics` each epoch
+    LOGGED_METRICS = ("epoch", "step", "train/loss", "train/accuracy", "lr", "time/train_epoch_s",
+                      "throughput/tracks_per_s", "val/loss", "val/accuracy", "val/nll", "time/epoch_s")
+
+    def metric_names(self) -> set[str]:
+        """Every metric an epoch logs: the Trainer's own and those its callbacks declare."""
+        return set(self.LOGGED_METRICS).union(*(c.metrics for c in self.callbacks))
+
     def _call_hook(self, name: str, *args):
         ordered = [c for c in self.callbacks if not c.runs_last]
         last = [c for c in self.callbacks if c.runs_last]
@@ -240,7 +248,7 @@ class Trainer(CheckpointingMixin):
                 losses.append(loss)
                 corrects.append(correct)
                 if self._interrupt_requested and self.epoch_step < n_steps:
-                    raise KeyboardInterrupt(f"interrupted at epoch {self.current_epoch}, step {self.global_step}")
+                    raise self._interruption(f"interrupted at epoch {self.current_epoch}, step {self.global_step}")
                 if per_batch:
                     self._call_hook("on_train_batch_end", {
                         "loss": float(jnp.mean(loss)), "accuracy": float(jnp.sum(correct)) / (steps * batch),
@@ -272,7 +280,7 @@ class Trainer(CheckpointingMixin):
             self._call_hook("on_train_epoch_end")
             self.current_epoch += 1
             if self._interrupt_requested:  # arrived during the epoch's last steps: stop at the boundary
-                raise KeyboardInterrupt(f"interrupted after epoch {self.current_epoch - 1}")
+                raise self._interruption(f"interrupted after epoch {self.current_epoch - 1}")
         if self.current_epoch >= self.max_epochs and not self.stop_reason:
             self.stop_reason = f"reached max_epochs={self.max_epochs}"
         self.summary.update({

@@ -1,4 +1,4 @@
-"""The parts of `Trainer` that save and restore its state: checkpoints and Ctrl-C.
+"""The parts of `Trainer` that save and restore its state: checkpoints and stop signals (Ctrl-C, SIGTERM, SIGUSR1).
 
 Split from trainer.py to keep each file to one job; `Trainer` inherits these methods.
 """
@@ -16,32 +16,44 @@ import numpy as np
 from .checkpoint import load_tree, read_meta, remove_checkpoint, save_checkpoint
 
 
+# SIGTERM: SLURM and the grid before a kill; SIGUSR1: SLURM's --signal=USR1@<seconds> warning
+STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGUSR1", None)) if s is not None)
+
+
 class CheckpointingMixin:
     """`save_checkpoint`, `load_checkpoint`, `load_weights`, `remove_checkpoint` and the graceful Ctrl-C handler."""
 
     def _graceful_interrupt(self):
-        """First Ctrl-C: stop after the running chunk of steps (state stays consistent,
-        on_exception can checkpoint it); a second Ctrl-C interrupts at once."""
+        """First Ctrl-C, SIGTERM or SIGUSR1 (what batch systems send before they stop a job): stop after
+        the running chunk of steps (state stays consistent, on_exception can checkpoint it); a second
+        signal interrupts at once."""
         @contextlib.contextmanager
         def handler():
             if threading.current_thread() is not threading.main_thread():
                 yield
                 return
 
-            def on_sigint(signum, frame):
+            def on_signal(signum, frame):
                 if self._interrupt_requested:
-                    raise KeyboardInterrupt
-                self._interrupt_requested = True
-                print("\ninterrupt: stopping after the current steps (Ctrl-C again to abort now)",
-                      file=sys.stderr, flush=True)
+                    raise self._interruption("interrupted at once")
+                self._interrupt_requested, self._interrupt_signal = True, signum
+                print(f"\n{signal.Signals(signum).name}: stopping after the current steps (send it again to abort "
+                      "now)", file=sys.stderr, flush=True)
 
-            previous = signal.signal(signal.SIGINT, on_sigint)
+            previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
             try:
                 yield
             finally:
-                signal.signal(signal.SIGINT, previous)
+                for s, before in previous.items():
+                    signal.signal(s, before)
 
         return handler()
+
+    def _interruption(self, message: str) -> KeyboardInterrupt:
+        """The exception that stops `fit` on a signal; `signal_number` says which one (exit code 128 + it)."""
+        exc = KeyboardInterrupt(message)
+        exc.signal_number = int(getattr(self, "_interrupt_signal", None) or signal.SIGINT)
+        return exc
 
     def save_checkpoint(self, path: str | Path) -> Path:
         """Write the whole training state to the directory `path` (atomically)."""
