@@ -103,8 +103,9 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def train(name: str, train_data, val_data, class_weights, *, batch_size: int, epochs: int, device: str = "cpu",
-          compile: bool = False, model_kwargs: dict | None = None, seed: int = 231) -> dict:
-    """Train like a PyTorch user; returns train tracks/s (after a warm-up epoch) and the model."""
+          compile: bool = False, model_kwargs: dict | None = None, seed: int = 231, precision: str = "f32") -> dict:
+    """Train like a PyTorch user; returns train tracks/s (after a warm-up epoch) and the model.
+    `precision="bf16"`: `torch.autocast` to bfloat16 (f32 weights and optimizer), as pidx's bf16."""
     torch.manual_seed(seed)
     model = MODELS[name](**(model_kwargs or {})).to(device)
     step_model = torch.compile(model) if compile else model
@@ -122,7 +123,8 @@ def train(name: str, train_data, val_data, class_weights, *, batch_size: int, ep
         perm = torch.randperm(len(y), device=device)[:n].view(-1, batch_size)
         for idx in perm:
             opt.zero_grad(set_to_none=True)
-            loss = focal_loss(step_model(x[idx], m[idx]), y[idx], w)
+            with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                loss = focal_loss(step_model(x[idx], m[idx]).float(), y[idx], w)
             loss.backward()
             opt.step()
         model.eval()

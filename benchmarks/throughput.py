@@ -30,8 +30,9 @@ FSE_KW = {"hidden_dim": 256, "num_heads": 4}  # the seed README's FSE size (the 
 
 
 def data(n_train: int, n_val: int, seed: int = 231):
+    # the legacy layout: the PyTorch peer is written for its 22 features and 4 groups
     dm = pidx.TrackDataModule(simulator=pidx.SimulatorConfig(n_tracks=int((n_train + n_val) / 0.7) + 1000,
-                                                             seed=seed), momentum_range="full").setup()
+                                                             seed=seed, layout="legacy"), momentum_range="full").setup()
 
     def take(a, n):
         return TrackArrays(*(x[:n] for x in a))
@@ -39,8 +40,8 @@ def data(n_train: int, n_val: int, seed: int = 231):
     return take(dm.train, n_train), take(dm.val, n_val), dm.class_counts
 
 
-def pidx_run(name, train, val, batch, epochs, precision="f32"):
-    kw = FSE_KW if name.startswith("fse") else {}
+def pidx_run(name, train, val, batch, epochs, precision="f32", model_kwargs=None):
+    kw = (FSE_KW if name.startswith("fse") else {}) if model_kwargs is None else model_kwargs
     model, state = build_model(name, pidx.DEFAULT_LAYOUT, key=jax.random.PRNGKey(0), **kw)
     trainer = pidx.Trainer(max_epochs=epochs + 1, batch_size=batch, enable_progress_bar=False, precision=precision,
                            default_root_dir="/tmp/pidx-bench")
@@ -52,7 +53,7 @@ def pidx_run(name, train, val, batch, epochs, precision="f32"):
             "val_accuracy": trainer.history[-1]["val/accuracy"], "parameters": params}
 
 
-def torch_run(name, train, val, counts, batch, epochs, device, compile_):
+def torch_run(name, train, val, counts, batch, epochs, device, compile_, precision="f32", model_kwargs=None):
     import torch
 
     import peer_torch
@@ -62,9 +63,9 @@ def torch_run(name, train, val, counts, batch, epochs, device, compile_):
                 torch.from_numpy(np.array(a.label)).long())
 
     weights = torch.tensor(pidx.compute_class_weights("balanced", counts))
-    kw = FSE_KW if name.startswith("fse") else {}
+    kw = (FSE_KW if name.startswith("fse") else {}) if model_kwargs is None else model_kwargs
     return peer_torch.train(name, tensors(train), tensors(val), weights, batch_size=batch, epochs=epochs,
-                            device=device, compile=compile_, model_kwargs=kw)
+                            device=device, compile=compile_, model_kwargs=kw, precision=precision)
 
 
 def main(argv=None):
