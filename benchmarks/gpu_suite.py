@@ -23,7 +23,6 @@ Sections:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
