@@ -81,21 +81,25 @@ def throughput(cfg, args, torch_device):
                 yield rows
 
 
-def recipes(cfg, args, _):
+def fit_quietly(path: Path, overrides, directory: Path):
+    """(recipe, metrics) of `pidx fit` on a recipe file: no baselines, no report (training is what is timed)."""
     from pidx.recipe import load_recipe
     from pidx.runs import RunDir, fit_recipe
 
+    recipe = load_recipe(path, ["evaluation.baselines=[]", "evaluation.report=false", *overrides])
+    return recipe, fit_recipe(recipe, RunDir.create(recipe.name, directory), quiet=True)
+
+
+def recipes(cfg, args, _):
     rows = []
     paths = sorted((ROOT / "recipes").glob("*.yaml"))
     chosen = args.recipes or cfg["recipes"]
     if chosen:
         paths = [p for p in paths if p.stem in chosen]
-    overrides = ["evaluation.baselines=[]", "evaluation.report=false", *cfg["recipe_overrides"]]
     with tempfile.TemporaryDirectory() as tmp:
         for path in paths:
-            recipe = load_recipe(path, overrides)
             start = time.perf_counter()
-            metrics = fit_recipe(recipe, RunDir.create(recipe.name, Path(tmp) / recipe.name), quiet=True)
+            recipe, metrics = fit_quietly(path, cfg["recipe_overrides"], Path(tmp) / path.stem)
             t = metrics["training"]
             rows.append({"recipe": recipe.name, "wall_s": time.perf_counter() - start, "train_s": t["train_s"],
                          "compile_s": t["compile_s"], "fit_s": t["wall_s"], "epochs": t["epochs_run"],
@@ -105,6 +109,7 @@ def recipes(cfg, args, _):
 
 def inference(cfg, args, _):
     import onnxruntime as ort
+    from latency import onnx_timings
 
     from pidx.data.layouts import get_layout
     from pidx.export import export_onnx, input_columns
@@ -132,23 +137,10 @@ def inference(cfg, args, _):
         columns = list(input_columns(dm.preprocessor))
         x = get_layout(dm.preprocessor.track_layout).canonical(table)[columns].to_numpy(np.float32)
         for provider in providers:
-            opts = ort.SessionOptions()
-            if provider == "CPUExecutionProvider":
-                opts.intra_op_num_threads = opts.inter_op_num_threads = 1  # as an O2Physics task runs it
-            session = ort.InferenceSession(str(path), opts, providers=[provider])
-            for i in range(100):
-                session.run(None, {"tracks": x[i:i + 1]})
-            lat = []
-            for i in range(min(2000, len(x))):
-                t0 = time.perf_counter()
-                session.run(None, {"tracks": x[i:i + 1]})
-                lat.append(time.perf_counter() - t0)
-            rows.append({"measurement": f"ONNX Runtime {provider}, batch 1, median", "value": 1e6 * statistics.median(lat),
+            t = onnx_timings(path, x, provider)
+            rows.append({"measurement": f"ONNX Runtime {provider}, batch 1, median", "value": t["median_us"],
                          "unit": "µs/track"})
-            t0 = time.perf_counter()
-            for i in range(0, len(x), 65536):
-                session.run(None, {"tracks": x[i:i + 65536]})
-            rows.append({"measurement": f"ONNX Runtime {provider}, batch 65536", "value": len(x) / (time.perf_counter() - t0),
+            rows.append({"measurement": f"ONNX Runtime {provider}, batch 65536", "value": t["batch_tracks_per_s"],
                          "unit": "tracks/s"})
             yield rows
 
@@ -161,18 +153,14 @@ def scaling(cfg, args, _):
 
 
 def precision(cfg, args, _):
-    from pidx.recipe import load_recipe
-    from pidx.runs import RunDir, fit_recipe
-
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(231, 231 + cfg["seeds"]):
             row = {"seed": seed}
             for prec in ("f32", "bf16"):
-                recipe = load_recipe(ROOT / "recipes" / "fse_phase1_mid.yaml",
-                                     [f"seed={seed}", f"trainer.precision={prec}", "evaluation.baselines=[]",
-                                      "evaluation.report=false", *cfg["recipe_overrides"]])
-                metrics = fit_recipe(recipe, RunDir.create(recipe.name, Path(tmp) / f"{seed}-{prec}"), quiet=True)
+                _, metrics = fit_quietly(ROOT / "recipes" / "fse_phase1_mid.yaml",
+                                         [f"seed={seed}", f"trainer.precision={prec}", *cfg["recipe_overrides"]],
+                                         Path(tmp) / f"{seed}-{prec}")
                 row[f"{prec}_accuracy"] = metrics["test"]["accuracy"]
             row["gap_pp"] = 100 * (row["f32_accuracy"] - row["bf16_accuracy"])
             rows.append(row)

@@ -91,9 +91,8 @@ def fit(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ):
     """Train from recipe(s), test on the held-out split and write the run directory."""
-    from .recipe import dump_recipe, load_recipe
-
     from .evaluation.tables import print_metrics
+    from .recipe import dump_recipe, load_recipe
 
     configs = [load_recipe(r, set_) for r in recipes]  # validate all before training any
     if print_config:
@@ -194,12 +193,18 @@ def test(
 ):
     """Evaluate a run's best checkpoint on its test split or on another file."""
     _enable_jax_cache()
-    from .evaluation.tables import print_metrics
     from .runs import read_priors, test_run
-    from .utils import atomic_write_json
 
     metrics = test_run(run_dir, data, priors=None if priors is None else read_priors(priors))
-    print_metrics(f"{run_dir}: {metrics['data']}", metrics)
+    _show_and_write(f"{run_dir}: {metrics['data']}", metrics, output)
+
+
+def _show_and_write(title: str, metrics: dict, output: Path | None, extra: dict | None = None) -> None:
+    """`pidx test` / `pidx validate`: the metrics on the terminal, and as JSON in `output` if given."""
+    from .evaluation.tables import print_metrics
+    from .utils import atomic_write_json
+
+    print_metrics(title, metrics, extra)
     if output is not None:
         atomic_write_json(output, metrics)
         console.print(f"[green]wrote[/] {output}")
@@ -214,15 +219,11 @@ def validate(
 ):
     """Evaluate a run's checkpoint on its validation split (nll: the monitored val/nll)."""
     _enable_jax_cache()
-    from .evaluation.tables import print_metrics
     from .runs import validate_run
-    from .utils import atomic_write_json
 
     metrics = validate_run(run_dir, checkpoint)
-    print_metrics(f"{run_dir}: validation split ({metrics['checkpoint']})", metrics, {"nll": f"{metrics['nll']:.4f}"})
-    if output is not None:
-        atomic_write_json(output, metrics)
-        console.print(f"[green]wrote[/] {output}")
+    _show_and_write(f"{run_dir}: validation split ({metrics['checkpoint']})", metrics, output,
+                    {"nll": f"{metrics['nll']:.4f}"})
 
 
 @app.command()

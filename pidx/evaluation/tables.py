@@ -44,7 +44,7 @@ def print_selection(sel: dict) -> None:
     """A working point's validation threshold and its test efficiency and purity, overall and per bin."""
     from rich.console import Console
 
-    out, t, per = Console(), sel["test"], sel["test"]["per_bin"]
+    out, t, per = Console(stderr=True), sel["test"], sel["test"]["per_bin"]  # beside predict's other messages
     if not sel["reached_on_validation"]:
         out.print(f"{sel['working_point']}: not reachable on the validation split; {sel['column']} selects nothing")
         return

@@ -21,7 +21,7 @@ STOP_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, 
 
 
 class CheckpointingMixin:
-    """`save_checkpoint`, `load_checkpoint`, `load_weights`, `remove_checkpoint` and the graceful Ctrl-C handler."""
+    """`save_checkpoint`, `load_checkpoint`, `load_weights`, `remove_checkpoint` and the graceful stop-signal handler."""
 
     def _graceful_interrupt(self):
         """First Ctrl-C, SIGTERM or SIGUSR1 (what batch systems send before they stop a job): stop after
@@ -52,7 +52,7 @@ class CheckpointingMixin:
     def _interruption(self, message: str) -> KeyboardInterrupt:
         """The exception that stops `fit` on a signal; `signal_number` says which one (exit code 128 + it)."""
         exc = KeyboardInterrupt(message)
-        exc.signal_number = int(getattr(self, "_interrupt_signal", None) or signal.SIGINT)
+        exc.signal_number = int(self._interrupt_signal or signal.SIGINT)
         return exc
 
     def save_checkpoint(self, path: str | Path) -> Path:
