@@ -102,6 +102,8 @@ def fit(
     if output is not None and len(configs) > 1:
         raise PidxError("--output names one run directory; with several recipes omit it (runs/<recipe>/<time>)")
     _enable_jax_cache()
+    writer = _join_processes(output)
+    quiet = quiet or not writer
     from .runs import RunDir, fit_recipe
 
     results = []
@@ -111,7 +113,7 @@ def fit(
             start = _auto_resume(cfg, output)
             if start is None and not quiet:
                 console.print(f"--resume auto: no checkpoint to continue from; starting {cfg.name} afresh")
-        run = RunDir(_resume_dir(cfg, output, start)) if start else RunDir.create(
+        run = RunDir(_resume_dir(cfg, output, start)) if start or not writer else RunDir.create(
             cfg.name, output, overwrite=overwrite or (resume == "auto" and output is not None
                                                       and (output / "recipe.yaml").is_file()))  # a run cut short
         run_dir = run.path
@@ -130,6 +132,8 @@ def fit(
                 console.print("[yellow]interrupted[/] before any checkpoint could be written")
             raise typer.Exit(128 + getattr(exc, "signal_number", 2)) from None  # 130 Ctrl-C, 143 SIGTERM, 138 USR1
         results.append((run_dir, metrics))
+        if not writer:
+            continue
         t = metrics["training"]
         if not quiet:
             print_metrics(f"{cfg.name}: test split", metrics["test"],
@@ -138,6 +142,18 @@ def fit(
                         f"{t['epochs_run']} epochs ({t['stop_reason']}), {t['wall_s']:.0f} s; results in {run_dir}")
     if len(results) > 1:
         _compare([r for r, _ in results], None)
+
+
+def _join_processes(output: Path | None) -> bool:
+    """Join a jax.distributed group if the environment says so (docs/scale.md); True for the writing process."""
+    import jax
+
+    from .training.parallel import initialize_distributed
+
+    if initialize_distributed() and output is None:
+        raise PidxError(f"a {jax.process_count()}-process fit needs --output: every process must name the same "
+                        "run directory, on a filesystem they all see")
+    return jax.process_index() == 0
 
 
 def _auto_resume(cfg, output: Path | None) -> str | None:
@@ -158,8 +174,7 @@ def _resume_dir(cfg, output: Path | None, resume: str) -> Path:
     if output is not None:
         return output
     if resume != "last":
-        ckpt = Path(resume)
-        return ckpt.parent.parent  # <run>/checkpoints/<name>
+        return Path(resume).parent.parent  # <run>/checkpoints/<name>
     base = Path("runs") / cfg.name
     runs = sorted(p for p in base.glob("*") if (p / "checkpoints" / "last").is_dir()) if base.is_dir() else []
     if not runs:

@@ -15,7 +15,7 @@ from ..data.layouts import O2_EXTRA_INPUTS
 from ..data.preprocess import Preprocessor
 from ..data.schema import DetectorGroup, FeatureLayout
 from ..data.selection import TrackSelection
-from ..errors import CheckpointError, RecipeError
+from ..errors import CheckpointError, RecipeError, TrainingError
 from ..models.base import build_model
 from ..models.ensemble import make_ensemble, member_key
 from ..recipe import Recipe, callback_class
@@ -100,11 +100,15 @@ def make_trainer(recipe: Recipe, root_dir: Path, *, quiet: bool = False,
     optimizer = make_optimizer(o.name, learning_rate(recipe, steps_per_epoch), weight_decay=o.weight_decay,
                                grad_clip_norm=o.grad_clip_norm)
     loss_fn = make_loss("focal", gamma=loss.gamma, alpha=loss.alpha) if loss.name == "focal" else make_loss(loss.name)
-    return Trainer(max_epochs=t.max_epochs, batch_size=t.batch_size,
-                   callbacks=make_callbacks(recipe, quiet=quiet),
-                   optimizer=optimizer, loss=loss_fn, class_weights=loss.class_weights, seed=recipe.seed,
-                   log_every_n_steps=t.log_every_n_steps, eval_batch_size=t.eval_batch_size, precision=t.precision,
-                   enable_progress_bar=False, default_root_dir=root_dir, config=recipe.to_dict())
+    try:
+        return Trainer(max_epochs=t.max_epochs, batch_size=t.batch_size,
+                       callbacks=make_callbacks(recipe, quiet=quiet),
+                       optimizer=optimizer, loss=loss_fn, class_weights=loss.class_weights, seed=recipe.seed,
+                       log_every_n_steps=t.log_every_n_steps, eval_batch_size=t.eval_batch_size,
+                       precision=t.precision, enable_progress_bar=False, devices=t.devices, default_root_dir=root_dir,
+                       config=recipe.to_dict())
+    except TrainingError as exc:
+        raise RecipeError(f"trainer: {exc}") from None
 
 
 def load_predictor(run: RunDir, checkpoint: str | Path | None = None, *, priors=None,

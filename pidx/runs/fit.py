@@ -23,6 +23,7 @@ from ..evaluation.working_points import WorkingPoint, evaluate_working_point
 from ..recipe import Recipe
 from ..training.posterior import PosteriorMap
 from ..training.predictor import Predictor
+from ..training.parallel import barrier, to_local
 from ..training.trainer import Trainer
 from .build import data_log_line, make_datamodule, make_model, make_trainer
 from .result import RunResult, decide_result
@@ -46,9 +47,11 @@ def fit_recipe(recipe: Recipe, run: RunDir, *, resume: str | Path | None = None,
     - `resume`: a checkpoint directory to continue from, or `"last"` (the run's `checkpoints/last`).
     - `quiet`: no data log line and no progress bar.
     """
-    run.write_recipe(recipe)
+    writer = jax.process_index() == 0  # under jax.distributed, process 0 writes the run directory
+    if writer:
+        run.write_recipe(recipe)
     dm = make_datamodule(recipe).setup()
-    if not quiet:
+    if not quiet and writer:
         from rich.console import Console
 
         Console(stderr=True).print(data_log_line(recipe, dm), highlight=False, markup=False, soft_wrap=True)
@@ -58,13 +61,17 @@ def fit_recipe(recipe: Recipe, run: RunDir, *, resume: str | Path | None = None,
     ckpt = None if resume is None else run.checkpoint("last") if str(resume) == "last" else Path(resume)
     trainer.fit(model, dm, state=state, ckpt_path=ckpt)
 
+    barrier("pidx fit: checkpoints written")  # every process may read the result checkpoint process 0 wrote
     result = decide_result(trainer, run)
     test = trainer.test()
-    predictor = Predictor(trainer.model, trainer.model_state, dm.preprocessor,
-                          eval_batch_size=recipe.trainer.eval_batch_size)
     metrics = {"recipe": recipe.name, "test": {"loss": test["loss"]},
                "majority_baseline": majority_baseline(dm.train.label, dm.test.label),
                "training": training_summary(trainer, result, run), "data": dm.summary()}
+    if not writer:  # the others trained and tested with it; the rest is process 0's alone
+        metrics["test"] = test
+        return metrics
+    predictor = Predictor(to_local(trainer.model), to_local(trainer.model_state), dm.preprocessor,
+                          eval_batch_size=recipe.trainer.eval_batch_size)
     entries, predictions = evaluate_in_memory(recipe, run, dm, predictor, trainer.last_probs,
                                               np.asarray(trainer.class_weights), test_metrics=metrics["test"])
     metrics = run.write_metrics({**metrics, **entries})
@@ -79,7 +86,8 @@ def training_summary(trainer: Trainer, result: RunResult, run: RunDir) -> dict:
             "result_from": result.source, "best_checkpoint": run.relative(result.checkpoint),
             "wall_s": s.get("wall_s"), "compile_s": s.get("compile_s"), "train_s": s.get("train_s"),
             "tracks_per_s": s.get("tracks_per_s"), "batch_size": s.get("batch_size"),
-            "steps_per_epoch": s.get("steps_per_epoch"), "device": jax.devices()[0].platform}
+            "steps_per_epoch": s.get("steps_per_epoch"), "device": jax.devices()[0].platform,
+            "devices": s.get("devices"), "processes": s.get("processes")}
 
 
 def evaluate_in_memory(recipe: Recipe, run: RunDir, dm: TrackDataModule, predictor: Predictor, raw_test_probs,

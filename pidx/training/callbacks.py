@@ -326,7 +326,8 @@ class CSVLogger(Callback):
             self.path = Path(trainer.default_root_dir) / "history.csv"
 
     def on_train_epoch_end(self, trainer):
-        self.write(trainer.history)
+        if trainer.is_global_zero:
+            self.write(trainer.history)
 
     def write(self, history: list[dict]) -> None:
         if not history:
@@ -352,8 +353,8 @@ class ProgressBar(Callback):
     def on_fit_start(self, trainer):
         from rich.console import Console
 
-        self.console = Console(stderr=True)
-        if self.console.is_terminal:
+        self.console = Console(stderr=True, quiet=not trainer.is_global_zero)
+        if self.console.is_terminal and trainer.is_global_zero:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._progress = Progress(TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(),

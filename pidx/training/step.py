@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from ..models.base import batched_forward
+from .parallel import DataParallel
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
@@ -44,7 +45,7 @@ def make_optimizer(name: str = "adam", learning_rate: float | Callable = 1e-3, *
 
 
 def make_train_chunk(static, loss_fn, optimizer: optax.GradientTransformation, compute_dtype=None,
-                     ensemble: bool = False):
+                     ensemble: bool = False, parallel: DataParallel | None = None):
     """Build `train_chunk(carry, idx, data, class_weights, dropout_root, step0)`.
 
     - `carry`: `(params, opt_state, model_state)`, donated.
@@ -54,6 +55,9 @@ def make_train_chunk(static, loss_fn, optimizer: optax.GradientTransformation, c
     With `ensemble=True` (`static` is an `Ensemble`), the whole chunk is vmapped over the
     member axis of carry, `idx` (`[K, steps, batch]`) and `dropout_root` (`[K]`): each member
     runs exactly the steps a single run with its seed would, in one program.
+
+    With `parallel` (a `DataParallel`), each step's batch is sharded over its mesh and the
+    carry comes back replicated: XLA inserts the gradient all-reduce.
     """
 
     def step(carry, inputs, data, class_weights, dropout_root):
@@ -61,6 +65,8 @@ def make_train_chunk(static, loss_fn, optimizer: optax.GradientTransformation, c
         idx, step_no = inputs
         x_all, m_all, y_all = data
         x, m, y = x_all[idx], m_all[idx], y_all[idx]
+        if parallel is not None:  # the batch axis split over the devices
+            x, m, y = (jax.lax.with_sharding_constraint(a, parallel.rows(a.ndim, 0)) for a in (x, m, y))
         keys = jax.random.split(jax.random.fold_in(dropout_root, step_no), idx.shape[0])
 
         def loss_of(p):
@@ -87,27 +93,33 @@ def make_train_chunk(static, loss_fn, optimizer: optax.GradientTransformation, c
 
     if ensemble:
         train_chunk = jax.vmap(train_chunk, in_axes=(0, 0, None, None, 0, None))
-    return jax.jit(train_chunk, donate_argnums=(0,))
+    return jax.jit(train_chunk, donate_argnums=(0,), **_replicated_outputs(parallel))
 
 
-def make_permutation(n_rows: int, n_steps: int, batch_size: int):
-    """`perm(key) -> i32[n_steps, batch]`: a fresh shuffle of the train rows per epoch."""
+def _replicated_outputs(parallel: DataParallel | None) -> dict:
+    return {} if parallel is None else {"out_shardings": parallel.replicated}
 
-    @jax.jit
+
+def make_permutation(n_rows: int, n_steps: int, batch_size: int, sharding=None):
+    """`perm(key) -> i32[n_steps, batch]`: a fresh shuffle of the train rows per epoch
+    (placed with `sharding` when given: the batch axis split over devices)."""
+
     def perm(key):
         return jax.random.permutation(key, n_rows)[: n_steps * batch_size].reshape(n_steps, batch_size)
 
-    return perm
+    return jax.jit(perm, **({} if sharding is None else {"out_shardings": sharding}))
 
 
-def make_evaluate(static, loss_fn, eval_batch_size: int, *, ensemble: bool = False, members: bool = False):
+def make_evaluate(static, loss_fn, eval_batch_size: int, *, ensemble: bool = False, members: bool = False,
+                  parallel: DataParallel | None = None):
     """Build `evaluate(params, model_state, x, mask, label, class_weights) -> (probs, loss)`.
 
     One jitted pass: rows are padded to whole batches and mapped with `lax.map`.
     Labels < 0 (unlabelled) are ignored by the loss; `loss_fn=None` (prediction only)
     gives a NaN loss. For an ensemble, `probs` is the
     members' mean (and the loss is that of the mean), or with `members=True` the
-    members' probabilities `[K, N, C]` (loss NaN).
+    members' probabilities `[K, N, C]` (loss NaN). With `parallel`, each batch is split over
+    its devices and the outputs come back replicated.
     """
 
     def evaluate(params, model_state, x, mask, label, class_weights):
@@ -127,16 +139,20 @@ def make_evaluate(static, loss_fn, eval_batch_size: int, *, ensemble: bool = Fal
         model = eqx.nn.inference_mode(model.members if member else model)
         n = x.shape[0]
         batch = min(eval_batch_size, n)
+        if parallel is not None:  # whole rows per device
+            batch = -(-batch // parallel.size) * parallel.size
         pad = (-n) % batch
         xp = jnp.pad(x, ((0, pad), (0, 0))).reshape(-1, batch, x.shape[1])
         mp = jnp.pad(mask, ((0, pad), (0, 0)), constant_values=True).reshape(-1, batch, mask.shape[1])
+        if parallel is not None:
+            xp, mp = (jax.lax.with_sharding_constraint(a, parallel.rows(3, 1)) for a in (xp, mp))
         logits = jax.lax.map(lambda b: batched_forward(model, b[0], b[1], model_state)[0], (xp, mp))
         logits = logits.reshape(-1, logits.shape[-1])[:n].astype(jnp.float32)
         if member or loss_fn is None:
             return jax.nn.softmax(logits, axis=-1), None if member else jnp.nan
         return jax.nn.softmax(logits, axis=-1), _masked_loss(loss_fn, logits, label, class_weights)
 
-    return jax.jit(evaluate)
+    return jax.jit(evaluate, **_replicated_outputs(parallel))
 
 
 def _masked_loss(loss_fn, logits, label, class_weights):

@@ -31,15 +31,16 @@ from ..errors import TrainingError
 from ..models.ensemble import Ensemble
 from .callbacks import Callback, ProgressBar, ValidationMetrics, wants_batch_hooks
 from .losses import FocalLoss, compute_class_weights
-from .metrics import classification_metrics
+from .parallel import any_process, data_parallel, resolve_devices
 from .posterior import corrected_nll
-from .step import make_evaluate, make_optimizer, make_permutation, make_train_chunk
+from .step import make_optimizer, make_permutation, make_train_chunk
+from .trainer_eval import EvaluationMixin
 from .trainer_state import CheckpointingMixin
 
 PRECISIONS = {"f32": None, "bf16": jnp.bfloat16}
 
 
-class Trainer(CheckpointingMixin):
+class Trainer(CheckpointingMixin, EvaluationMixin):
     """Fits, validates, tests and predicts with any `PIDModel`.
 
     **Arguments:**
@@ -60,6 +61,9 @@ class Trainer(CheckpointingMixin):
       `on_train_batch_end`; otherwise the whole epoch is one scan.
     - `eval_batch_size`: batch of the jitted validation/test/predict pass.
     - `precision`: `"f32"` or `"bf16"` (bf16 compute, f32 weights, loss and optimizer).
+    - `devices`: `"auto"` (every device of the default backend, every process's under
+      `jax.distributed`) or how many; more than one trains data-parallel (`pidx.training.parallel`):
+      the batch split over the devices, the weights replicated. `batch_size` is the global batch.
     - `default_root_dir`: where callbacks write by default (checkpoints/, history.csv).
     - `config`: JSON-able run configuration stored in every checkpoint.
     """
@@ -68,8 +72,8 @@ class Trainer(CheckpointingMixin):
                  optimizer="adam", learning_rate=1e-3, weight_decay: float = 0.0,
                  grad_clip_norm: float | None = None, loss=None, class_weights="balanced", seed: int = 231,
                  log_every_n_steps: int = 50, eval_batch_size: int = 65536, precision: str = "f32",
-                 enable_progress_bar: bool = True, default_root_dir: str | Path = "runs/default",
-                 config: dict | None = None):
+                 enable_progress_bar: bool = True, devices: int | str = "auto",
+                 default_root_dir: str | Path = "runs/default", config: dict | None = None):
         if max_epochs < 1 or batch_size < 1:
             raise TrainingError(f"max_epochs and batch_size must be >= 1, got {max_epochs}, {batch_size}")
         if precision not in PRECISIONS:
@@ -79,6 +83,8 @@ class Trainer(CheckpointingMixin):
         self.class_weights_mode = class_weights
         self.log_every_n_steps, self.eval_batch_size = max(1, log_every_n_steps), eval_batch_size
         self.precision, self.default_root_dir, self.config = precision, Path(default_root_dir), config
+        resolve_devices(devices)  # a bad value fails here, not at fit
+        self.devices, self.parallel = devices, None
         self.optimizer = optimizer if not isinstance(optimizer, str) else make_optimizer(
             optimizer, learning_rate, weight_decay=weight_decay, grad_clip_norm=grad_clip_norm)
         callbacks = list(callbacks or [])
@@ -145,6 +151,11 @@ class Trainer(CheckpointingMixin):
             self.opt_state = init(params)
 
     @property
+    def is_global_zero(self) -> bool:
+        """Whether this process writes files (checkpoints, logs): process 0 of a multi-process run."""
+        return jax.process_index() == 0
+
+    @property
     def is_ensemble(self) -> bool:
         """Whether the model is an `Ensemble` trained member-vmapped."""
         return isinstance(self.static, Ensemble)
@@ -175,6 +186,7 @@ class Trainer(CheckpointingMixin):
         """
         self._reset()
         self.datamodule = datamodule
+        self.parallel = data_parallel(self.devices)
         # Training donates its buffers: work on copies so the caller's model and state stay usable.
         copy = lambda tree: jax.tree.map(lambda a: jnp.copy(a) if eqx.is_array(a) else a, tree)  # noqa: E731
         self.model = copy(model)
@@ -205,27 +217,38 @@ class Trainer(CheckpointingMixin):
         chunk = min(self.log_every_n_steps, n_steps) if per_batch else n_steps
         compute_dtype = PRECISIONS[self.precision]
         members = self.is_ensemble
-        train_chunk = make_train_chunk(self.static, self.loss, self.optimizer, compute_dtype, ensemble=members)
+        par = self.parallel
+        if par is not None and batch % par.size:
+            raise TrainingError(f"batch size {batch} is not divisible by the {par.size} devices it is split over")
+        train_chunk = make_train_chunk(self.static, self.loss, self.optimizer, compute_dtype, ensemble=members,
+                                       parallel=par)
         evaluate = self._evaluator()
-        permutation = make_permutation(n, n_steps, batch)
+        idx_sharding = None if par is None else par.rows(3 if members else 2, -1)
+        permutation = make_permutation(n, n_steps, batch, None if members else idx_sharding)
         seeds = jnp.asarray(self.static.seeds if members else self.seed, jnp.uint32)
         roots = jax.vmap(jax.random.PRNGKey)(seeds) if members else jax.random.PRNGKey(self.seed)
         fold = jax.vmap(jax.random.fold_in, in_axes=(0, None)) if members else jax.random.fold_in
         perm_root, dropout_root = fold(roots, 1), fold(roots, 2)
         if members:
-            permutation = jax.vmap(permutation)
+            permutation = jax.jit(jax.vmap(permutation), **({} if par is None else {"out_shardings": idx_sharding}))
         data = (train.features, train.group_mask, train.label)
+        if par is not None:
+            data, val, perm_root, dropout_root = par.replicate((data, self._placed(val), perm_root, dropout_root))
+            self.class_weights = par.replicate(self.class_weights)
         compiled, compile_s = {}, 0.0
         fit_start = time.perf_counter()
         train_time, tracks_seen = 0.0, 0
         self.summary = {"batch_size": batch, "steps_per_epoch": n_steps, "train_tracks": n,
-                        "dropped_per_epoch": n - n_steps * batch}
+                        "dropped_per_epoch": n - n_steps * batch, "devices": 1 if par is None else par.size,
+                        "processes": jax.process_count()}
 
         while self.current_epoch < self.max_epochs and not self.should_stop:
             self._call_hook("on_train_epoch_start")
             t0 = time.perf_counter()
             idx_all = permutation(fold(perm_root, self.current_epoch))
             carry = (self.params, self.opt_state, self.model_state)
+            if par is not None:  # a no-op unless a callback or a checkpoint put new weights in place
+                carry = par.replicate(carry)
             losses, corrects = [], []
             first, self._resume_step = self._resume_step, 0  # resuming an interrupted epoch
             self.epoch_step = first
@@ -247,7 +270,7 @@ class Trainer(CheckpointingMixin):
                     loss, correct = loss.mean(0), correct.mean(0)
                 losses.append(loss)
                 corrects.append(correct)
-                if self._interrupt_requested and self.epoch_step < n_steps:
+                if any_process(self._interrupt_requested) and self.epoch_step < n_steps:
                     raise self._interruption(f"interrupted at epoch {self.current_epoch}, step {self.global_step}")
                 if per_batch:
                     self._call_hook("on_train_batch_end", {
@@ -279,7 +302,7 @@ class Trainer(CheckpointingMixin):
             self.epoch_step = 0
             self._call_hook("on_train_epoch_end")
             self.current_epoch += 1
-            if self._interrupt_requested:  # arrived during the epoch's last steps: stop at the boundary
+            if any_process(self._interrupt_requested):  # arrived in the epoch's last steps: stop at the boundary
                 raise self._interruption(f"interrupted after epoch {self.current_epoch - 1}")
         if self.current_epoch >= self.max_epochs and not self.stop_reason:
             self.stop_reason = f"reached max_epochs={self.max_epochs}"
@@ -288,77 +311,6 @@ class Trainer(CheckpointingMixin):
             "wall_s": time.perf_counter() - fit_start, "train_s": train_time,
             "tracks_per_s": tracks_seen / train_time if train_time else None,
         })
-
-    # ------------------------------------------------------------------ evaluation
-    def _evaluator(self, members: bool = False):
-        """The jitted evaluation pass for the current model structure, built once and reused
-        (a fresh jit per call would recompile every test/predict pass). `members=True`: the
-        ensemble members' probabilities instead of their mean."""
-        key = (self.static, self.loss, self.eval_batch_size)
-        if getattr(self, "_evaluator_key", None) != key:
-            self._evaluator_key, self._evaluators = key, {}
-        if members not in self._evaluators:
-            self._evaluators[members] = make_evaluate(self.static, self.loss, self.eval_batch_size,
-                                                      ensemble=self.is_ensemble, members=members)
-        return self._evaluators[members]
-
-    def _evaluate_arrays(self, arrays, members: bool = False):
-        evaluate = self._evaluator(members)
-        weights = getattr(self, "class_weights", jnp.ones(4))
-        return evaluate(self.params, self.model_state, arrays.features, arrays.group_mask, arrays.label, weights)
-
-    def _set_model(self, model, state) -> None:
-        """Use `model` (and `state`) if given; fail if there is no model at all."""
-        if model is not None:
-            self.model = model
-            self.model_state = state if state is not None else eqx.nn.State(model)
-        if self.params is None:
-            raise TrainingError("no model: pass model= or call fit() first")
-
-    def _use(self, model, state, datamodule):
-        self._set_model(model, state)
-        if datamodule is not None:
-            self.datamodule = datamodule
-        if self.datamodule is None:
-            raise TrainingError("no data: pass datamodule=")
-        self.datamodule.setup()
-
-    def validate(self, model=None, datamodule=None, *, state=None) -> dict:
-        """Metrics of the current (or given) model on the validation split."""
-        self._use(model, state, datamodule)
-        return self._split_metrics(self.datamodule.val)
-
-    def test(self, model=None, datamodule=None, *, state=None) -> dict:
-        """Metrics on the test split (never seen by early stopping or checkpointing)."""
-        self._use(model, state, datamodule)
-        self._call_hook("setup", "test")
-        self._call_hook("on_test_start")
-        self.test_metrics = self._split_metrics(self.datamodule.test)
-        self._call_hook("on_test_end")
-        self._call_hook("teardown", "test")
-        return self.test_metrics
-
-    def _split_metrics(self, arrays) -> dict:
-        probs, loss = self._evaluate_arrays(arrays)
-        self.last_probs = np.asarray(probs)
-        out = classification_metrics(np.asarray(arrays.label), self.last_probs)
-        out["loss"] = float(loss)
-        return out
-
-    def predict(self, arrays, model=None, *, state=None) -> np.ndarray:
-        """Class probabilities `[N, 4]` for `TrackArrays` (labels may be -1)."""
-        self._set_model(model, state)
-        self._call_hook("on_predict_start")
-        probs = np.asarray(self._evaluate_arrays(arrays)[0])
-        self._call_hook("on_predict_end")
-        return probs
-
-    def predict_members(self, arrays, model=None, *, state=None) -> np.ndarray:
-        """Every ensemble member's probabilities `[K, N, 4]` (a single model: `[1, N, 4]`)."""
-        self._set_model(model, state)
-        if not self.is_ensemble:
-            return self.predict(arrays)[None]
-        return np.asarray(self._evaluate_arrays(arrays, members=True)[0])
 
 
 __all__ = ["Trainer", "PRECISIONS"]

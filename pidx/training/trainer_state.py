@@ -73,10 +73,13 @@ class CheckpointingMixin:
                 st["__weights__"] = True
             meta["callbacks"][cb.state_key] = st
         self._call_hook("on_save_checkpoint", meta)
+        if not self.is_global_zero:  # one writer in a multi-process run; the others hold the same state
+            return Path(path)
         return save_checkpoint(path, trees=trees, meta=meta)
 
     def remove_checkpoint(self, path: str | Path) -> None:
-        remove_checkpoint(path)
+        if self.is_global_zero:
+            remove_checkpoint(path)
 
     def load_weights(self, path: str | Path) -> None:
         """Put a checkpoint's model weights and model state in place; nothing else changes."""
