@@ -29,8 +29,8 @@ from .models import DNN, DetectorAwareFSE, Ensemble, FSEAttention, PIDModel, Sim
 from .recipe import Recipe, load_recipe, validate_recipe
 from .runs import RunDir, export_run, fit_recipe, predict_file, test_run
 from .training import (
-    Callback, CrossEntropy, CSVLogger, EarlyStopping, FocalLoss, ModelCheckpoint, ProgressBar, TerminateOnNaN,
-    PosteriorMap, Predictor, Trainer, ValidationMetrics, compute_class_weights, make_optimizer,
+    Callback, CrossEntropy, CSVLogger, EarlyStopping, FocalLoss, ModelCheckpoint, ProgressBar, TensorBoardLogger,
+    TerminateOnNaN, PosteriorMap, Predictor, Trainer, ValidationMetrics, compute_class_weights, make_optimizer,
 )
 
 from ._version import __version__
@@ -43,6 +43,6 @@ __all__ = [
     "DNN", "DetectorAwareFSE", "Ensemble", "FSEAttention", "PIDModel", "SimpleNN", "build_model",
     "make_ensemble", "load_recipe",
     "validate_recipe", "Recipe", "RunDir", "export_run", "fit_recipe", "predict_file", "test_run", "Predictor", "PosteriorMap", "Callback", "CrossEntropy", "CSVLogger", "EarlyStopping", "FocalLoss", "ModelCheckpoint",
-    "ProgressBar", "TerminateOnNaN", "Trainer", "ValidationMetrics", "compute_class_weights", "make_optimizer",
+    "ProgressBar", "TensorBoardLogger", "TerminateOnNaN", "Trainer", "ValidationMetrics", "compute_class_weights", "make_optimizer",
     "__version__",
 ]

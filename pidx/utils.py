@@ -146,6 +146,27 @@ def import_object(path: str, *, kind: str):
         raise ValueError(f"cannot import {kind} '{path}': {exc}") from None
 
 
+def parse_duration(value, *, what: str = "duration") -> float | None:
+    """Seconds from a number of seconds or a `"DD:HH:MM:SS"` / `"HH:MM:SS"` / `"MM:SS"` string (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        try:
+            parts = [float(p) for p in value.split(":")]
+        except ValueError:
+            parts = []
+        if not 1 <= len(parts) <= 4:
+            raise ValueError(f"{what} {value!r} is not seconds or DD:HH:MM:SS")
+        seconds = sum(p * f for p, f in zip(reversed(parts), (1, 60, 3600, 86400)))
+    else:
+        raise ValueError(f"{what} must be seconds or a DD:HH:MM:SS string, got {value!r}")
+    if not seconds > 0:
+        raise ValueError(f"{what} must be positive, got {value!r}")
+    return seconds
+
+
 def stable_hash(obj) -> str:
     """Short hash of a JSON-serialisable object, independent of dict order."""
     blob = json.dumps(obj, sort_keys=True, default=_json_default).encode()

@@ -75,7 +75,7 @@ def test_hook_order(dm, tmp_path):
     t.fit(model, dm, state=state)
     epoch = (["on_train_epoch_start"] + ["on_train_batch_end"] * 2
              + ["on_validation_start", "on_validation_end", "on_train_epoch_end"])
-    assert log == ["setup", "on_fit_start"] + epoch * 2 + ["on_fit_end", "teardown"]
+    assert log == ["setup", "on_fit_start"] + epoch * 2 + ["on_train_end", "on_fit_end", "teardown"]
     log.clear()
     t.test()
     assert log == ["setup", "on_test_start", "on_test_end", "teardown"]

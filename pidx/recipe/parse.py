@@ -29,7 +29,8 @@ from ..data.simulate import SimulatorConfig
 from ..errors import PidxError, RecipeError
 from ..evaluation.working_points import WorkingPoint
 from ..models.base import ACTIVATIONS, resolve_model_class
-from ..training.callbacks import BUILTIN_CALLBACKS, Callback
+from ..training.callbacks import Callback
+from ..training.registry import BUILTIN_CALLBACKS
 from ..training.losses import compute_class_weights, make_loss
 from ..training.posterior import abundances
 from ..utils import import_object, resolve_named_class

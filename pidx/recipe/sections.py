@@ -122,6 +122,9 @@ class TrainerSection:
     precision: Literal["f32", "bf16"] = _help("bf16: bf16 compute, f32 weights and loss", default="f32")
     ensemble: int = _help("members trained in one vmapped program (seeds seed, seed+1, ...); 1 = a single model",
                           default=1)
+    max_time: float | str | None = _help(
+        "stop training after this wall time (seconds or DD:HH:MM:SS, data set-up included); the state inside the "
+        "epoch is saved as checkpoints/interrupted, which --resume auto continues", default=None)
     devices: int | Literal["auto"] = _help(
         "devices trained on data-parallel (batch_size is the global batch): auto = every device of the default "
         "backend (every process's under jax.distributed), 1 = one", default="auto")

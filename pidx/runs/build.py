@@ -19,7 +19,7 @@ from ..errors import CheckpointError, RecipeError, TrainingError
 from ..models.base import build_model
 from ..models.ensemble import make_ensemble, member_key
 from ..recipe import Recipe, callback_class
-from ..training.callbacks import CSVLogger, ProgressBar
+from ..training.loggers import CSVLogger, ProgressBar
 from ..training.checkpoint import load_tree, read_meta
 from ..training.losses import make_loss
 from ..training.predictor import Predictor
@@ -105,7 +105,8 @@ def make_trainer(recipe: Recipe, root_dir: Path, *, quiet: bool = False,
                        callbacks=make_callbacks(recipe, quiet=quiet),
                        optimizer=optimizer, loss=loss_fn, class_weights=loss.class_weights, seed=recipe.seed,
                        log_every_n_steps=t.log_every_n_steps, eval_batch_size=t.eval_batch_size,
-                       precision=t.precision, enable_progress_bar=False, devices=t.devices, default_root_dir=root_dir,
+                       precision=t.precision, enable_progress_bar=False, devices=t.devices, max_time=t.max_time,
+                       default_root_dir=root_dir,
                        config=recipe.to_dict())
     except TrainingError as exc:
         raise RecipeError(f"trainer: {exc}") from None

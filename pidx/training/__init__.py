@@ -1,9 +1,8 @@
 """Training: the Trainer, callbacks, losses, metrics, checkpoints and the Predictor."""
 
-from .callbacks import (
-    BUILTIN_CALLBACKS, HOOKS, Callback, CSVLogger, EarlyStopping, ModelCheckpoint, ProgressBar, TerminateOnNaN,
-    ValidationMetrics,
-)
+from .callbacks import HOOKS, Callback, EarlyStopping, ModelCheckpoint, TerminateOnNaN, ValidationMetrics
+from .loggers import CSVLogger, ProgressBar, TensorBoardLogger
+from .registry import BUILTIN_CALLBACKS
 from .checkpoint import FORMAT_VERSION, read_meta
 from .losses import CrossEntropy, FocalLoss, compute_class_weights, make_loss
 from .posterior import PosteriorMap, abundances
@@ -12,5 +11,5 @@ from .step import make_optimizer
 from .trainer import Trainer
 
 __all__ = ["BUILTIN_CALLBACKS", "HOOKS", "Callback", "CSVLogger", "EarlyStopping", "ModelCheckpoint", "ProgressBar",
-           "TerminateOnNaN", "ValidationMetrics", "FORMAT_VERSION", "read_meta", "CrossEntropy", "FocalLoss",
+           "TensorBoardLogger", "TerminateOnNaN", "ValidationMetrics", "FORMAT_VERSION", "read_meta", "CrossEntropy", "FocalLoss",
            "compute_class_weights", "make_loss", "PosteriorMap", "abundances", "Predictor", "apply_temperature", "make_optimizer", "Trainer"]

@@ -10,7 +10,7 @@ setup(stage="fit") → on_fit_start
              → on_train_batch_end (per chunk of steps, only if some callback defines it)
              → on_validation_start → [validation] → on_validation_end
              → [history row appended] → on_train_epoch_end
-→ on_fit_end → teardown(stage="fit")
+→ on_train_end (the loop is over: max_epochs, a stop or max_time) → on_fit_end → teardown(stage="fit")
 on_save_checkpoint / on_load_checkpoint when a checkpoint is written / read
 on_exception if anything raises inside fit (then teardown still runs)
 test: setup("test") → on_test_start → on_test_end → teardown("test"); predict likewise
@@ -25,8 +25,8 @@ as an Equinox leaf file).
 
 from __future__ import annotations
 
-import csv
 import math
+import time
 from pathlib import Path
 
 import jax
@@ -34,12 +34,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import TrainingError
-from ..utils import atomic_path
+from ..utils import parse_duration
 from .metrics import balanced_accuracy, macro_auc
 
 HOOKS = (
     "setup", "on_fit_start", "on_train_epoch_start", "on_train_batch_end", "on_validation_start",
-    "on_validation_end", "on_train_epoch_end", "on_fit_end", "on_exception", "on_save_checkpoint",
+    "on_validation_end", "on_train_epoch_end", "on_train_end", "on_fit_end", "on_exception", "on_save_checkpoint",
     "on_load_checkpoint", "teardown", "on_test_start", "on_test_end", "on_predict_start", "on_predict_end",
 )
 
@@ -57,6 +57,12 @@ class Callback:
     metrics: tuple[str, ...] = ()
 
     @property
+    def wants_train_batch_end(self) -> bool:
+        """Whether the Trainer calls `on_train_batch_end`, which splits each epoch's on-device scan into
+        chunks of `log_every_n_steps` (read after `on_fit_start`); default: whether the class defines it."""
+        return type(self).on_train_batch_end is not Callback.on_train_batch_end
+
+    @property
     def state_key(self) -> str:
         return type(self).__qualname__
 
@@ -69,6 +75,7 @@ class Callback:
     def on_validation_start(self, trainer): ...
     def on_validation_end(self, trainer): ...
     def on_train_epoch_end(self, trainer): ...
+    def on_train_end(self, trainer): ...
     def on_fit_end(self, trainer): ...
     def on_exception(self, trainer, exception: BaseException): ...
     def on_save_checkpoint(self, trainer, checkpoint: dict): ...
@@ -87,7 +94,7 @@ class Callback:
 
 
 def wants_batch_hooks(cb: Callback) -> bool:
-    return type(cb).on_train_batch_end is not Callback.on_train_batch_end
+    return cb.wants_train_batch_end
 
 
 def _monitored(trainer, monitor: str, who: str) -> float:
@@ -219,14 +226,30 @@ class ModelCheckpoint(Callback):
     - `filename`: template over `epoch`, `step` and logged metrics, e.g.
       `"epoch={epoch}-val_nll={val/nll:.4f}"`.
     - `every_n_epochs`: save only every n-th epoch (the last epoch is always eligible).
+    - `every_n_train_steps`, `train_time_interval` (seconds or `"HH:MM:SS"`): also refresh `last/`
+      inside epochs, every that many steps or that much time, so a crash or kill loses at most
+      that much (`--resume last` continues inside the epoch, exactly). Checked every
+      `trainer.log_every_n_steps` steps: a multiple of it saves at exact step counts. The best-k
+      checkpoints stay per epoch, since their monitor is a validation metric.
     """
 
     runs_last = True
 
     def __init__(self, dirpath: str | Path | None = None, monitor: str = "val/nll", mode: str = "min",
                  save_top_k: int = 1, save_last: bool = True,
-                 filename: str = "epoch={epoch}-val_nll={val/nll:.4f}", every_n_epochs: int = 1):
+                 filename: str = "epoch={epoch}-val_nll={val/nll:.4f}", every_n_epochs: int = 1,
+                 every_n_train_steps: int | None = None, train_time_interval: float | str | None = None):
         _check_mode(mode, "ModelCheckpoint")
+        if every_n_train_steps is not None and (isinstance(every_n_train_steps, bool) or every_n_train_steps < 1):
+            raise TrainingError(f"ModelCheckpoint: every_n_train_steps must be >= 1, got {every_n_train_steps!r}")
+        try:
+            self.train_time_interval = parse_duration(train_time_interval, what="ModelCheckpoint: train_time_interval")
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from None
+        self.every_n_train_steps = every_n_train_steps
+        if self.wants_train_batch_end and not save_last:
+            raise TrainingError("ModelCheckpoint: every_n_train_steps and train_time_interval refresh last/; "
+                                "they need save_last=True")
         if save_top_k < -1:
             raise TrainingError(f"ModelCheckpoint: save_top_k must be >= -1, got {save_top_k}")
         self.dirpath = Path(dirpath) if dirpath is not None else None
@@ -239,8 +262,22 @@ class ModelCheckpoint(Callback):
         if self.dirpath is None:
             self.dirpath = Path(trainer.default_root_dir) / "checkpoints"
 
+    @property
+    def wants_train_batch_end(self) -> bool:
+        return self.every_n_train_steps is not None or self.train_time_interval is not None
+
     def on_fit_start(self, trainer):
         _check_monitor_exists(trainer, self.monitor, "ModelCheckpoint")
+        self._saved_at = (trainer.global_step, time.perf_counter())
+
+    def on_train_batch_end(self, trainer, outputs, batch_idx):
+        step, t = self._saved_at
+        n, interval = self.every_n_train_steps, self.train_time_interval
+        due = (n is not None and trainer.global_step // n > step // n) or (
+            interval is not None and time.perf_counter() - t >= interval)
+        if due and trainer.epoch_step < trainer.summary["steps_per_epoch"]:  # the epoch's end saves anyway
+            trainer.save_checkpoint(self.dirpath / "last")
+            self._saved_at = (trainer.global_step, time.perf_counter())
 
     @property
     def best_model_path(self) -> str | None:
@@ -283,6 +320,13 @@ class ModelCheckpoint(Callback):
                         trainer.remove_checkpoint(old)
         if self.save_last:
             trainer.save_checkpoint(self.dirpath / "last")
+            self._saved_at = (trainer.global_step, time.perf_counter())
+
+    def on_train_end(self, trainer):
+        """`max_time` stopped training inside an epoch: save that state as `interrupted/` to resume from
+        (here, before EarlyStopping's `on_fit_end` puts the best epoch's weights back)."""
+        if trainer.time_limit_reached and trainer.epoch_step > 0 and self.dirpath is not None:
+            trainer.save_checkpoint(self.dirpath / "interrupted")
 
     def on_exception(self, trainer, exception):
         """On Ctrl-C, SIGTERM or SIGUSR1, save the state reached (possibly mid-epoch) as `interrupted/`."""
@@ -315,77 +359,5 @@ class TerminateOnNaN(Callback):
                                 f"step {step}; stopped (TerminateOnNaN)")
 
 
-class CSVLogger(Callback):
-    """Write the epoch history to `history.csv` (atomically, after every epoch)."""
-
-    def __init__(self, path: str | Path | None = None):
-        self.path = Path(path) if path is not None else None
-
-    def setup(self, trainer, stage):
-        if self.path is None:
-            self.path = Path(trainer.default_root_dir) / "history.csv"
-
-    def on_train_epoch_end(self, trainer):
-        if trainer.is_global_zero:
-            self.write(trainer.history)
-
-    def write(self, history: list[dict]) -> None:
-        if not history:
-            return
-        keys = list(dict.fromkeys(k for row in history for k in row))
-        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(history)
-
-
-class ProgressBar(Callback):
-    """Rich progress: epoch, step, tracks/s, loss and validation metrics.
-
-    A live bar on a terminal; one plain line per epoch when output is not a TTY.
-    """
-
-    def __init__(self, refresh_per_second: float = 4.0):
-        self.refresh_per_second = refresh_per_second
-        self._progress = None
-        self._task = None
-
-    def on_fit_start(self, trainer):
-        from rich.console import Console
-
-        self.console = Console(stderr=True, quiet=not trainer.is_global_zero)
-        if self.console.is_terminal and trainer.is_global_zero:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(TextColumn("[bold]epoch"), MofNCompleteColumn(), BarColumn(),
-                                      TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
-                                      console=self.console, refresh_per_second=self.refresh_per_second)
-            self._progress.start()
-            self._task = self._progress.add_task("fit", total=trainer.max_epochs,
-                                                 completed=trainer.current_epoch, info="compiling…")
-
-    def on_train_epoch_end(self, trainer):
-        m = trainer.logged_metrics
-        parts = [f"step {trainer.global_step}", f"{m.get('throughput/tracks_per_s', 0):,.0f} tracks/s",
-                 f"loss {m.get('train/loss', float('nan')):.4f}"]
-        parts += [f"{k} {v:.4f}" for k, v in m.items() if k.startswith("val/")]
-        info = "  ".join(parts)
-        if self._progress is not None:
-            self._progress.update(self._task, completed=trainer.current_epoch + 1, info=info)
-        else:
-            self.console.print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {info}",
-                               highlight=False)
-
-    def teardown(self, trainer, stage):
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-
-
-BUILTIN_CALLBACKS = {
-    cls.__name__: cls for cls in (EarlyStopping, ModelCheckpoint, TerminateOnNaN, CSVLogger, ProgressBar,
-                                  ValidationMetrics)
-}
-
 __all__ = ["HOOKS", "Callback", "wants_batch_hooks", "ValidationMetrics", "EarlyStopping", "ModelCheckpoint",
-           "TerminateOnNaN", "CSVLogger", "ProgressBar", "BUILTIN_CALLBACKS"]
+           "TerminateOnNaN"]

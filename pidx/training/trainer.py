@@ -28,8 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import TrainingError
+from ..utils import parse_duration
 from ..models.ensemble import Ensemble
-from .callbacks import Callback, ProgressBar, ValidationMetrics, wants_batch_hooks
+from .callbacks import Callback, ValidationMetrics, wants_batch_hooks
+from .loggers import ProgressBar
 from .losses import FocalLoss, compute_class_weights
 from .parallel import any_process, data_parallel, resolve_devices
 from .posterior import corrected_nll
@@ -64,6 +66,9 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
     - `devices`: `"auto"` (every device of the default backend, every process's under
       `jax.distributed`) or how many; more than one trains data-parallel (`pidx.training.parallel`):
       the batch split over the devices, the weights replicated. `batch_size` is the global batch.
+    - `max_time`: stop training after this long since `fit` was called (seconds or
+      `"DD:HH:MM:SS"`; data set-up and compiling count), checked every `log_every_n_steps` steps. A stop inside an epoch keeps the steps done; `ModelCheckpoint`
+      saves that state as `checkpoints/interrupted`, from which a resumed fit continues exactly.
     - `default_root_dir`: where callbacks write by default (checkpoints/, history.csv).
     - `config`: JSON-able run configuration stored in every checkpoint.
     """
@@ -72,7 +77,7 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
                  optimizer="adam", learning_rate=1e-3, weight_decay: float = 0.0,
                  grad_clip_norm: float | None = None, loss=None, class_weights="balanced", seed: int = 231,
                  log_every_n_steps: int = 50, eval_batch_size: int = 65536, precision: str = "f32",
-                 enable_progress_bar: bool = True, devices: int | str = "auto",
+                 enable_progress_bar: bool = True, devices: int | str = "auto", max_time: float | str | None = None,
                  default_root_dir: str | Path = "runs/default", config: dict | None = None):
         if max_epochs < 1 or batch_size < 1:
             raise TrainingError(f"max_epochs and batch_size must be >= 1, got {max_epochs}, {batch_size}")
@@ -84,6 +89,10 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         self.log_every_n_steps, self.eval_batch_size = max(1, log_every_n_steps), eval_batch_size
         self.precision, self.default_root_dir, self.config = precision, Path(default_root_dir), config
         resolve_devices(devices)  # a bad value fails here, not at fit
+        try:
+            self.max_time = parse_duration(max_time, what="max_time")
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from None
         self.devices, self.parallel = devices, None
         self.optimizer = optimizer if not isinstance(optimizer, str) else make_optimizer(
             optimizer, learning_rate, weight_decay=weight_decay, grad_clip_norm=grad_clip_norm)
@@ -111,6 +120,7 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         self.epoch_step = 0  # steps done in the current epoch (for mid-epoch checkpoints)
         self._resume_step = 0
         self._interrupt_requested, self._interrupt_signal = False, None
+        self.time_limit_reached = False
         self.summary: dict = {}
         self.params = self.static = self.opt_state = self.model_state = None
         self.datamodule = None
@@ -185,6 +195,7 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         - `ckpt_path`: resume exactly from this checkpoint directory.
         """
         self._reset()
+        self._fit_t0 = time.perf_counter()  # max_time counts from here: data set-up and compiling included
         self.datamodule = datamodule
         self.parallel = data_parallel(self.devices)
         # Training donates its buffers: work on copies so the caller's model and state stay usable.
@@ -200,6 +211,7 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
             self._call_hook("on_fit_start")
             with self._graceful_interrupt():
                 self._fit_loop(datamodule)
+            self._call_hook("on_train_end")
             self._call_hook("on_fit_end")
         except BaseException as exc:
             self._call_hook("on_exception", exc)
@@ -214,7 +226,8 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         batch = min(self.batch_size, n)
         n_steps = n // batch
         per_batch = any(wants_batch_hooks(c) for c in self.callbacks)
-        chunk = min(self.log_every_n_steps, n_steps) if per_batch else n_steps
+        timed = self.max_time is not None  # the clock is read between chunks
+        chunk = min(self.log_every_n_steps, n_steps) if per_batch or timed else n_steps
         compute_dtype = PRECISIONS[self.precision]
         members = self.is_ensemble
         par = self.parallel
@@ -243,6 +256,8 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
                         "processes": jax.process_count()}
 
         while self.current_epoch < self.max_epochs and not self.should_stop:
+            first, self._resume_step = self._resume_step, 0  # resuming an interrupted epoch
+            self.epoch_step = first
             self._call_hook("on_train_epoch_start")
             t0 = time.perf_counter()
             idx_all = permutation(fold(perm_root, self.current_epoch))
@@ -250,8 +265,6 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
             if par is not None:  # a no-op unless a callback or a checkpoint put new weights in place
                 carry = par.replicate(carry)
             losses, corrects = [], []
-            first, self._resume_step = self._resume_step, 0  # resuming an interrupted epoch
-            self.epoch_step = first
             for start in range(first, n_steps, chunk):
                 idx = idx_all[..., start:start + chunk, :]
                 steps = idx.shape[-2]
@@ -276,6 +289,12 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
                     self._call_hook("on_train_batch_end", {
                         "loss": float(jnp.mean(loss)), "accuracy": float(jnp.sum(correct)) / (steps * batch),
                         "steps": steps}, start + steps - 1)
+                if timed and self.epoch_step < n_steps and any_process(
+                        time.perf_counter() - self._fit_t0 >= self.max_time):
+                    self.time_limit_reached = True
+                    break
+            if self.time_limit_reached:  # inside the epoch: no validation of a part-epoch
+                break
             self.epoch_step_losses = np.asarray(jnp.concatenate(losses))  # one host sync per epoch
             epoch_train_s = time.perf_counter() - t0
             train_time += epoch_train_s
@@ -302,9 +321,16 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
             self.epoch_step = 0
             self._call_hook("on_train_epoch_end")
             self.current_epoch += 1
+            if timed and self.current_epoch < self.max_epochs and any_process(
+                    time.perf_counter() - self._fit_t0 >= self.max_time):
+                self.time_limit_reached = True
+                break
             if any_process(self._interrupt_requested):  # arrived in the epoch's last steps: stop at the boundary
                 raise self._interruption(f"interrupted after epoch {self.current_epoch - 1}")
-        if self.current_epoch >= self.max_epochs and not self.stop_reason:
+        if self.time_limit_reached:
+            where = f"epoch {self.current_epoch}, step {self.global_step}"
+            self.stop_reason = f"max_time={self.max_time:g} s reached at {where}; resume to continue"
+        elif self.current_epoch >= self.max_epochs and not self.stop_reason:
             self.stop_reason = f"reached max_epochs={self.max_epochs}"
         self.summary.update({
             "epochs_run": self.current_epoch, "stop_reason": self.stop_reason, "compile_s": compile_s,

@@ -97,7 +97,8 @@ class CheckpointingMixin:
         self.global_step = int(meta["global_step"])
         self._resume_step = int(meta.get("epoch_step", 0))
         self.history = list(meta["history"])
-        self.should_stop, self.stop_reason = bool(meta["should_stop"]), meta["stop_reason"]
+        self.should_stop = bool(meta["should_stop"])
+        self.stop_reason = meta["stop_reason"] if self.should_stop else None  # e.g. max_time's: not this fit's
         self.logged_metrics = dict(meta["metrics"])
         for cb in self.callbacks:
             st = meta["callbacks"].get(cb.state_key)

@@ -1,0 +1,13 @@
+"""The callbacks a recipe may name without an import path (`callbacks: [{EarlyStopping: {...}}]`)."""
+
+from __future__ import annotations
+
+from .callbacks import EarlyStopping, ModelCheckpoint, TerminateOnNaN, ValidationMetrics
+from .loggers import CSVLogger, ProgressBar, TensorBoardLogger
+
+BUILTIN_CALLBACKS = {
+    cls.__name__: cls for cls in (EarlyStopping, ModelCheckpoint, TerminateOnNaN, CSVLogger, ProgressBar,
+                                  ValidationMetrics, TensorBoardLogger)
+}
+
+__all__ = ["BUILTIN_CALLBACKS"]
