@@ -276,8 +276,11 @@ class ModelCheckpoint(Callback):
         due = (n is not None and trainer.global_step // n > step // n) or (
             interval is not None and time.perf_counter() - t >= interval)
         if due and trainer.epoch_step < trainer.summary["steps_per_epoch"]:  # the epoch's end saves anyway
-            trainer.save_checkpoint(self.dirpath / "last")
-            self._saved_at = (trainer.global_step, time.perf_counter())
+            self._save_last(trainer)
+
+    def _save_last(self, trainer):
+        trainer.save_checkpoint(self.dirpath / "last")
+        self._saved_at = (trainer.global_step, time.perf_counter())
 
     @property
     def best_model_path(self) -> str | None:
@@ -319,8 +322,7 @@ class ModelCheckpoint(Callback):
                     if old != path:
                         trainer.remove_checkpoint(old)
         if self.save_last:
-            trainer.save_checkpoint(self.dirpath / "last")
-            self._saved_at = (trainer.global_step, time.perf_counter())
+            self._save_last(trainer)
 
     def on_train_end(self, trainer):
         """`max_time` stopped training inside an epoch: save that state as `interrupted/` to resume from

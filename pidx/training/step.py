@@ -100,14 +100,15 @@ def _replicated_outputs(parallel: DataParallel | None) -> dict:
     return {} if parallel is None else {"out_shardings": parallel.replicated}
 
 
-def make_permutation(n_rows: int, n_steps: int, batch_size: int, sharding=None):
-    """`perm(key) -> i32[n_steps, batch]`: a fresh shuffle of the train rows per epoch
-    (placed with `sharding` when given: the batch axis split over devices)."""
+def make_permutation(n_rows: int, n_steps: int, batch_size: int, *, members: bool = False, sharding=None):
+    """`perm(key) -> i32[n_steps, batch]`: a fresh shuffle of the train rows per epoch; with
+    `members=True`, one per ensemble member's key (`[K, n_steps, batch]`). Placed with `sharding`
+    when given (the batch axis split over devices)."""
 
     def perm(key):
         return jax.random.permutation(key, n_rows)[: n_steps * batch_size].reshape(n_steps, batch_size)
 
-    return jax.jit(perm, **({} if sharding is None else {"out_shardings": sharding}))
+    return jax.jit(jax.vmap(perm) if members else perm, **({} if sharding is None else {"out_shardings": sharding}))
 
 
 def make_evaluate(static, loss_fn, eval_batch_size: int, *, ensemble: bool = False, members: bool = False,

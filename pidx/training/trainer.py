@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import TrainingError
-from ..utils import parse_duration
 from ..models.ensemble import Ensemble
+from ..utils import parse_duration
 from .callbacks import Callback, ValidationMetrics, wants_batch_hooks
 from .loggers import ProgressBar
 from .losses import FocalLoss, compute_class_weights
@@ -67,8 +67,9 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
       `jax.distributed`) or how many; more than one trains data-parallel (`pidx.training.parallel`):
       the batch split over the devices, the weights replicated. `batch_size` is the global batch.
     - `max_time`: stop training after this long since `fit` was called (seconds or
-      `"DD:HH:MM:SS"`; data set-up and compiling count), checked every `log_every_n_steps` steps. A stop inside an epoch keeps the steps done; `ModelCheckpoint`
-      saves that state as `checkpoints/interrupted`, from which a resumed fit continues exactly.
+      `"DD:HH:MM:SS"`; data set-up and compiling count), checked every `log_every_n_steps` steps.
+      A stop inside an epoch keeps the steps done; `ModelCheckpoint` saves that state as
+      `checkpoints/interrupted`, from which a resumed fit continues exactly.
     - `default_root_dir`: where callbacks write by default (checkpoints/, history.csv).
     - `config`: JSON-able run configuration stored in every checkpoint.
     """
@@ -236,17 +237,15 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         train_chunk = make_train_chunk(self.static, self.loss, self.optimizer, compute_dtype, ensemble=members,
                                        parallel=par)
         evaluate = self._evaluator()
-        idx_sharding = None if par is None else par.rows(3 if members else 2, -1)
-        permutation = make_permutation(n, n_steps, batch, None if members else idx_sharding)
+        permutation = make_permutation(n, n_steps, batch, members=members,
+                                       sharding=None if par is None else par.rows(3 if members else 2, -1))
         seeds = jnp.asarray(self.static.seeds if members else self.seed, jnp.uint32)
         roots = jax.vmap(jax.random.PRNGKey)(seeds) if members else jax.random.PRNGKey(self.seed)
         fold = jax.vmap(jax.random.fold_in, in_axes=(0, None)) if members else jax.random.fold_in
         perm_root, dropout_root = fold(roots, 1), fold(roots, 2)
-        if members:
-            permutation = jax.jit(jax.vmap(permutation), **({} if par is None else {"out_shardings": idx_sharding}))
         data = (train.features, train.group_mask, train.label)
         if par is not None:
-            data, val, perm_root, dropout_root = par.replicate((data, self._placed(val), perm_root, dropout_root))
+            data, val, perm_root, dropout_root = par.replicate((data, val, perm_root, dropout_root))
             self.class_weights = par.replicate(self.class_weights)
         compiled, compile_s = {}, 0.0
         fit_start = time.perf_counter()
@@ -289,9 +288,7 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
                     self._call_hook("on_train_batch_end", {
                         "loss": float(jnp.mean(loss)), "accuracy": float(jnp.sum(correct)) / (steps * batch),
                         "steps": steps}, start + steps - 1)
-                if timed and self.epoch_step < n_steps and any_process(
-                        time.perf_counter() - self._fit_t0 >= self.max_time):
-                    self.time_limit_reached = True
+                if timed and self.epoch_step < n_steps and self._out_of_time():
                     break
             if self.time_limit_reached:  # inside the epoch: no validation of a part-epoch
                 break
@@ -321,9 +318,7 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
             self.epoch_step = 0
             self._call_hook("on_train_epoch_end")
             self.current_epoch += 1
-            if timed and self.current_epoch < self.max_epochs and any_process(
-                    time.perf_counter() - self._fit_t0 >= self.max_time):
-                self.time_limit_reached = True
+            if timed and self.current_epoch < self.max_epochs and self._out_of_time():
                 break
             if any_process(self._interrupt_requested):  # arrived in the epoch's last steps: stop at the boundary
                 raise self._interruption(f"interrupted after epoch {self.current_epoch - 1}")
@@ -337,6 +332,12 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
             "wall_s": time.perf_counter() - fit_start, "train_s": train_time,
             "tracks_per_s": tracks_seen / train_time if train_time else None,
         })
+
+
+    def _out_of_time(self) -> bool:
+        """Whether `max_time` has passed (in any process: all stop at the same step); records it."""
+        self.time_limit_reached = any_process(time.perf_counter() - self._fit_t0 >= self.max_time)
+        return self.time_limit_reached
 
 
 __all__ = ["Trainer", "PRECISIONS"]

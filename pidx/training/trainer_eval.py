@@ -42,12 +42,11 @@ class EvaluationMixin:
 
     def _evaluate_arrays(self, arrays, members: bool = False):
         evaluate = self._evaluator(members)
-        weights = getattr(self, "class_weights", jnp.ones(4))
+        inputs = (self.params, self.model_state, getattr(self, "class_weights", jnp.ones(4)))
+        if self.parallel is not None:  # a no-op for what the fit already placed
+            inputs = self.parallel.replicate(inputs)
+        params, model_state, weights = inputs
         placed = self._placed(arrays)
-        params, model_state = (self.params, self.model_state) if self.parallel is None else \
-            self.parallel.replicate((self.params, self.model_state))
-        if self.parallel is not None:
-            weights = self.parallel.replicate(weights)
         return evaluate(params, model_state, placed.features, placed.group_mask, placed.label, weights)
 
     def _set_model(self, model, state) -> None:
