@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -167,6 +168,27 @@ def parse_duration(value, *, what: str = "duration") -> float | None:
     return seconds
 
 
+_BYTE_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(value, *, what: str = "size") -> int:
+    """Bytes from a number or a string such as `"2GB"`, `"500 MB"`, `"1.5GiB"` (decimal and binary units)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*", value)
+        if match is None or match.group(2).lower() not in _BYTE_UNITS:
+            raise ValueError(f"{what} {value!r} is not a size: give bytes or a number with a unit "
+                             f"({', '.join(u.upper() for u in _BYTE_UNITS if u)})")
+        number = float(match.group(1)) * _BYTE_UNITS[match.group(2).lower()]
+    else:
+        raise ValueError(f"{what} must be a number of bytes or a string like '4GB', got {value!r}")
+    if not number > 0:
+        raise ValueError(f"{what} must be positive, got {value!r}")
+    return int(number)
+
+
 def stable_hash(obj) -> str:
     """Short hash of a JSON-serialisable object, independent of dict order."""
     blob = json.dumps(obj, sort_keys=True, default=_json_default).encode()
@@ -174,4 +196,4 @@ def stable_hash(obj) -> str:
 
 
 __all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_dir", "remove_dir", "resolve_named_class", "import_object",
-           "stable_hash"]
+           "stable_hash", "parse_duration", "parse_bytes"]

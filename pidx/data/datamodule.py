@@ -6,19 +6,21 @@ import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..errors import DataError
-from ..utils import stable_hash
-from .files import DEFAULT_TREE
+from ..utils import parse_bytes, stable_hash
+from .arrays import TrackArrays, arrays_from_table
+from .files import DEFAULT_TREE, expand_sources
 from .io import TrackTable, load_tracks, read_table, tracks_from_frame, write_table
 from .layouts import get_layout
 from .preprocess import Preprocessor
 from .schema import CLASS_NAMES, DEFAULT_SENTINELS, NUM_CLASSES, DetectorGroup, FeatureLayout
 from .selection import TrackSelection
 from .simulate import SimulatorConfig, simulate
+from .stream import SPLITS, estimated_memory
+from .stream_cache import STREAM_CACHE_VERSION, ChunkedTracks, StreamCache, build_stream_cache
 
 MOMENTUM_RANGES: dict[str, tuple[float, float]] = {
     "full": (0.1, math.inf),
@@ -26,25 +28,6 @@ MOMENTUM_RANGES: dict[str, tuple[float, float]] = {
     "high": (1.0, 3.0),
 }
 SIMULATION_CACHE_VERSION = 2  # bump when the simulator's output for a config changes
-
-
-class TrackArrays(NamedTuple):
-    """One split as arrays (a pytree, so it can live on the device).
-
-    - `features`: `f32[N, F]` preprocessed features (see `FeatureLayout.feature_names`).
-    - `group_mask`: `bool[N, G]` detector group present.
-    - `label`: `i32[N]` class index (π, K, p, e), -1 where unlabelled.
-    - `p`: `f32[N]` total momentum in GeV/c (for momentum-binned metrics).
-    """
-
-    features: Any
-    group_mask: Any
-    label: Any
-    p: Any
-
-    @property
-    def num_tracks(self) -> int:
-        return int(self.label.shape[0])
 
 
 def resolve_momentum_range(value) -> tuple[float, float]:
@@ -61,6 +44,11 @@ def resolve_momentum_range(value) -> tuple[float, float]:
     if not lo < hi:
         raise DataError(f"momentum range needs low < high, got [{lo}, {hi}]")
     return lo, hi
+
+
+def physical_memory() -> int:
+    """Bytes of memory of this machine."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def cache_dir() -> Path:
@@ -104,6 +92,14 @@ class TrackDataModule:
     - `sentinels`, `drop_unknown_pdg`, `on_invalid`: see `pidx.data.io.validate_tracks`.
     - `clip`: clip of the robust scaling.
     - `use_cache`: cache simulated tables on disk (`$PIDX_CACHE_DIR`, default ~/.cache/pidx).
+    - `memory_budget`: bytes (or `"4GB"`, ...) the data may take in host memory; `"auto"` = half the
+      machine's memory. Files whose in-memory estimate (`pidx.data.stream.estimated_memory`) exceeds it
+      are streamed (`pidx.data.stream`): split by a seeded hash of each track, preprocessed into a cache on
+      disk and trained from chunk by chunk; `train`, `val` and `test` are then `ChunkedTracks`, and
+      `tables` hold seeded samples of `sample_tracks` tracks per split.
+    - `sample_tracks`: streamed data: tracks per split in the seeded sample (preprocessing statistics
+      from the train sample; tree baselines and the report on the samples).
+    - `chunk_tracks`: streamed data: tracks per chunk (default: an eighth of the budget, in multiples of 65,536).
     """
 
     source: str = "simulate"
@@ -123,6 +119,9 @@ class TrackDataModule:
     on_invalid: str = "error"
     clip: float = 20.0
     use_cache: bool = True
+    memory_budget: int | str = "auto"
+    sample_tracks: int = 500_000
+    chunk_tracks: int | None = None
 
     def __post_init__(self):
         if isinstance(self.simulator, dict):
@@ -134,9 +133,20 @@ class TrackDataModule:
                 and self.test_fraction + self.val_fraction < 1):
             raise DataError("need 0 < test_fraction, val_fraction and test_fraction + val_fraction < 1, "
                             f"got {self.test_fraction}, {self.val_fraction}")
+        try:
+            self.budget_bytes = physical_memory() // 2 if self.memory_budget == "auto" else parse_bytes(
+                self.memory_budget, what="memory budget")
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        if self.sample_tracks < 1000 or (self.chunk_tracks is not None and self.chunk_tracks < 1):
+            raise DataError(f"need sample_tracks >= 1000 and chunk_tracks >= 1, got {self.sample_tracks}, "
+                            f"{self.chunk_tracks}")
         self.preprocessor: Preprocessor | None = None
         self.tables: dict[str, TrackTable] = {}
-        self._arrays: dict[str, TrackArrays] = {}
+        self._arrays: dict[str, TrackArrays | ChunkedTracks] = {}
+        self.stream: StreamCache | None = None
+        self.sample_positions: dict[str, np.ndarray] = {}  # streamed: rows of `tables` in each split
+        self._piece_layout: str | None = None
 
     # ------------------------------------------------------------------ loading
     def load_table(self) -> TrackTable:
@@ -155,9 +165,12 @@ class TrackDataModule:
             self.layout = get_layout(table.layout).features.with_groups(self.extra_groups)
         return table
 
+    def _momentum(self, table: TrackTable) -> np.ndarray:
+        return table.momentum if self.momentum_variable == "p" else table.frame["pt"].to_numpy(np.float64)
+
     def select_momentum(self, table: TrackTable) -> TrackTable:
         lo, hi = self.bounds
-        value = table.momentum if self.momentum_variable == "p" else table.frame["pt"].to_numpy(np.float64)
+        value = self._momentum(table)
         rows = np.flatnonzero((value > lo) & (value < hi))
         if len(rows) == 0:
             raise DataError(f"{table.source}: no tracks with {lo} < {self.momentum_variable} < {hi} GeV/c; "
@@ -186,9 +199,13 @@ class TrackDataModule:
         return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
     def setup(self) -> "TrackDataModule":
-        """Load, select, split and preprocess; idempotent."""
+        """Load, select, split and preprocess (or stream, over the memory budget); idempotent."""
         if self._arrays:
             return self
+        if self.source != "simulate":
+            files = expand_sources(self.source)
+            if estimated_memory(files, tree=self.tree) > self.budget_bytes:
+                return self._setup_streamed(files)
         table = self.select_momentum(self.load_table())
         if table.labels is None:
             raise DataError(f"{table.source}: column 'mc_pdg' is needed for training")
@@ -198,6 +215,59 @@ class TrackDataModule:
                                              track_layout=table.layout)
         for name, t in self.tables.items():
             self._arrays[name] = self.to_arrays(t)
+        return self
+
+    # ------------------------------------------------------------------ streaming
+    @property
+    def streamed(self) -> bool:
+        """Whether the splits are streamed from disk (`ChunkedTracks`) rather than held on the device."""
+        return self.stream is not None
+
+    def _stream_key(self, files) -> str:
+        stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+        return stable_hash({
+            "v": STREAM_CACHE_VERSION, "files": stats, "tree": self.tree, "track_layout": self.track_layout,
+            "extra_groups": [dataclasses.asdict(g) for g in self.extra_groups],
+            "layout": None if self.layout is None else self.layout.to_dict(),
+            "selection": None if self.selection is None else dataclasses.asdict(self.selection),
+            "bounds": list(self.bounds), "momentum_variable": self.momentum_variable, "seed": self.seed,
+            "fractions": [self.test_fraction, self.val_fraction], "sentinels": list(self.sentinels),
+            "drop_unknown_pdg": self.drop_unknown_pdg, "on_invalid": self.on_invalid, "clip": self.clip,
+            "sample_tracks": self.sample_tracks})
+
+    def _prepare_piece(self, frame, dtypes, source: str) -> TrackTable:
+        """One streamed piece: validated as `load_table` validates a file, cut to the momentum range."""
+        table = tracks_from_frame(frame, source=source, track_layout=self._piece_layout or self.track_layout,
+                                  dtypes=dtypes, sentinels=self.sentinels, drop_unknown_pdg=self.drop_unknown_pdg,
+                                  on_invalid=self.on_invalid, selection=self.selection, layout=self.layout,
+                                  extra_groups=self.extra_groups)
+        self._piece_layout = table.layout  # every piece of every file in the first piece's layout
+        if self.layout is None:
+            self.layout = get_layout(table.layout).features.with_groups(self.extra_groups)
+        lo, hi = self.bounds
+        value = self._momentum(table)
+        return table.subset(np.flatnonzero((value > lo) & (value < hi)))
+
+    def default_chunk_tracks(self) -> int:
+        """An eighth of the budget per chunk (the chunk trained on, the next one read ahead and their
+        device copies fit with room to spare), in multiples of 65,536 tracks, at most 4 Mi."""
+        lay = self.layout
+        per_track = 4 * lay.num_features + lay.num_groups + 8
+        return int(max(1, min(64, self.budget_bytes // (8 * per_track) // 65536))) * 65536
+
+    def _setup_streamed(self, files) -> "TrackDataModule":
+        what = str(files[0]) if len(files) == 1 else f"{self.source} ({len(files)} files)"
+        self.stream = build_stream_cache(
+            cache_dir() / f"stream-{self._stream_key(files)}", files, prepare=self._prepare_piece,
+            feature_layout=lambda: self.layout, seed=self.seed, test_fraction=self.test_fraction,
+            val_fraction=self.val_fraction, sample_tracks=self.sample_tracks, clip=self.clip, tree=self.tree,
+            source=what)
+        self.preprocessor = self.stream.preprocessor
+        self.layout = self.preprocessor.layout
+        chunk = self.chunk_tracks or self.default_chunk_tracks()
+        for name in SPLITS:
+            self._arrays[name] = self.stream.split(name, chunk)
+            self.tables[name], self.sample_positions[name] = self.stream.sample(name)
         return self
 
     def to_arrays(self, table: TrackTable) -> TrackArrays:
@@ -227,11 +297,15 @@ class TrackDataModule:
     @property
     def class_counts(self) -> np.ndarray:
         """Tracks per class in the train split (π, K, p, e)."""
+        if self.streamed:
+            return np.asarray(list(self.stream.meta["splits"]["train"]["class_counts"].values()), np.int64)
         return np.bincount(np.asarray(self.train.label), minlength=NUM_CLASSES)
 
     def summary(self) -> dict:
         out = {"source": self.source, "momentum_range": list(self.bounds),
                "momentum_variable": self.momentum_variable}
+        if self.streamed:
+            return {**out, **self._streamed_summary()}
         first = next(iter(self.tables.values()), None)
         if first is not None:
             out["layout"] = first.layout
@@ -245,17 +319,24 @@ class TrackDataModule:
             out["dropped"] = dropped
         return out
 
+    def _streamed_summary(self) -> dict:
+        meta = self.stream.meta
+        out = {"layout": meta["track_layout"], **meta["summary"],
+               "streamed": {"cache": str(self.stream.directory), "chunk_tracks": self.train.chunk_tracks,
+                            "memory_budget_bytes": self.budget_bytes, "sample_tracks": self.sample_tracks,
+                            "split": "seeded hash of each track's values"}}
+        for name in SPLITS:
+            split = meta["splits"][name]
+            n = split["num_tracks"]
+            out[name] = {"n_tracks": n, "class_counts": split["class_counts"],
+                         "group_availability": {g.name: split["flag_counts"].get(g.flag, 0) / n
+                                                for g in self.layout.flagged_groups}}
+        if meta["dropped"]:
+            out["dropped"] = meta["dropped"]
+        return out
 
-def arrays_from_table(table: TrackTable, preprocessor: Preprocessor) -> TrackArrays:
-    import jax.numpy as jnp
 
-    feats, mask = preprocessor.transform(table)
-    labels = table.labels if table.labels is not None else np.full(len(table), -1, np.int32)
-    return TrackArrays(jnp.asarray(feats), jnp.asarray(mask), jnp.asarray(labels, dtype=jnp.int32),
-                       jnp.asarray(table.momentum, dtype=jnp.float32))
-
-
-__all__ = ["MOMENTUM_RANGES", "TrackArrays", "TrackDataModule", "ArrayDataModule", "resolve_momentum_range",
+__all__ = ["physical_memory", "MOMENTUM_RANGES", "TrackArrays", "TrackDataModule", "ArrayDataModule", "resolve_momentum_range",
            "simulated_tracks", "arrays_from_table", "cache_dir"]
 
 

@@ -71,6 +71,14 @@ class DataSection:
                                                  "NaN/inf/sentinel", default="error")
     clip: float = _help("robust-scaled features are clipped to [-clip, clip]", default=20.0)
     cache: bool = _help("cache simulated tables on disk", default=True)
+    memory_budget: str | int = _help(
+        "host memory the data may take ('4GB', bytes, or auto = half the machine's); files over it are streamed: "
+        "split by a hash of each track, preprocessed into a cache on disk ($PIDX_CACHE_DIR), trained chunk by chunk",
+        default="auto")
+    sample_tracks: int = _help("streamed data: tracks per split in the seeded sample that fits the preprocessing "
+                               "(train) and that the tree baselines and the report use", default=500_000)
+    chunk_tracks: int | None = _help("streamed data: tracks per chunk (default: an eighth of the memory budget)",
+                                     default=None)
     extra_inputs: tuple[ExtraInput, ...] = _help(
         "o2 layout: inputs beyond the 46-value vector, each a detector group of its own: its_cluster_sizes (the 7 "
         "per-layer ITS cluster sizes and their mean × cos λ) and centrality (centFT0C). Such a model exports to plain "

@@ -15,7 +15,7 @@ from ..data.layouts import O2_EXTRA_INPUTS
 from ..data.preprocess import Preprocessor
 from ..data.schema import DetectorGroup, FeatureLayout
 from ..data.selection import TrackSelection
-from ..errors import CheckpointError, RecipeError, TrainingError
+from ..errors import CheckpointError, DataError, RecipeError, TrainingError
 from ..models.base import build_model
 from ..models.ensemble import make_ensemble, member_key
 from ..recipe import Recipe, callback_class
@@ -31,6 +31,13 @@ from .rundir import RunDir
 
 def make_datamodule(recipe: Recipe) -> TrackDataModule:
     d = recipe.data
+    try:
+        return _datamodule(recipe, d)
+    except DataError as exc:  # the module's own argument checks, in recipe terms
+        raise RecipeError(f"data: {exc}") from None
+
+
+def _datamodule(recipe: Recipe, d) -> TrackDataModule:
     return TrackDataModule(
         source=d.source, simulator=d.simulator if d.source == "simulate" else None,
         momentum_range=d.momentum_range, momentum_variable=d.momentum_variable, seed=recipe.seed,
@@ -39,7 +46,7 @@ def make_datamodule(recipe: Recipe) -> TrackDataModule:
         extra_groups=tuple(O2_EXTRA_INPUTS[name] for name in d.extra_inputs)
         + tuple(DetectorGroup(g.name, g.columns, g.flag) for g in d.extra_groups),
         sentinels=d.sentinels, drop_unknown_pdg=d.drop_unknown_pdg, on_invalid=d.on_invalid, clip=d.clip,
-        use_cache=d.cache)
+        use_cache=d.cache, memory_budget=d.memory_budget, sample_tracks=d.sample_tracks, chunk_tracks=d.chunk_tracks)
 
 
 def model_kwargs(recipe: Recipe) -> dict:
@@ -150,6 +157,10 @@ def data_log_line(recipe: Recipe, dm: TrackDataModule) -> str:
     n = sum(summary[k]["n_tracks"] for k in ("train", "val", "test"))
     parts = [f"data: {summary['layout']} layout ({how}), {n:,} tracks in {dm.bounds[0]:g} < "
              f"{dm.momentum_variable} < {dm.bounds[1]:g}"]
+    if "streamed" in summary:
+        st = summary["streamed"]
+        parts.append(f"over the memory budget ({st['memory_budget_bytes'] / 1e9:.3g} GB): streamed in chunks of "
+                     f"{st['chunk_tracks']:,} tracks from {st['cache']}, split by track hash")
     if summary.get("selection"):
         parts.append("selection removed " + ", ".join(f"{k} {v:,}" for k, v in summary["selection"].items()))
     if summary.get("made_absent"):

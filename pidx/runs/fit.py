@@ -14,7 +14,6 @@ import numpy as np
 
 from ..data.datamodule import TrackDataModule
 from ..data.layouts import get_layout
-from ..data.schema import CLASS_NAMES
 from ..evaluation.baselines import add_oracle_gaps, decision_metrics, run_baselines
 from ..evaluation.calibration import calibration_summary, fit_posterior_map, negative_log_likelihood
 from ..evaluation.importance import importance_and_ablation
@@ -31,9 +30,9 @@ from .rundir import RunDir
 
 
 
-def majority_baseline(train_labels, test_labels) -> float:
+def majority_baseline(train_class_counts, test_labels) -> float:
     """Accuracy of always predicting the train split's most frequent class."""
-    majority = int(np.bincount(np.asarray(train_labels), minlength=len(CLASS_NAMES)).argmax())
+    majority = int(np.asarray(train_class_counts).argmax())
     return float(np.mean(np.asarray(test_labels) == majority))
 
 
@@ -65,7 +64,7 @@ def fit_recipe(recipe: Recipe, run: RunDir, *, resume: str | Path | None = None,
     result = decide_result(trainer, run)
     test = trainer.test()
     metrics = {"recipe": recipe.name, "test": {"loss": test["loss"]},
-               "majority_baseline": majority_baseline(dm.train.label, dm.test.label),
+               "majority_baseline": majority_baseline(dm.class_counts, dm.test.label),
                "training": training_summary(trainer, result, run), "data": dm.summary()}
     if not writer:  # the others trained and tested with it; the rest is process 0's alone
         metrics["test"] = test
@@ -120,8 +119,16 @@ def evaluate_in_memory(recipe: Recipe, run: RunDir, dm: TrackDataModule, predict
     baselines, outputs = run_baselines(dm.tables, ev.baselines, class_weights=class_weights, seed=recipe.seed,
                                        gbdt_max_iter=ev.gbdt_max_iter,
                                        extra_columns=get_layout(dm.tables["test"].layout).extra_columns(dm.layout))
-    add_oracle_gaps(test_metrics, baselines)
-    predictions = test_predictions_frame(dm.tables["test"], np.asarray(dm.test.p), test_probs, outputs)
+    rows = dm.sample_positions.get("test") if getattr(dm, "streamed", False) else None
+    if rows is None:
+        add_oracle_gaps(test_metrics, baselines)
+    else:  # streamed: the baselines ran on the test split's seeded sample; compare on the same tracks
+        test_metrics["baseline_sample"] = {"tracks": int(len(rows)),
+                                           **decision_metrics(labels[rows], test_probs[rows], dm.class_counts)}
+        add_oracle_gaps(test_metrics["baseline_sample"], baselines)
+        test_probs = test_probs[rows]
+    p = np.asarray(dm.test.p) if rows is None else np.asarray(dm.test.p)[rows]
+    predictions = test_predictions_frame(dm.tables["test"], p, test_probs, outputs)
     run.write_predictions(predictions)
     return {**entries, "baselines": baselines}, predictions
 
@@ -155,7 +162,8 @@ def write_run_report(recipe: Recipe, run: RunDir, metrics: dict, dm: TrackDataMo
                      history: list[dict], checkpoint, predictions, *, max_tracks: int | None = None) -> Path:
     """The report of a run from data in hand (importance and ablation on the test split)."""
     max_tracks = recipe.evaluation.report_max_tracks if max_tracks is None else max_tracks
-    _, importance, ablation = importance_and_ablation(predictor.probs, dm.test, predictor.layout,
+    test = dm.to_arrays(dm.tables["test"]) if getattr(dm, "streamed", False) else dm.test  # streamed: the sample
+    _, importance, ablation = importance_and_ablation(predictor.probs, test, predictor.layout,
                                                       max_tracks=max_tracks)
     return write_report(run / RunDir.REPORT, report_header(recipe, run, checkpoint), metrics=metrics,
                         predictions=predictions, history=history, importance=importance, ablation=ablation)

@@ -20,8 +20,10 @@ import numpy as np
 from ..data.datamodule import TrackArrays, arrays_from_table
 from ..data.io import TrackTable
 from ..data.preprocess import Preprocessor
+from ..data.stream_cache import ChunkedTracks
 from ..models.ensemble import is_ensemble
 from .posterior import PosteriorMap
+from .feed import evaluate_chunks
 from .step import make_evaluate
 
 _TINY = 1e-30
@@ -64,7 +66,9 @@ class Predictor:
     def layout(self):
         return self.model.layout
 
-    def _run(self, arrays: TrackArrays, members: bool) -> np.ndarray:
+    def _run(self, arrays: TrackArrays | ChunkedTracks, members: bool) -> np.ndarray:
+        if isinstance(arrays, ChunkedTracks):  # streamed from disk: chunk by chunk
+            return evaluate_chunks(lambda chunk: (self._run(chunk, members), np.nan), arrays)[0]
         unlabelled = jnp.full(arrays.features.shape[0], -1, jnp.int32)
         probs, _ = self._evaluate[members](self._params, self.state, jnp.asarray(arrays.features),
                                            jnp.asarray(arrays.group_mask), unlabelled, jnp.ones(4))

@@ -30,12 +30,14 @@ import numpy as np
 from ..errors import TrainingError
 from ..models.ensemble import Ensemble
 from ..utils import parse_duration
+from ..data.stream_cache import ChunkedTracks
 from .callbacks import Callback, ValidationMetrics, wants_batch_hooks
+from .feed import TrainFeed
 from .loggers import ProgressBar
 from .losses import FocalLoss, compute_class_weights
 from .parallel import any_process, data_parallel, resolve_devices
 from .posterior import corrected_nll
-from .step import make_optimizer, make_permutation, make_train_chunk
+from .step import make_optimizer, make_train_chunk
 from .trainer_eval import EvaluationMixin
 from .trainer_state import CheckpointingMixin
 
@@ -125,6 +127,7 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         self.summary: dict = {}
         self.params = self.static = self.opt_state = self.model_state = None
         self.datamodule = None
+        self.feed, self._checkpoint_chunking = None, None
 
     # ------------------------------------------------------------------ hooks
     # what the Trainer itself writes into `logged_metrics` each epoch
@@ -225,10 +228,8 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         train, val = dm.train, dm.val
         n = train.num_tracks
         batch = min(self.batch_size, n)
-        n_steps = n // batch
         per_batch = any(wants_batch_hooks(c) for c in self.callbacks)
         timed = self.max_time is not None  # the clock is read between chunks
-        chunk = min(self.log_every_n_steps, n_steps) if per_batch or timed else n_steps
         compute_dtype = PRECISIONS[self.precision]
         members = self.is_ensemble
         par = self.parallel
@@ -237,58 +238,65 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         train_chunk = make_train_chunk(self.static, self.loss, self.optimizer, compute_dtype, ensemble=members,
                                        parallel=par)
         evaluate = self._evaluator()
-        permutation = make_permutation(n, n_steps, batch, members=members,
-                                       sharding=None if par is None else par.rows(3 if members else 2, -1))
         seeds = jnp.asarray(self.static.seeds if members else self.seed, jnp.uint32)
         roots = jax.vmap(jax.random.PRNGKey)(seeds) if members else jax.random.PRNGKey(self.seed)
         fold = jax.vmap(jax.random.fold_in, in_axes=(0, None)) if members else jax.random.fold_in
         perm_root, dropout_root = fold(roots, 1), fold(roots, 2)
-        data = (train.features, train.group_mask, train.label)
+        self.feed = feed = TrainFeed(train, batch, parallel=par, members=members, seed=self.seed, fold=fold)
+        self._check_chunking()
+        n_steps = feed.n_steps
+        chunk = min(self.log_every_n_steps, n_steps) if per_batch or timed else n_steps
         if par is not None:
-            data, val, perm_root, dropout_root = par.replicate((data, val, perm_root, dropout_root))
+            perm_root, dropout_root = par.replicate((perm_root, dropout_root))
+            if not isinstance(val, ChunkedTracks):
+                val = par.replicate(val)
             self.class_weights = par.replicate(self.class_weights)
         compiled, compile_s = {}, 0.0
         fit_start = time.perf_counter()
         train_time, tracks_seen = 0.0, 0
         self.summary = {"batch_size": batch, "steps_per_epoch": n_steps, "train_tracks": n,
                         "dropped_per_epoch": n - n_steps * batch, "devices": 1 if par is None else par.size,
-                        "processes": jax.process_count()}
+                        "processes": jax.process_count(), "train_chunks": len(feed.bounds)}
 
         while self.current_epoch < self.max_epochs and not self.should_stop:
             first, self._resume_step = self._resume_step, 0  # resuming an interrupted epoch
             self.epoch_step = first
             self._call_hook("on_train_epoch_start")
             t0 = time.perf_counter()
-            idx_all = permutation(fold(perm_root, self.current_epoch))
             carry = (self.params, self.opt_state, self.model_state)
             if par is not None:  # a no-op unless a callback or a checkpoint put new weights in place
                 carry = par.replicate(carry)
             losses, corrects = [], []
-            for start in range(first, n_steps, chunk):
-                idx = idx_all[..., start:start + chunk, :]
-                steps = idx.shape[-2]
-                if steps not in compiled:  # AOT so compile time is measured apart from training
-                    c0 = time.perf_counter()
-                    compiled[steps] = train_chunk.lower(carry, idx, data, self.class_weights, dropout_root,
-                                                        jnp.uint32(0)).compile()
-                    compile_s += time.perf_counter() - c0
-                    t0 += time.perf_counter() - c0
-                carry, (loss, correct) = compiled[steps](carry, idx, data, self.class_weights, dropout_root,
-                                                         jnp.uint32(self.global_step))
-                self.params, self.opt_state, self.model_state = carry
-                self.global_step += steps
-                self.epoch_step += steps
-                if members:  # per-member [K, steps]: log the members' mean
-                    loss, correct = loss.mean(0), correct.mean(0)
-                losses.append(loss)
-                corrects.append(correct)
-                if any_process(self._interrupt_requested) and self.epoch_step < n_steps:
-                    raise self._interruption(f"interrupted at epoch {self.current_epoch}, step {self.global_step}")
-                if per_batch:
-                    self._call_hook("on_train_batch_end", {
-                        "loss": float(jnp.mean(loss)), "accuracy": float(jnp.sum(correct)) / (steps * batch),
-                        "steps": steps}, start + steps - 1)
-                if timed and self.epoch_step < n_steps and self._out_of_time():
+            for data, idx_all, chunk_first in feed.epoch(fold(perm_root, self.current_epoch), self.current_epoch,
+                                                         first):
+                for start in range(chunk_first, idx_all.shape[-2], chunk):
+                    idx = idx_all[..., start:start + chunk, :]
+                    steps = idx.shape[-2]
+                    shape = (steps, data[0].shape[0])
+                    if shape not in compiled:  # AOT so compile time is measured apart from training
+                        c0 = time.perf_counter()
+                        compiled[shape] = train_chunk.lower(carry, idx, data, self.class_weights, dropout_root,
+                                                            jnp.uint32(0)).compile()
+                        compile_s += time.perf_counter() - c0
+                        t0 += time.perf_counter() - c0
+                    carry, (loss, correct) = compiled[shape](carry, idx, data, self.class_weights, dropout_root,
+                                                             jnp.uint32(self.global_step))
+                    self.params, self.opt_state, self.model_state = carry
+                    self.global_step += steps
+                    self.epoch_step += steps
+                    if members:  # per-member [K, steps]: log the members' mean
+                        loss, correct = loss.mean(0), correct.mean(0)
+                    losses.append(loss)
+                    corrects.append(correct)
+                    if any_process(self._interrupt_requested) and self.epoch_step < n_steps:
+                        raise self._interruption(f"interrupted at epoch {self.current_epoch}, step {self.global_step}")
+                    if per_batch:
+                        self._call_hook("on_train_batch_end", {
+                            "loss": float(jnp.mean(loss)), "accuracy": float(jnp.sum(correct)) / (steps * batch),
+                            "steps": steps}, self.epoch_step - 1)
+                    if timed and self.epoch_step < n_steps and self._out_of_time():
+                        break
+                if self.time_limit_reached:
                     break
             if self.time_limit_reached:  # inside the epoch: no validation of a part-epoch
                 break
@@ -305,8 +313,11 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
                 "throughput/tracks_per_s": done_steps * batch / max(epoch_train_s, 1e-9),
             }
             self._call_hook("on_validation_start")
-            probs, vloss = evaluate(self.params, self.model_state, val.features, val.group_mask, val.label,
-                                    self.class_weights)
+            if isinstance(val, ChunkedTracks):
+                probs, vloss = self._evaluate_arrays(val)
+            else:
+                probs, vloss = evaluate(self.params, self.model_state, val.features, val.group_mask, val.label,
+                                        self.class_weights)
             labels = np.asarray(val.label)
             self.validation_outputs = (np.asarray(probs), labels)
             self.logged_metrics["val/loss"] = float(vloss)

@@ -9,7 +9,9 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
+from ..data.stream_cache import ChunkedTracks
 from ..errors import TrainingError
+from .feed import evaluate_chunks
 from .metrics import classification_metrics
 from .step import make_evaluate
 
@@ -41,11 +43,15 @@ class EvaluationMixin:
         return self._placed_arrays[2]
 
     def _evaluate_arrays(self, arrays, members: bool = False):
+        """`(probs, loss)` of a split: `TrackArrays` in one pass, a streamed `ChunkedTracks` chunk by chunk."""
         evaluate = self._evaluator(members)
         inputs = (self.params, self.model_state, getattr(self, "class_weights", jnp.ones(4)))
         if self.parallel is not None:  # a no-op for what the fit already placed
             inputs = self.parallel.replicate(inputs)
         params, model_state, weights = inputs
+        if isinstance(arrays, ChunkedTracks):
+            place = self.parallel.replicate if self.parallel is not None else lambda a: a
+            return evaluate_chunks(lambda chunk: evaluate(params, model_state, *place(chunk[:3]), weights), arrays)
         placed = self._placed(arrays)
         return evaluate(params, model_state, placed.features, placed.group_mask, placed.label, weights)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import TrainingError
 from .checkpoint import load_tree, read_meta, remove_checkpoint, save_checkpoint
 
 
@@ -60,6 +61,7 @@ class CheckpointingMixin:
         meta = {
             "epochs_completed": len(self.history), "global_step": self.global_step, "seed": self.seed,
             "epoch_step": self.epoch_step,
+            **self._chunk_meta(),
             "history": self.history, "stop_reason": self.stop_reason, "should_stop": self.should_stop,
             "metrics": self.logged_metrics, "class_weights": np.asarray(self.class_weights).tolist(),
             "preprocessing": getattr(getattr(self.datamodule, "preprocessor", None), "to_dict", dict)(),
@@ -76,6 +78,21 @@ class CheckpointingMixin:
         if not self.is_global_zero:  # one writer in a multi-process run; the others hold the same state
             return Path(path)
         return save_checkpoint(path, trees=trees, meta=meta)
+
+    def _chunk_meta(self) -> dict:
+        """Streamed data: the chunking and where in the epoch's chunk order the state stands."""
+        feed = getattr(self, "feed", None)
+        if feed is None or not feed.streamed:
+            return {}
+        return {"train_chunking": feed.chunking, "chunk_position": feed.position(self.current_epoch, self.epoch_step)}
+
+    def _check_chunking(self) -> None:
+        """A resumed fit continues exactly only over the chunks its checkpoint was written with."""
+        saved, now = getattr(self, "_checkpoint_chunking", None), self.feed.chunking
+        if saved is not None and list(saved) != list(now) and self._resume_step:
+            raise TrainingError(f"the checkpoint was written mid-epoch over train chunks [chunk tracks, tracks] = "
+                                f"{saved}, this fit has {now or 'the split in memory'}: resume with the same data, "
+                                "memory budget and chunk size")
 
     def remove_checkpoint(self, path: str | Path) -> None:
         if self.is_global_zero:
@@ -96,6 +113,7 @@ class CheckpointingMixin:
         self.current_epoch = int(meta["epochs_completed"])
         self.global_step = int(meta["global_step"])
         self._resume_step = int(meta.get("epoch_step", 0))
+        self._checkpoint_chunking = meta.get("train_chunking", [])
         self.history = list(meta["history"])
         self.should_stop = bool(meta["should_stop"])
         self.stop_reason = meta["stop_reason"] if self.should_stop else None  # e.g. max_time's: not this fit's
