@@ -14,7 +14,8 @@ from pidx.models import build_model
 from pidx.recipe import validate_recipe
 from pidx.runs.build import make_trainer
 from pidx.training import (
-    Callback, CrossEntropy, EarlyStopping, ModelCheckpoint, ProgressBar, TensorBoardLogger, Trainer, read_meta,
+    Callback, CrossEntropy, CSVLogger, EarlyStopping, ModelCheckpoint, ProgressBar, TensorBoardLogger, Trainer,
+    read_meta,
 )
 from pidx.utils import parse_duration
 
@@ -161,3 +162,35 @@ def test_tensorboard_logger(dm, tmp_path):
     assert nll == [(STEPS, pytest.approx(t.history[0]["val/nll"], rel=1e-6)),
                    (2 * STEPS, pytest.approx(t.history[1]["val/nll"], rel=1e-6))]
     assert {"val/macro_auc", "val/accuracy", "lr", "train/loss"} <= {tag for tag, _, _ in events}
+
+
+class CountValidations(Callback):
+    def __init__(self):
+        self.inside, self.at_epoch_end = 0, 0
+
+    def on_validation_end(self, trainer):
+        if trainer.validating_inside_epoch:
+            self.inside += 1
+        else:
+            self.at_epoch_end += 1
+
+
+def test_val_check_interval_validates_inside_epochs_without_changing_training(dm, tmp_path, straight):
+    counter = CountValidations()
+    t = fit(dm, tmp_path / "run", val_check_interval=5, callbacks=[counter, ModelCheckpoint(), CSVLogger()])
+    # 16 steps per epoch: checks after steps 5, 10 and 15 of each epoch, the epoch end validates as before
+    assert [r["epoch_step"] for r in t.step_validations] == [5, 10, 15] * 3
+    assert (counter.inside, counter.at_epoch_end) == (9, 3) and len(t.history) == 3
+    assert all(r["val/nll"] > 0 and "val/macro_auc" in r for r in t.step_validations)
+    assert len((tmp_path / "run" / "val_checks.csv").read_text().splitlines()) == 1 + 9
+    for a, b in zip(straight, weights(t)):  # validation reads the weights, never changes them
+        np.testing.assert_array_equal(a, b)
+    # a crash after a step checkpoint, resumed: the same checks, the same values
+    with pytest.raises(RuntimeError, match="node lost"):
+        fit(dm, tmp_path / "crash", val_check_interval=5,
+            callbacks=[CrashAt(STEPS + 12), ModelCheckpoint(every_n_train_steps=5)])
+    resumed = fit(dm, tmp_path / "crash", val_check_interval=5, callbacks=[ModelCheckpoint()],
+                  ckpt_path=tmp_path / "crash" / "checkpoints" / "last")
+    assert [r["val/nll"] for r in resumed.step_validations] == [r["val/nll"] for r in t.step_validations]
+    with pytest.raises(TrainingError, match="val_check_interval"):
+        Trainer(val_check_interval=0)

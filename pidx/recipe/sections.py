@@ -133,6 +133,9 @@ class TrainerSection:
     max_time: float | str | None = _help(
         "stop training after this wall time (seconds or DD:HH:MM:SS, data set-up included); the state inside the "
         "epoch is saved as checkpoints/interrupted, which --resume auto continues", default=None)
+    val_check_interval: int | None = _help(
+        "also validate every this many steps inside an epoch (EarlyStopping counts these checks; rows in "
+        "val_checks.csv); null: once per epoch", default=None)
     devices: int | Literal["auto"] = _help(
         "devices trained on data-parallel (batch_size is the global batch): auto = every device of the default "
         "backend (every process's under jax.distributed), 1 = one", default="auto")

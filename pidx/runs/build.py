@@ -113,6 +113,7 @@ def make_trainer(recipe: Recipe, root_dir: Path, *, quiet: bool = False,
                        optimizer=optimizer, loss=loss_fn, class_weights=loss.class_weights, seed=recipe.seed,
                        log_every_n_steps=t.log_every_n_steps, eval_batch_size=t.eval_batch_size,
                        precision=t.precision, enable_progress_bar=False, devices=t.devices, max_time=t.max_time,
+                       val_check_interval=t.val_check_interval,
                        default_root_dir=root_dir, config=recipe.to_dict())
     except TrainingError as exc:
         raise RecipeError(f"trainer: {exc}") from None

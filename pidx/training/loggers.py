@@ -19,7 +19,8 @@ from .callbacks import Callback
 
 
 class CSVLogger(Callback):
-    """Write the epoch history to `history.csv` (atomically, after every epoch)."""
+    """Write the epoch history to `history.csv` (atomically, after every epoch), and the checks of
+    `val_check_interval` inside epochs to `val_checks.csv` beside it."""
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else None
@@ -31,12 +32,17 @@ class CSVLogger(Callback):
     def on_train_epoch_end(self, trainer):
         if trainer.is_global_zero:
             self.write(trainer.history)
+            self.write(trainer.step_validations, self.path.with_name("val_checks.csv"))
 
-    def write(self, history: list[dict]) -> None:
+    def on_validation_end(self, trainer):
+        if trainer.validating_inside_epoch and trainer.is_global_zero:
+            self.write(trainer.step_validations + [trainer.logged_metrics], self.path.with_name("val_checks.csv"))
+
+    def write(self, history: list[dict], path: Path | None = None) -> None:
         if not history:
             return
         keys = list(dict.fromkeys(k for row in history for k in row))
-        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as fh:
+        with atomic_path(path or self.path) as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=keys)
             writer.writeheader()
             writer.writerows(history)
@@ -72,6 +78,16 @@ class TensorBoardLogger(Callback):
 
             self.writer = SummaryWriter(logdir=str(self.save_dir))
 
+    def on_validation_end(self, trainer):
+        if self.writer is not None and trainer.validating_inside_epoch:  # a val_check_interval check
+            self._scalars(trainer, lambda name: name.startswith("val/"))
+
+    def _scalars(self, trainer, keep) -> None:
+        for name, value in trainer.logged_metrics.items():
+            if keep(name) and isinstance(value, (int, float)) and math.isfinite(value):
+                self.writer.add_scalar(name, value, trainer.global_step)
+        self.writer.flush()
+
     def on_train_epoch_end(self, trainer):
         if self.writer is None:
             return
@@ -80,10 +96,7 @@ class TensorBoardLogger(Callback):
             first = trainer.global_step - len(losses)
             for i, loss in enumerate(losses):
                 self.writer.add_scalar("train/step_loss", float(loss), first + i + 1)
-        for name, value in trainer.logged_metrics.items():
-            if name not in ("epoch", "step") and isinstance(value, (int, float)) and math.isfinite(value):
-                self.writer.add_scalar(name, value, trainer.global_step)
-        self.writer.flush()
+        self._scalars(trainer, lambda name: name not in ("epoch", "step"))
 
     def teardown(self, trainer, stage):
         if self.writer is not None:

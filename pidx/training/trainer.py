@@ -72,6 +72,9 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
       `"DD:HH:MM:SS"`; data set-up and compiling count), checked every `log_every_n_steps` steps.
       A stop inside an epoch keeps the steps done; `ModelCheckpoint` saves that state as
       `checkpoints/interrupted`, from which a resumed fit continues exactly.
+    - `val_check_interval`: also validate every this many steps inside an epoch (long epochs): the
+      validation hooks run, so `EarlyStopping` counts these checks as Lightning's does (its decision
+      takes effect at the epoch's end); the rows go to `step_validations` (CSVLogger: `val_checks.csv`).
     - `default_root_dir`: where callbacks write by default (checkpoints/, history.csv).
     - `config`: JSON-able run configuration stored in every checkpoint.
     """
@@ -81,6 +84,7 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
                  grad_clip_norm: float | None = None, loss=None, class_weights="balanced", seed: int = 231,
                  log_every_n_steps: int = 50, eval_batch_size: int = 65536, precision: str = "f32",
                  enable_progress_bar: bool = True, devices: int | str = "auto", max_time: float | str | None = None,
+                 val_check_interval: int | None = None,
                  default_root_dir: str | Path = "runs/default", config: dict | None = None):
         if max_epochs < 1 or batch_size < 1:
             raise TrainingError(f"max_epochs and batch_size must be >= 1, got {max_epochs}, {batch_size}")
@@ -97,6 +101,9 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         except ValueError as exc:
             raise TrainingError(str(exc)) from None
         self.devices, self.parallel = devices, None
+        if val_check_interval is not None and (isinstance(val_check_interval, bool) or int(val_check_interval) < 1):
+            raise TrainingError(f"val_check_interval must be a number of steps >= 1, got {val_check_interval!r}")
+        self.val_check_interval = None if val_check_interval is None else int(val_check_interval)
         self.optimizer = optimizer if not isinstance(optimizer, str) else make_optimizer(
             optimizer, learning_rate, weight_decay=weight_decay, grad_clip_norm=grad_clip_norm)
         callbacks = list(callbacks or [])
@@ -117,6 +124,8 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         self.stop_reason: str | None = None
         self.logged_metrics: dict[str, float] = {}
         self.history: list[dict] = []
+        self.step_validations: list[dict] = []  # val_check_interval's checks inside epochs
+        self.validating_inside_epoch = False
         self.validation_outputs = None
         self.epoch_step_losses = np.zeros(0)
         self.restored_epoch: int | None = None
@@ -246,6 +255,7 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         self._check_chunking()
         n_steps = feed.n_steps
         chunk = min(self.log_every_n_steps, n_steps) if per_batch or timed else n_steps
+        vci = self.val_check_interval
         if par is not None:
             perm_root, dropout_root = par.replicate((perm_root, dropout_root))
             if not isinstance(val, ChunkedTracks):
@@ -269,9 +279,13 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
             losses, corrects = [], []
             for data, idx_all, chunk_first in feed.epoch(fold(perm_root, self.current_epoch), self.current_epoch,
                                                          first):
-                for start in range(chunk_first, idx_all.shape[-2], chunk):
-                    idx = idx_all[..., start:start + chunk, :]
-                    steps = idx.shape[-2]
+                start, total = chunk_first, idx_all.shape[-2]
+                while start < total:
+                    steps = min(chunk, total - start)
+                    if vci:  # land on every val_check_interval-th step of the epoch
+                        steps = min(steps, vci - self.epoch_step % vci)
+                    idx = idx_all[..., start:start + steps, :]
+                    start += steps
                     shape = (steps, data[0].shape[0])
                     if shape not in compiled:  # AOT so compile time is measured apart from training
                         c0 = time.perf_counter()
@@ -288,6 +302,8 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
                         loss, correct = loss.mean(0), correct.mean(0)
                     losses.append(loss)
                     corrects.append(correct)
+                    if vci and self.epoch_step % vci == 0 and self.epoch_step < n_steps:
+                        self._validate_inside_epoch(evaluate, val, losses)
                     if any_process(self._interrupt_requested) and self.epoch_step < n_steps:
                         raise self._interruption(f"interrupted at epoch {self.current_epoch}, step {self.global_step}")
                     if per_batch:
@@ -312,18 +328,7 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
                 "lr": self.learning_rate, "time/train_epoch_s": epoch_train_s,
                 "throughput/tracks_per_s": done_steps * batch / max(epoch_train_s, 1e-9),
             }
-            self._call_hook("on_validation_start")
-            if isinstance(val, ChunkedTracks):
-                probs, vloss = self._evaluate_arrays(val)
-            else:
-                probs, vloss = evaluate(self.params, self.model_state, val.features, val.group_mask, val.label,
-                                        self.class_weights)
-            labels = np.asarray(val.label)
-            self.validation_outputs = (np.asarray(probs), labels)
-            self.logged_metrics["val/loss"] = float(vloss)
-            self.logged_metrics["val/accuracy"] = float(np.mean(self.validation_outputs[0].argmax(1) == labels))
-            self.logged_metrics["val/nll"] = corrected_nll(self.validation_outputs[0], labels, self.class_weights)
-            self._call_hook("on_validation_end")
+            self._validate(evaluate, val)
             self.logged_metrics["time/epoch_s"] = time.perf_counter() - t0  # train + validation + hooks
             self.history.append(dict(self.logged_metrics))
             self.epoch_step = 0
@@ -344,6 +349,32 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
             "tracks_per_s": tracks_seen / train_time if train_time else None,
         })
 
+
+    def _validate(self, evaluate, val) -> None:
+        """The validation pass and its hooks; `logged_metrics` gains val/loss, val/accuracy and val/nll."""
+        self._call_hook("on_validation_start")
+        if isinstance(val, ChunkedTracks):
+            probs, vloss = self._evaluate_arrays(val)
+        else:
+            probs, vloss = evaluate(self.params, self.model_state, val.features, val.group_mask, val.label,
+                                    self.class_weights)
+        labels = np.asarray(val.label)
+        self.validation_outputs = (np.asarray(probs), labels)
+        self.logged_metrics["val/loss"] = float(vloss)
+        self.logged_metrics["val/accuracy"] = float(np.mean(self.validation_outputs[0].argmax(1) == labels))
+        self.logged_metrics["val/nll"] = corrected_nll(self.validation_outputs[0], labels, self.class_weights)
+        self._call_hook("on_validation_end")
+
+    def _validate_inside_epoch(self, evaluate, val, losses) -> None:
+        """A `val_check_interval` check: validation hooks as at an epoch's end, a `step_validations` row."""
+        self.logged_metrics = {"epoch": self.current_epoch, "step": self.global_step, "epoch_step": self.epoch_step,
+                               "train/loss": float(jnp.mean(jnp.concatenate(losses))), "lr": self.learning_rate}
+        self.validating_inside_epoch = True
+        try:
+            self._validate(evaluate, val)
+        finally:
+            self.validating_inside_epoch = False
+        self.step_validations.append(dict(self.logged_metrics))
 
     def _out_of_time(self) -> bool:
         """Whether `max_time` has passed (in any process: all stop at the same step); records it."""

@@ -62,7 +62,7 @@ class CheckpointingMixin:
             "epochs_completed": len(self.history), "global_step": self.global_step, "seed": self.seed,
             "epoch_step": self.epoch_step,
             **self._chunk_meta(),
-            "history": self.history, "stop_reason": self.stop_reason, "should_stop": self.should_stop,
+            "history": self.history, "step_validations": self.step_validations, "stop_reason": self.stop_reason, "should_stop": self.should_stop,
             "metrics": self.logged_metrics, "class_weights": np.asarray(self.class_weights).tolist(),
             "preprocessing": getattr(getattr(self.datamodule, "preprocessor", None), "to_dict", dict)(),
             "config": self.config, "callbacks": {},
@@ -115,6 +115,7 @@ class CheckpointingMixin:
         self._resume_step = int(meta.get("epoch_step", 0))
         self._checkpoint_chunking = meta.get("train_chunking", [])
         self.history = list(meta["history"])
+        self.step_validations = list(meta.get("step_validations", []))
         self.should_stop = bool(meta["should_stop"])
         self.stop_reason = meta["stop_reason"] if self.should_stop else None  # e.g. max_time's: not this fit's
         self.logged_metrics = dict(meta["metrics"])
