@@ -99,7 +99,7 @@ class TrackDataModule:
       `tables` hold seeded samples of `sample_tracks` tracks per split.
     - `sample_tracks`: streamed data: tracks per split in the seeded sample (preprocessing statistics
       from the train sample; tree baselines and the report on the samples).
-    - `chunk_tracks`: streamed data: tracks per chunk (default: an eighth of the budget, in multiples of 65,536).
+    - `chunk_tracks`: streamed data: tracks per chunk (default: a sixteenth of the budget, in multiples of 65,536).
     """
 
     source: str = "simulate"
@@ -120,7 +120,7 @@ class TrackDataModule:
     clip: float = 20.0
     use_cache: bool = True
     memory_budget: int | str = "auto"
-    sample_tracks: int = 500_000
+    sample_tracks: int = 200_000
     chunk_tracks: int | None = None
 
     def __post_init__(self):
@@ -249,11 +249,11 @@ class TrackDataModule:
         return table.subset(np.flatnonzero((value > lo) & (value < hi)))
 
     def default_chunk_tracks(self) -> int:
-        """An eighth of the budget per chunk (the chunk trained on, the next one read ahead and their
-        device copies fit with room to spare), in multiples of 65,536 tracks, at most 4 Mi."""
+        """A sixteenth of the budget per chunk, in multiples of 65,536 tracks, at most 4 Mi: the chunk
+        trained on, the next one read ahead and their device copies take a quarter of it."""
         lay = self.layout
         per_track = 4 * lay.num_features + lay.num_groups + 8
-        return int(max(1, min(64, self.budget_bytes // (8 * per_track) // 65536))) * 65536
+        return int(max(1, min(64, self.budget_bytes // (16 * per_track) // 65536))) * 65536
 
     def _setup_streamed(self, files) -> "TrackDataModule":
         what = str(files[0]) if len(files) == 1 else f"{self.source} ({len(files)} files)"

@@ -33,7 +33,7 @@ from .files import SUFFIXES
 
 SPLITS = ("train", "val", "test")
 BYTES_PER_VALUE = 24  # in-memory path: raw float32 + canonical float64 frame + split copies + model inputs
-PIECE_TRACKS = 250_000  # rows read, validated and preprocessed at a time
+PIECE_TRACKS = 100_000  # rows read, validated and preprocessed at a time
 _HASH_M1, _HASH_M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _NAN_BITS = np.uint64(0x7FC00000)
@@ -149,7 +149,7 @@ class _BottomK:
         self.parts.append((frame[keep].astype({c: np.float32 for c in frame.columns
                                                 if frame[c].dtype == np.float64}),
                            labels[keep], keys[keep], positions[keep]))
-        if sum(len(p[2]) for p in self.parts) > 2 * self.k:
+        if sum(len(p[2]) for p in self.parts) > self.k + self.k // 4:
             self._shrink()
 
     def _shrink(self) -> None:

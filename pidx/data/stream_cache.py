@@ -105,6 +105,21 @@ class StreamCache:
         return table, positions
 
 
+def _release_memory() -> None:
+    """Give the memory the passes freed back to the system before training starts: pyarrow's pool
+    and glibc's heap keep freed pages otherwise, and they would count in the fit's peak."""
+    import ctypes
+    import ctypes.util
+
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    libc = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
+    if trim is not None:  # glibc only
+        trim(0)
+
+
 def _add_counts(total: dict, part: dict) -> None:
     for k, v in part.items():
         if isinstance(v, dict):
@@ -142,6 +157,7 @@ def build_stream_cache(directory: Path, files: list[Path], *, prepare: Callable,
         pre = Preprocessor.fit(train, feature_layout(), clip=clip, track_layout=meta["track_layout"])
         _pass_two(tmp, files, prepare, pre, meta, seed, test_fraction, val_fraction, tree, piece_tracks)
         atomic_write_json(tmp / "meta.json", {**meta, "source": source, "preprocessor": pre.to_dict()})
+        _release_memory()
         try:
             os.replace(tmp, directory)
         except OSError:  # another process built the same cache meanwhile

@@ -76,8 +76,8 @@ class DataSection:
         "split by a hash of each track, preprocessed into a cache on disk ($PIDX_CACHE_DIR), trained chunk by chunk",
         default="auto")
     sample_tracks: int = _help("streamed data: tracks per split in the seeded sample that fits the preprocessing "
-                               "(train) and that the tree baselines and the report use", default=500_000)
-    chunk_tracks: int | None = _help("streamed data: tracks per chunk (default: an eighth of the memory budget)",
+                               "(train) and that the tree baselines and the report use", default=200_000)
+    chunk_tracks: int | None = _help("streamed data: tracks per chunk (default: a sixteenth of the memory budget)",
                                      default=None)
     extra_inputs: tuple[ExtraInput, ...] = _help(
         "o2 layout: inputs beyond the 46-value vector, each a detector group of its own: its_cluster_sizes (the 7 "

@@ -101,10 +101,11 @@ class TrainFeed:
             read = lambda j: self.train.read(*self.bounds[j])[:3]  # noqa: E731
             pending = pool.submit(read, plan[0][0]) if plan else None
             for i, (j, first) in enumerate(plan):
-                host = pending.result()
+                data = self._place(pending.result())  # the host copy goes once it is on the device
                 pending = pool.submit(read, plan[i + 1][0]) if i + 1 < len(plan) else None
                 n = self.bounds[j][1] - self.bounds[j][0]
-                yield self._place(host), self.permutation(n)(self.fold(epoch_key, j)), first
+                yield data, self.permutation(n)(self.fold(epoch_key, j)), first
+                del data  # the caller dropped its reference too: one chunk on the device at a time
 
 
 def evaluate_chunks(run: Callable, split: ChunkedTracks) -> tuple[np.ndarray, float]:

@@ -312,6 +312,7 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
                             "steps": steps}, self.epoch_step - 1)
                     if timed and self.epoch_step < n_steps and self._out_of_time():
                         break
+                del data, idx_all  # the next chunk replaces this one on the device, not beside it
                 if self.time_limit_reached:
                     break
             if self.time_limit_reached:  # inside the epoch: no validation of a part-epoch
