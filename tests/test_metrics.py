@@ -1,5 +1,7 @@
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 from pidx.training.metrics import (
@@ -62,3 +64,17 @@ def test_efficiency_purity_in_momentum_bins():
     assert res["pi"]["efficiency"] == [0.5, 1.0] and res["pi"]["purity"] == [1.0, 0.5]
     assert res["ka"]["efficiency"] == [1.0, 0.5] and res["ka"]["purity"] == [0.5, 1.0]
     assert res["pr"]["efficiency"] == [None, None] and res["ka"]["n_true"] == [1, 2]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(2, 400), st.integers(1, 6), st.integers(0, 2**31 - 1))
+def test_roc_auc_equals_sklearn_with_ties(n, levels, seed):
+    from sklearn.metrics import roc_auc_score
+
+    from pidx.training.metrics import _roc_auc
+
+    rng = np.random.default_rng(seed)
+    y = rng.random(n) < 0.4
+    y[0], y[1] = True, False  # both classes present
+    score = np.round(rng.random(n) * levels) / levels  # few distinct values: many ties
+    assert abs(_roc_auc(y, score) - roc_auc_score(y, score)) < 1e-12

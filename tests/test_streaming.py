@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import equinox as eqx
 import jax
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from pidx.data.stream import split_codes, track_hash
 from pidx.data.stream_cache import ChunkedTracks
 from pidx.errors import DataError, RecipeError, TrainingError
 from pidx.models import build_model
+from pidx.models.ensemble import make_ensemble, member_key
 from pidx.recipe import validate_recipe
 from pidx.runs.build import make_datamodule
 from pidx.training import Callback, CrossEntropy, ModelCheckpoint, Trainer, read_meta
@@ -123,6 +125,19 @@ def test_chunked_training_resumes_exactly_inside_a_chunk(files, tmp_path):
                     jax.tree.leaves((resumed.params, resumed.opt_state))):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert resumed.history[-1]["val/nll"] == straight.history[-1]["val/nll"]
+
+
+def test_ensemble_member_equals_a_single_streamed_run_with_its_seed(files, tmp_path):
+    dm = streamed(files / "parquet", chunk_tracks=2048)
+    ens, ens_state = make_ensemble("simplenn", dm.layout, seeds=(3, 4), hidden=(16,))
+    kw = dict(max_epochs=1, batch_size=256, loss=CrossEntropy(), enable_progress_bar=False, default_root_dir=tmp_path)
+    t_ens = Trainer(seed=0, **kw).fit(ens, dm, state=ens_state)
+    model, state = build_model("simplenn", dm.layout, key=member_key(4), hidden=(16,))
+    t_one = Trainer(seed=4, **kw).fit(model, dm, state=state)
+    member, _ = t_ens.model.member(1, t_ens.model_state)
+    for a, b in zip(jax.tree.leaves(eqx.filter(member, eqx.is_inexact_array)),
+                    jax.tree.leaves(eqx.filter(t_one.model, eqx.is_inexact_array))):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-5, rtol=1e-4)
 
 
 def test_streamed_evaluation_equals_the_same_tracks_in_memory(files, tmp_path):

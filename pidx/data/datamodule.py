@@ -266,7 +266,7 @@ class TrackDataModule:
         self.layout = self.preprocessor.layout
         chunk = self.chunk_tracks or self.default_chunk_tracks()
         for name in SPLITS:
-            self._arrays[name] = self.stream.split(name, chunk)
+            self._arrays[name] = self.stream.split(name, chunk, self.seed)
             self.tables[name], self.sample_positions[name] = self.stream.sample(name)
         return self
 

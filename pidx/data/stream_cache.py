@@ -30,14 +30,17 @@ _LABEL, _POSITION = "__label__", "__position__"
 class ChunkedTracks:
     """One split of the stream cache: `num_tracks` preprocessed tracks on disk, read `chunk_tracks`
     at a time as `TrackArrays` of host arrays (`read`, `chunks`). `label` and `p` (4 bytes a track
-    each) are held in memory once read; the features are not (`features` raises)."""
+    each) are held in memory once read; the features are not (`features` raises). `seed` (the data's
+    split seed) seeds the order in which training visits the chunks, so that an ensemble member and
+    a single run with the member's seed see the chunks in the same order."""
 
     def __init__(self, directory: Path, split: str, num_tracks: int, num_features: int, num_groups: int,
-                 chunk_tracks: int):
+                 chunk_tracks: int, seed: int = 0):
         if chunk_tracks < 1:
             raise DataError(f"chunk_tracks must be >= 1, got {chunk_tracks}")
         self.directory, self.split, self.num_tracks = Path(directory), split, int(num_tracks)
         self.num_features, self.num_groups, self.chunk_tracks = num_features, num_groups, int(chunk_tracks)
+        self.seed = int(seed)
         self._whole: dict[str, np.ndarray] = {}
 
     @property
@@ -91,10 +94,10 @@ class StreamCache:
             raise DataError(f"{self.directory}: not a complete stream cache ({exc}); delete it to rebuild") from None
         self.preprocessor = Preprocessor.from_dict(self.meta["preprocessor"])
 
-    def split(self, name: str, chunk_tracks: int) -> ChunkedTracks:
+    def split(self, name: str, chunk_tracks: int, seed: int = 0) -> ChunkedTracks:
         lay = self.preprocessor.layout
         return ChunkedTracks(self.directory, name, self.meta["splits"][name]["num_tracks"], lay.num_features,
-                             lay.num_groups, chunk_tracks)
+                             lay.num_groups, chunk_tracks, seed)
 
     def sample(self, name: str) -> tuple[TrackTable, np.ndarray]:
         """The split's seeded sample as a validated table, and its rows' positions in the split."""

@@ -2,7 +2,7 @@
 
 In memory, the train split is one device-resident chunk and an epoch is one shuffle of its rows,
 exactly as before streaming existed. Streamed (`ChunkedTracks`), the epoch visits the chunks in
-an order shuffled from seed + epoch; each chunk is put on the device and its rows are shuffled from
+an order shuffled from the data's seed + epoch (the same for every ensemble member); each chunk is put on the device and its rows are shuffled from
 the epoch's key folded with the chunk's index, while a thread reads the next chunk from disk. Since
 chunk sizes, the order and every shuffle are pure functions of the seed, the epoch and the chunking,
 the step count inside the epoch says exactly which chunk and which step a resumed fit starts from.
@@ -32,14 +32,11 @@ class TrainFeed:
     - `batch`: tracks per step (a chunk's last partial batch is left out of the epoch).
     - `parallel`: the fit's `DataParallel`, or None on one device.
     - `members`: an ensemble's member-vmapped keys and permutations.
-    - `seed`: the chunk order's seed.
     - `fold`: `fold_in` (vmapped over members for an ensemble).
     """
 
-    def __init__(self, train, batch: int, *, parallel: DataParallel | None, members: bool, seed: int,
-                 fold: Callable):
-        self.train, self.batch, self.parallel, self.members, self.seed, self.fold = (
-            train, batch, parallel, members, seed, fold)
+    def __init__(self, train, batch: int, *, parallel: DataParallel | None, members: bool, fold: Callable):
+        self.train, self.batch, self.parallel, self.members, self.fold = train, batch, parallel, members, fold
         self.streamed = isinstance(train, ChunkedTracks)
         self.bounds = train.chunks if self.streamed else [(0, train.num_tracks)]
         self.steps = [(stop - start) // batch for start, stop in self.bounds]
@@ -72,7 +69,7 @@ class TrainFeed:
         """The chunks' order in `epoch` (always `[0]` in memory)."""
         if not self.streamed:
             return np.zeros(1, np.int64)
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.bounds))
+        return np.random.default_rng([self.train.seed, epoch]).permutation(len(self.bounds))
 
     def position(self, epoch: int, epoch_step: int) -> dict:
         """The chunk (index, rank in the epoch's order) and the step inside it of `epoch_step`."""

@@ -251,7 +251,7 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         roots = jax.vmap(jax.random.PRNGKey)(seeds) if members else jax.random.PRNGKey(self.seed)
         fold = jax.vmap(jax.random.fold_in, in_axes=(0, None)) if members else jax.random.fold_in
         perm_root, dropout_root = fold(roots, 1), fold(roots, 2)
-        self.feed = feed = TrainFeed(train, batch, parallel=par, members=members, seed=self.seed, fold=fold)
+        self.feed = feed = TrainFeed(train, batch, parallel=par, members=members, fold=fold)
         self._check_chunking()
         n_steps = feed.n_steps
         chunk = min(self.log_every_n_steps, n_steps) if per_batch or timed else n_steps
