@@ -16,24 +16,18 @@ def accuracy(labels, pred) -> float:
 
 
 def _roc_auc(y_true, score) -> float:
-    """Exact ROC AUC, ties counted half (the Mann-Whitney statistic; what sklearn's `roc_auc_score`
-    gives), in the memory of one sort: sklearn's curve takes about 8 arrays of N, 2 GB for the
-    pooled 32 M (track, class) scores of an 8 M-track test split."""
-    y = np.asarray(y_true, dtype=bool)
-    order = np.argsort(score, kind="stable")
-    s, y = np.asarray(score)[order], y[order]
-    del order
-    starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))  # first index of each run of equal scores
-    del s
-    count = np.int32 if len(y) < 2 ** 31 else np.int64
-    pos = np.add.reduceat(y, starts, dtype=count)
-    size = np.diff(np.append(starts, len(y))).astype(count)
-    neg = size - pos
-    neg_below = np.cumsum(neg, dtype=np.int64) - neg  # negatives scored below each run
-    n_pos = float(pos.sum(dtype=np.int64))
-    n_neg = float(len(y)) - n_pos
-    u = np.dot(pos.astype(np.float64), neg_below + 0.5 * neg)
-    return float(u / (n_pos * n_neg))
+    """Exact ROC AUC, ties counted half: the Mann-Whitney statistic, P(score of a positive > score of
+    a negative) + P(tie) / 2, which is what sklearn's `roc_auc_score` gives. Positives and negatives
+    are sorted apart and each positive finds its rank among the negatives by binary search, so the
+    memory is one copy of the scores: sklearn's curve took about 8 arrays of N, 2 GB for the pooled
+    32 M (track, class) scores of an 8 M-track test split."""
+    y, s = np.asarray(y_true, dtype=bool), np.asarray(score)
+    pos, neg = s[y], s[~y]
+    pos.sort()
+    neg.sort()
+    below = np.searchsorted(neg, pos, side="left").sum(dtype=np.int64)  # negatives scored lower
+    not_above = np.searchsorted(neg, pos, side="right").sum(dtype=np.int64)  # lower or tied
+    return float((below + not_above) / 2.0 / (float(len(pos)) * float(len(neg))))
 
 
 def balanced_accuracy(labels, pred) -> float:
