@@ -40,3 +40,14 @@ class CountingCallback(Callback):
 
     def on_train_epoch_end(self, trainer):
         self.epochs += 1
+
+
+class CrashAt(Callback):
+    """Raises, as a lost node would, once training has passed `step`."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, outputs, batch_idx):
+        if trainer.global_step >= self.step:
+            raise RuntimeError("node lost")

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from helpers import separable_datamodule
+from helpers import CrashAt, separable_datamodule
 from pidx.data.schema import DEFAULT_LAYOUT
 from pidx.errors import RecipeError, TrainingError
 from pidx.models import build_model
@@ -44,15 +44,6 @@ class Slow(Callback):
 
     def on_train_batch_end(self, trainer, outputs, batch_idx):
         time.sleep(0.25)
-
-
-class CrashAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, outputs, batch_idx):
-        if trainer.global_step >= self.step:
-            raise RuntimeError("node lost")
 
 
 @pytest.fixture(scope="module")

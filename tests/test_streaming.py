@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from helpers import CrashAt
 from pidx.data import simulate
 from pidx.data.datamodule import TrackDataModule
 from pidx.data.files import write_table
@@ -20,7 +21,7 @@ from pidx.models import build_model
 from pidx.models.ensemble import make_ensemble, member_key
 from pidx.recipe import validate_recipe
 from pidx.runs.build import make_datamodule
-from pidx.training import Callback, CrossEntropy, ModelCheckpoint, Trainer, read_meta
+from pidx.training import CrossEntropy, ModelCheckpoint, Trainer, read_meta
 
 STREAM = dict(memory_budget="1MB", sample_tracks=4000, momentum_range="mid")
 
@@ -93,15 +94,6 @@ def fit(dm, root, *, callbacks=(), ckpt_path=None, max_epochs=2):
                 default_root_dir=root, log_every_n_steps=3, callbacks=list(callbacks))
     t.fit(model, dm, state=state, ckpt_path=ckpt_path)
     return t
-
-
-class CrashAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_train_batch_end(self, trainer, outputs, batch_idx):
-        if trainer.global_step >= self.step:
-            raise RuntimeError("node lost")
 
 
 def test_chunked_training_resumes_exactly_inside_a_chunk(files, tmp_path):

@@ -151,8 +151,7 @@ class TrackDataModule:
     # ------------------------------------------------------------------ loading
     def load_table(self) -> TrackTable:
         """Read (or simulate), select and validate the tracks; fixes `layout` on first use."""
-        kwargs = dict(sentinels=self.sentinels, drop_unknown_pdg=self.drop_unknown_pdg, on_invalid=self.on_invalid,
-                      selection=self.selection, layout=self.layout, extra_groups=self.extra_groups)
+        kwargs = self._reading_rules()
         if self.source == "simulate":
             cfg = self.simulator or SimulatorConfig()
             if self.track_layout != "auto" and cfg.layout != self.track_layout:
@@ -161,18 +160,32 @@ class TrackDataModule:
                                       source=f"simulator(n_tracks={cfg.n_tracks}, seed={cfg.seed})", **kwargs)
         else:
             table = load_tracks(self.source, tree=self.tree, track_layout=self.track_layout, **kwargs)
-        if self.layout is None:
-            self.layout = get_layout(table.layout).features.with_groups(self.extra_groups)
+        self._fix_layout(table)
         return table
+
+    def _reading_rules(self) -> dict:
+        """How every table is validated, whole (`load_table`) or streamed piece by piece."""
+        return dict(sentinels=self.sentinels, drop_unknown_pdg=self.drop_unknown_pdg, on_invalid=self.on_invalid,
+                    selection=self.selection, layout=self.layout, extra_groups=self.extra_groups)
+
+    def _fix_layout(self, table: TrackTable) -> None:
+        if self.layout is None:  # the file layout's groups plus the extra ones, fixed by the first table read
+            self.layout = get_layout(table.layout).features.with_groups(self.extra_groups)
 
     def _momentum(self, table: TrackTable) -> np.ndarray:
         return table.momentum if self.momentum_variable == "p" else table.frame["pt"].to_numpy(np.float64)
 
-    def select_momentum(self, table: TrackTable) -> TrackTable:
+    def _in_range(self, table: TrackTable) -> np.ndarray:
+        """Rows inside the momentum range."""
         lo, hi = self.bounds
         value = self._momentum(table)
-        rows = np.flatnonzero((value > lo) & (value < hi))
+        return np.flatnonzero((value > lo) & (value < hi))
+
+    def select_momentum(self, table: TrackTable) -> TrackTable:
+        lo, hi = self.bounds
+        rows = self._in_range(table)
         if len(rows) == 0:
+            value = self._momentum(table)
             raise DataError(f"{table.source}: no tracks with {lo} < {self.momentum_variable} < {hi} GeV/c; "
                             f"the data spans {self.momentum_variable} = {np.nanmin(value):.3g}–"
                             f"{np.nanmax(value):.3g} GeV/c")
@@ -238,15 +251,10 @@ class TrackDataModule:
     def _prepare_piece(self, frame, dtypes, source: str) -> TrackTable:
         """One streamed piece: validated as `load_table` validates a file, cut to the momentum range."""
         table = tracks_from_frame(frame, source=source, track_layout=self._piece_layout or self.track_layout,
-                                  dtypes=dtypes, sentinels=self.sentinels, drop_unknown_pdg=self.drop_unknown_pdg,
-                                  on_invalid=self.on_invalid, selection=self.selection, layout=self.layout,
-                                  extra_groups=self.extra_groups)
+                                  dtypes=dtypes, **self._reading_rules())
         self._piece_layout = table.layout  # every piece of every file in the first piece's layout
-        if self.layout is None:
-            self.layout = get_layout(table.layout).features.with_groups(self.extra_groups)
-        lo, hi = self.bounds
-        value = self._momentum(table)
-        return table.subset(np.flatnonzero((value > lo) & (value < hi)))
+        self._fix_layout(table)
+        return table.subset(self._in_range(table))
 
     def default_chunk_tracks(self) -> int:
         """A sixteenth of the budget per chunk, in multiples of 65,536 tracks, at most 4 Mi: the chunk

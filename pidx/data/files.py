@@ -8,6 +8,7 @@ not what it claims to be.
 
 from __future__ import annotations
 
+import contextlib
 import glob as _glob
 import os
 from pathlib import Path
@@ -42,7 +43,10 @@ def expand_sources(source: str | os.PathLike) -> list[Path]:
     return [path]
 
 
-def _read_root(path: Path, tree: str) -> tuple[pd.DataFrame, dict[str, np.dtype]]:
+@contextlib.contextmanager
+def open_root_tree(path: Path, tree: str):
+    """The TTree `tree` of the ROOT file `path`, open inside the block; errors name the file (and
+    list its trees when `tree` is not one of them)."""
     try:
         import uproot
     except ImportError:  # a core dependency; only a broken install lands here
@@ -58,8 +62,13 @@ def _read_root(path: Path, tree: str) -> tuple[pd.DataFrame, dict[str, np.dtype]
             listing = ", ".join(sorted(set(trees))) or "none"
             raise DataError(f"{path}: has no tree '{tree}' (trees in the file: {listing}); set data.tree "
                             "to choose another")
+        yield file[tree]
+
+
+def _read_root(path: Path, tree: str) -> tuple[pd.DataFrame, dict[str, np.dtype]]:
+    with open_root_tree(path, tree) as t:
         try:
-            arrays = file[tree].arrays(library="np")
+            arrays = t.arrays(library="np")
         except Exception as exc:
             raise DataError(f"{path}: cannot read tree '{tree}': {type(exc).__name__}: {exc}") from None
     dtypes = {k: v.dtype for k, v in arrays.items()}
@@ -74,14 +83,20 @@ def check_root_types(dtypes: dict[str, np.dtype], declared: dict[str, str], sour
                             f"{ctype}, so it must be {_KIND_TEXT[ctype]}")
 
 
-def read_one(path: Path, *, tree: str = DEFAULT_TREE) -> tuple[pd.DataFrame, dict[str, np.dtype] | None]:
-    """One file → (table, branch dtypes for ROOT files else None), errors naming the file."""
+def track_file_kind(path: Path) -> str:
+    """`csv`, `parquet` or `root` for a track file that exists; an error naming it otherwise."""
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise DataError(f"{path}: unsupported file type '{path.suffix}'; accepted are {sorted(SUFFIXES)}, "
                         "a directory or a glob")
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    return kind
+
+
+def read_one(path: Path, *, tree: str = DEFAULT_TREE) -> tuple[pd.DataFrame, dict[str, np.dtype] | None]:
+    """One file → (table, branch dtypes for ROOT files else None), errors naming the file."""
+    kind = track_file_kind(path)
     if kind == "root":
         return _read_root(path, tree)
     try:
@@ -159,5 +174,5 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, *, root_types: dict[s
     return path
 
 
-__all__ = ["SUFFIXES", "DEFAULT_TREE", "expand_sources", "read_one", "read_tracks_raw", "read_table",
+__all__ = ["SUFFIXES", "DEFAULT_TREE", "expand_sources", "track_file_kind", "open_root_tree", "read_one", "read_tracks_raw", "read_table",
            "check_root_types", "write_root", "write_table"]

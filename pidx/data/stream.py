@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .files import SUFFIXES
+from .files import SUFFIXES, open_root_tree, track_file_kind
 
 SPLITS = ("train", "val", "test")
 BYTES_PER_VALUE = 24  # in-memory path: raw float32 + canonical float64 frame + split copies + model inputs
@@ -69,11 +69,7 @@ def estimated_memory(files: list[Path], *, tree: str) -> int:
 
 def iter_pieces(path: Path, *, tree: str, rows: int) -> Iterator[tuple[pd.DataFrame, dict | None]]:
     """`(frame, ROOT branch dtypes or None)` pieces of about `rows` tracks, floating columns as float32."""
-    kind = SUFFIXES.get(path.suffix.lower())
-    if kind is None:
-        raise DataError(f"{path}: unsupported file type '{path.suffix}'; accepted are {sorted(SUFFIXES)}")
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
+    kind = track_file_kind(path)
     try:
         if kind == "parquet":
             import pyarrow.parquet as pq
@@ -84,12 +80,8 @@ def iter_pieces(path: Path, *, tree: str, rows: int) -> Iterator[tuple[pd.DataFr
             for frame in pd.read_csv(path, chunksize=rows):
                 yield _float32(frame), None
         else:
-            import uproot
-
-            with uproot.open(path) as f:
-                if tree not in f:
-                    raise DataError(f"{path}: has no tree '{tree}'; set data.tree to choose another")
-                for arrays in f[tree].iterate(step_size=rows, library="np"):
+            with open_root_tree(path, tree) as t:
+                for arrays in t.iterate(step_size=rows, library="np"):
                     dtypes = {k: v.dtype for k, v in arrays.items()}
                     yield _float32(pd.DataFrame(arrays)), dtypes
     except DataError:
@@ -146,9 +138,7 @@ class _BottomK:
         keep = np.ones(len(keys), bool) if self.threshold is None else keys < self.threshold
         if not keep.any():
             return
-        self.parts.append((frame[keep].astype({c: np.float32 for c in frame.columns
-                                                if frame[c].dtype == np.float64}),
-                           labels[keep], keys[keep], positions[keep]))
+        self.parts.append((_float32(frame[keep]), labels[keep], keys[keep], positions[keep]))
         if sum(len(p[2]) for p in self.parts) > self.k + self.k // 4:
             self._shrink()
 

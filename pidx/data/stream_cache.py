@@ -56,24 +56,25 @@ class ChunkedTracks:
         if len(values) != (stop - start) * width:
             raise DataError(f"{self.directory}: {self.split}.{name} is shorter than its metadata says; delete the "
                             "directory to rebuild the cache")
-        return values.reshape(-1, width) if width > 1 or name in ("features", "mask") else values
+        return values.reshape(-1, width) if name in ("features", "mask") else values
 
     def read(self, start: int, stop: int) -> TrackArrays:
         """Tracks `start:stop` as host arrays."""
         return TrackArrays(self._read("features", start, stop), self._read("mask", start, stop),
                            self._read("label", start, stop), self._read("p", start, stop))
 
+    def _held(self, name: str) -> np.ndarray:
+        if name not in self._whole:
+            self._whole[name] = self._read(name, 0, self.num_tracks)
+        return self._whole[name]
+
     @property
     def label(self) -> np.ndarray:
-        if "label" not in self._whole:
-            self._whole["label"] = self._read("label", 0, self.num_tracks)
-        return self._whole["label"]
+        return self._held("label")
 
     @property
     def p(self) -> np.ndarray:
-        if "p" not in self._whole:
-            self._whole["p"] = self._read("p", 0, self.num_tracks)
-        return self._whole["p"]
+        return self._held("p")
 
     @property
     def features(self):
@@ -193,6 +194,13 @@ def _pieces(files, prepare, tree, piece_tracks):
             yield path, table
 
 
+def _split(table: TrackTable, seed: int, test_fraction: float, val_fraction: float):
+    """Each track's hash and split code (0 train, 1 validation, 2 test); both passes call this, so they
+    agree on every track."""
+    h = track_hash(table.frame, get_layout(table.layout).features.input_columns, table.labels, seed)
+    return h, split_codes(h, test_fraction=test_fraction, val_fraction=val_fraction)
+
+
 def _pass_one(tmp, files, prepare, seed, test_fraction, val_fraction, sample_tracks, tree, piece_tracks) -> dict:
     counts = {s: 0 for s in SPLITS}
     class_counts = {s: np.zeros(NUM_CLASSES, np.int64) for s in SPLITS}
@@ -204,8 +212,8 @@ def _pass_one(tmp, files, prepare, seed, test_fraction, val_fraction, sample_tra
         if not len(table):
             continue
         track_layout = track_layout or table.layout
-        h = track_hash(table.frame, get_layout(table.layout).features.input_columns, table.labels, seed)
-        codes, keys = split_codes(h, test_fraction=test_fraction, val_fraction=val_fraction), sample_key(h)
+        h, codes = _split(table, seed, test_fraction, val_fraction)
+        keys = sample_key(h)
         for code, name in enumerate(SPLITS):
             rows = np.flatnonzero(codes == code)
             positions = counts[name] + np.arange(len(rows), dtype=np.int64)
@@ -233,8 +241,7 @@ def _pass_two(tmp, files, prepare, pre, meta, seed, test_fraction, val_fraction,
         for path, table in _pieces(files, prepare, tree, piece_tracks):
             if not len(table):
                 continue
-            h = track_hash(table.frame, get_layout(table.layout).features.input_columns, table.labels, seed)
-            codes = split_codes(h, test_fraction=test_fraction, val_fraction=val_fraction)
+            _, codes = _split(table, seed, test_fraction, val_fraction)
             feats, mask = pre.transform(table)
             p = table.momentum.astype(np.float32)
             for code, name in enumerate(SPLITS):

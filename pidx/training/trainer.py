@@ -30,7 +30,6 @@ import numpy as np
 from ..errors import TrainingError
 from ..models.ensemble import Ensemble
 from ..utils import parse_duration
-from ..data.stream_cache import ChunkedTracks
 from .callbacks import Callback, ValidationMetrics, wants_batch_hooks
 from .feed import TrainFeed
 from .loggers import ProgressBar
@@ -246,7 +245,6 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
             raise TrainingError(f"batch size {batch} is not divisible by the {par.size} devices it is split over")
         train_chunk = make_train_chunk(self.static, self.loss, self.optimizer, compute_dtype, ensemble=members,
                                        parallel=par)
-        evaluate = self._evaluator()
         seeds = jnp.asarray(self.static.seeds if members else self.seed, jnp.uint32)
         roots = jax.vmap(jax.random.PRNGKey)(seeds) if members else jax.random.PRNGKey(self.seed)
         fold = jax.vmap(jax.random.fold_in, in_axes=(0, None)) if members else jax.random.fold_in
@@ -258,8 +256,6 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         vci = self.val_check_interval
         if par is not None:
             perm_root, dropout_root = par.replicate((perm_root, dropout_root))
-            if not isinstance(val, ChunkedTracks):
-                val = par.replicate(val)
             self.class_weights = par.replicate(self.class_weights)
         compiled, compile_s = {}, 0.0
         fit_start = time.perf_counter()
@@ -303,7 +299,7 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
                     losses.append(loss)
                     corrects.append(correct)
                     if vci and self.epoch_step % vci == 0 and self.epoch_step < n_steps:
-                        self._validate_inside_epoch(evaluate, val, losses)
+                        self._validate_inside_epoch(val, losses)
                     if any_process(self._interrupt_requested) and self.epoch_step < n_steps:
                         raise self._interruption(f"interrupted at epoch {self.current_epoch}, step {self.global_step}")
                     if per_batch:
@@ -329,7 +325,7 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
                 "lr": self.learning_rate, "time/train_epoch_s": epoch_train_s,
                 "throughput/tracks_per_s": done_steps * batch / max(epoch_train_s, 1e-9),
             }
-            self._validate(evaluate, val)
+            self._validate(val)
             self.logged_metrics["time/epoch_s"] = time.perf_counter() - t0  # train + validation + hooks
             self.history.append(dict(self.logged_metrics))
             self.epoch_step = 0
@@ -351,14 +347,10 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         })
 
 
-    def _validate(self, evaluate, val) -> None:
+    def _validate(self, val) -> None:
         """The validation pass and its hooks; `logged_metrics` gains val/loss, val/accuracy and val/nll."""
         self._call_hook("on_validation_start")
-        if isinstance(val, ChunkedTracks):
-            probs, vloss = self._evaluate_arrays(val)
-        else:
-            probs, vloss = evaluate(self.params, self.model_state, val.features, val.group_mask, val.label,
-                                    self.class_weights)
+        probs, vloss = self._evaluate_arrays(val)  # on the device in memory, chunk by chunk when streamed
         labels = np.asarray(val.label)
         self.validation_outputs = (np.asarray(probs), labels)
         self.logged_metrics["val/loss"] = float(vloss)
@@ -366,13 +358,13 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         self.logged_metrics["val/nll"] = corrected_nll(self.validation_outputs[0], labels, self.class_weights)
         self._call_hook("on_validation_end")
 
-    def _validate_inside_epoch(self, evaluate, val, losses) -> None:
+    def _validate_inside_epoch(self, val, losses) -> None:
         """A `val_check_interval` check: validation hooks as at an epoch's end, a `step_validations` row."""
         self.logged_metrics = {"epoch": self.current_epoch, "step": self.global_step, "epoch_step": self.epoch_step,
                                "train/loss": float(jnp.mean(jnp.concatenate(losses))), "lr": self.learning_rate}
         self.validating_inside_epoch = True
         try:
-            self._validate(evaluate, val)
+            self._validate(val)
         finally:
             self.validating_inside_epoch = False
         self.step_validations.append(dict(self.logged_metrics))
