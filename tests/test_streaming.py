@@ -1,8 +1,11 @@
 """Data bigger than memory (issue 16): the hash split, the seeded sample, the cache, chunked training."""
 
 import json
+import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -14,8 +17,9 @@ from helpers import CrashAt
 from pidx.data import simulate
 from pidx.data.datamodule import TrackDataModule
 from pidx.data.files import write_table
+from pidx.data.group import file_shares
 from pidx.data.stream import split_codes, track_hash
-from pidx.data.stream_cache import ChunkedTracks
+from pidx.data.stream_cache import ChunkedTracks, StreamCache
 from pidx.errors import DataError, RecipeError, TrainingError
 from pidx.models import build_model
 from pidx.models.ensemble import make_ensemble, member_key
@@ -23,6 +27,7 @@ from pidx.recipe import validate_recipe
 from pidx.runs.build import make_datamodule
 from pidx.training import CrossEntropy, ModelCheckpoint, Trainer, read_meta
 
+ROOT = Path(__file__).parent.parent
 STREAM = dict(memory_budget="1MB", sample_tracks=4000, momentum_range="mid")
 
 
@@ -161,3 +166,70 @@ def test_pidx_fit_streams_a_folder_end_to_end(files, tmp_path):
     assert sample["tracks"] == 1500 and "gap_to_oracle_pp" in sample
     assert metrics["test"]["n_tracks"] == metrics["data"]["test"]["n_tracks"] > 1500
     assert len(pd.read_parquet(out / "test_predictions.parquet")) == 1500
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _fit_streamed(files, out, cache, processes=1, extra=()):
+    """`pidx fit` of simplenn_mid on the Parquet folder, streamed, as `processes` jax.distributed
+    processes on 127.0.0.1 (`cache`: one PIDX_CACHE_DIR, or one per process)."""
+    cmd = [sys.executable, "-m", "pidx.cli", "fit", "recipes/simplenn_mid.yaml", "--output", str(out),
+           "--set", f"data.source={files / 'parquet'}", "--set", "data.memory_budget=1MB",
+           "--set", "data.sample_tracks=1500", "--set", "data.chunk_tracks=3000", "--set", "trainer.max_epochs=2",
+           "--set", "trainer.batch_size=512", "--set", "evaluation.baselines=[oracle]",
+           "--set", "evaluation.report=false", "--quiet", *extra]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    group = {"PIDX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}", "PIDX_NUM_PROCESSES": str(processes)}
+    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={
+        **env, "JAX_PLATFORMS": "cpu", "PIDX_CACHE_DIR": str(cache if isinstance(cache, Path) else cache[i]),
+        **(group if processes > 1 else {}), "PIDX_PROCESS_ID": str(i)}) for i in range(processes)]
+    return [(p.wait(timeout=600), p.stdout.read()) for p in procs]
+
+
+def _cache(root: Path) -> StreamCache:
+    (directory,) = root.glob("stream-*")
+    return StreamCache(directory)
+
+
+def test_two_processes_each_read_their_share_into_the_cache_one_process_builds(files, tmp_path):
+    results = _fit_streamed(files, tmp_path / "two", tmp_path / "shared", processes=2)
+    for rc, out in results:
+        assert rc == 0, out[-3000:]
+    alone = _fit_streamed(files, tmp_path / "one", tmp_path / "alone")
+    assert alone[0][0] == 0, alone[0][1][-3000:]
+    two, one = _cache(tmp_path / "shared"), _cache(tmp_path / "alone")
+    # each process read its own share of the three files, and only that
+    readers = [f["process"] for f in two.meta["files"]]
+    assert sorted(set(readers)) == [0, 1] and [f["process"] for f in one.meta["files"]] == [0, 0, 0]
+    assert [f["path"] for f in two.meta["files"]] == [f["path"] for f in one.meta["files"]]
+    # ... into the very cache one process builds: samples, statistics and every array, bit for bit
+    assert two.preprocessor.to_dict() == one.preprocessor.to_dict()
+    for name in ("train", "val", "test"):
+        pd.testing.assert_frame_equal(two.sample(name)[0].frame, one.sample(name)[0].frame)
+        a, b = two.split(name, 10**6).read(0, 10**6), one.split(name, 10**6).read(0, 10**6)
+        for x, y in zip((a.features, a.group_mask, a.label, a.p), (b.features, b.group_mask, b.label, b.p)):
+            np.testing.assert_array_equal(x, y)
+    # and the two processes trained the model one process trains (up to the order of float sums)
+    m2, m1 = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("two", "one"))
+    assert m2["training"]["processes"] == 2 and m1["training"]["processes"] == 1
+    h2, h1 = (pd.read_csv(tmp_path / r / "history.csv") for r in ("two", "one"))
+    np.testing.assert_allclose(h2["val/nll"], h1["val/nll"], rtol=1e-4)
+    assert abs(m2["test"]["accuracy"] - m1["test"]["accuracy"]) < 0.002
+
+
+def test_processes_that_do_not_share_the_cache_directory_stop_with_an_error(files, tmp_path):
+    results = _fit_streamed(files, tmp_path / "run", [tmp_path / "c0", tmp_path / "c1"], processes=2)
+    assert all(rc != 0 for rc, _ in results)
+    assert "must share the cache directory (PIDX_CACHE_DIR)" in results[1][1]
+    assert "process 1 of 2 failed" in results[0][1] or "must share the cache directory" in results[0][1]
+
+
+def test_file_shares_balance_bytes_and_cover_every_file_once():
+    shares = file_shares([5, 1, 4, 4, 2, 9], 3)
+    assert sorted(j for s in shares for j in s) == list(range(6))
+    assert [sum([5, 1, 4, 4, 2, 9][j] for j in s) for s in shares] == [9, 8, 8]
+    assert file_shares([3], 4) == [[0], [], [], []]

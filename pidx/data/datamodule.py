@@ -19,8 +19,10 @@ from .preprocess import Preprocessor
 from .schema import CLASS_NAMES, DEFAULT_SENTINELS, NUM_CLASSES, DetectorGroup, FeatureLayout
 from .selection import TrackSelection
 from .simulate import SimulatorConfig, simulate
+from .group import ProcessGroup
 from .stream import SPLITS, estimated_memory
-from .stream_cache import STREAM_CACHE_VERSION, ChunkedTracks, StreamCache, build_stream_cache
+from .stream_build import build_stream_cache
+from .stream_cache import STREAM_CACHE_VERSION, ChunkedTracks, StreamCache
 
 MOMENTUM_RANGES: dict[str, tuple[float, float]] = {
     "full": (0.1, math.inf),
@@ -100,6 +102,9 @@ class TrackDataModule:
     - `sample_tracks`: streamed data: tracks per split in the seeded sample (preprocessing statistics
       from the train sample; tree baselines and the report on the samples).
     - `chunk_tracks`: streamed data: tracks per chunk (default: a sixteenth of the budget, in multiples of 65,536).
+    - `group`: the processes reading the data together (default: JAX's, `ProcessGroup.current()`). They
+      stream if any of them is over its budget, each process reading its share of the files into one
+      cache that they must share; under the budget each loads every file.
     """
 
     source: str = "simulate"
@@ -122,6 +127,7 @@ class TrackDataModule:
     memory_budget: int | str = "auto"
     sample_tracks: int = 200_000
     chunk_tracks: int | None = None
+    group: ProcessGroup | None = None
 
     def __post_init__(self):
         if isinstance(self.simulator, dict):
@@ -217,7 +223,8 @@ class TrackDataModule:
             return self
         if self.source != "simulate":
             files = expand_sources(self.source)
-            if estimated_memory(files, tree=self.tree) > self.budget_bytes:
+            self.group = self.group or ProcessGroup.current()
+            if self.group.flags(estimated_memory(files, tree=self.tree) > self.budget_bytes).any():
                 return self._setup_streamed(files)
         table = self.select_momentum(self.load_table())
         if table.labels is None:
@@ -269,7 +276,7 @@ class TrackDataModule:
             cache_dir() / f"stream-{self._stream_key(files)}", files, prepare=self._prepare_piece,
             feature_layout=lambda: self.layout, seed=self.seed, test_fraction=self.test_fraction,
             val_fraction=self.val_fraction, sample_tracks=self.sample_tracks, clip=self.clip, tree=self.tree,
-            source=what)
+            source=what, group=self.group)
         self.preprocessor = self.stream.preprocessor
         self.layout = self.preprocessor.layout
         chunk = self.chunk_tracks or self.default_chunk_tracks()

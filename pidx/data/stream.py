@@ -1,8 +1,8 @@
 """Data bigger than memory: track files streamed in pieces into a preprocessed cache on disk.
 
-When the selected data would not fit in the data module's memory budget, `build_stream_cache`
-reads the files piece by piece (Parquet row groups, ROOT baskets through `uproot.iterate`, CSV
-chunks), as float32, in two passes:
+When the selected data would not fit in the data module's memory budget,
+`pidx.data.stream_build.build_stream_cache` reads the files piece by piece (Parquet row groups,
+ROOT baskets through `uproot.iterate`, CSV chunks), as float32, in two passes:
 
 1. **Pass 1.** Every piece is validated exactly as `load_tracks` validates a whole file (layout,
    DPG selection, flags), cut to the momentum range and split into train/validation/test by a
@@ -13,7 +13,11 @@ chunks), as float32, in two passes:
    - The train sample fits the preprocessing statistics.
    - The three samples are the tables that the tree baselines and the report use.
 2. **Pass 2.** Every piece is preprocessed with those statistics. Its float32 features, detector
-   mask, labels and momenta are appended to one binary file per split and array.
+   mask, labels and momenta are appended to one binary file per split, file and array.
+
+Under `jax.distributed` each process reads only its share of the files (`pidx.data.group`) in both
+passes; process 0 merges the shares' samples and counts. The cache is the same, file for file, as
+one process would build.
 
 The cache is `$PIDX_CACHE_DIR/stream-<key>`, keyed by the files (path, size, modification time) and
 every setting that changes its content. It is built in a temporary directory that is renamed into
@@ -154,11 +158,11 @@ class _BottomK:
         frames, labels, keys, positions = zip(*self.parts)
         return pd.concat(frames, ignore_index=True), *(np.concatenate(a) for a in (labels, keys, positions))
 
-    def result(self) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-        """(frame, labels, positions) in split order."""
+    def result(self) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+        """(frame, labels, keys, positions) in the order of the positions."""
         if not self.parts:
-            return pd.DataFrame(), np.zeros(0, np.int32), np.zeros(0, np.int64)
+            return pd.DataFrame(), np.zeros(0, np.int32), np.zeros(0, np.uint64), np.zeros(0, np.int64)
         self._shrink()
-        frame, labels, _, positions = self.parts[0]
+        frame, labels, keys, positions = self.parts[0]
         order = np.argsort(positions, kind="stable")
-        return frame.iloc[order].reset_index(drop=True), labels[order], positions[order]
+        return frame.iloc[order].reset_index(drop=True), labels[order], keys[order], positions[order]
