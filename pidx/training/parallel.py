@@ -21,6 +21,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ..data.group import ProcessGroup
 from ..errors import TrainingError
 
 BATCH_AXIS = "batch"
@@ -128,19 +129,12 @@ def initialize_distributed(environ: Mapping[str, str] = os.environ) -> bool:
 def any_process(flag: bool) -> bool:
     """True if `flag` is true in any process (alone: `flag`). Lets every process of a group take the
     same branch, e.g. stop at the same step when a signal reached only some of them."""
-    if jax.process_count() == 1:
-        return bool(flag)
-    from jax.experimental import multihost_utils
-
-    return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
+    return bool(ProcessGroup.current().flags(flag).any())
 
 
 def barrier(name: str) -> None:
     """Wait until every process of a multi-process run gets here (nothing to wait for alone)."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
+    ProcessGroup.current().barrier(name)
 
 
 __all__ = ["BATCH_AXIS", "resolve_devices", "DataParallel", "data_parallel", "to_local", "initialize_distributed",
