@@ -13,13 +13,13 @@ from ..errors import DataError
 from ..utils import parse_bytes, stable_hash
 from .arrays import TrackArrays, arrays_from_table
 from .files import DEFAULT_TREE, expand_sources
+from .group import ProcessGroup
 from .io import TrackTable, load_tracks, read_table, tracks_from_frame, write_table
 from .layouts import get_layout
 from .preprocess import Preprocessor
 from .schema import CLASS_NAMES, DEFAULT_SENTINELS, NUM_CLASSES, DetectorGroup, FeatureLayout
 from .selection import TrackSelection
 from .simulate import SimulatorConfig, simulate
-from .group import ProcessGroup
 from .stream import SPLITS, estimated_memory
 from .stream_build import build_stream_cache
 from .stream_cache import STREAM_CACHE_VERSION, ChunkedTracks, StreamCache

@@ -74,17 +74,12 @@ def build_stream_cache(directory: Path, files: list[Path], *, prepare: Callable,
         group.together("reading its files (stream cache, pass 1)",
                        lambda: _pass_one(tmp, files, mine, passes, sample_tracks, group.index))
         group.together("looking for the other processes' pass-1 results", lambda: _check_shared(tmp, files))
-        if group.is_first:
-            meta = group.together("merging the processes' samples", lambda: _merge(
-                tmp, files, group.count, sample_tracks, source, feature_layout, clip))
-        else:
-            group.together("merging the processes' samples", lambda: None)
+        first = group.is_first  # process 0 merges and finishes; the others wait for its verdict
+        meta = group.together("merging the processes' samples", lambda: _merge(
+            tmp, files, group.count, sample_tracks, source, feature_layout, clip) if first else None)
         pre = Preprocessor.from_dict(json.loads((tmp / "preprocessor.json").read_text()))
         group.together("preprocessing its files (stream cache, pass 2)", lambda: _pass_two(tmp, files, mine, passes, pre))
-        if group.is_first:
-            group.together("finishing the stream cache", lambda: _finish(tmp, directory, files, meta, pre))
-        else:
-            group.together("finishing the stream cache", lambda: None)
+        group.together("finishing the stream cache", lambda: _finish(tmp, directory, meta, pre) if first else None)
         _release_memory()
     except BaseException:
         if group.is_first or group.count == 1:
@@ -113,12 +108,9 @@ def _workspace(directory: Path, group: ProcessGroup) -> Path:
     return tmp
 
 
-def _finish(tmp: Path, directory: Path, files, meta: dict, pre: Preprocessor) -> None:
-    for j in range(len(files)):
-        os.unlink(tmp / f"file-{j}.json")
-    for path in tmp.glob("candidates-*.parquet"):
-        os.unlink(path)
-    os.unlink(tmp / "preprocessor.json")
+def _finish(tmp: Path, directory: Path, meta: dict, pre: Preprocessor) -> None:
+    for path in [*tmp.glob("file-*.json"), *tmp.glob("candidates-*.parquet"), tmp / "preprocessor.json"]:
+        os.unlink(path)  # the passes' working files; the cache keeps what meta.json records
     atomic_write_json(tmp / "meta.json", {**meta, "preprocessor": pre.to_dict()})
     try:
         os.replace(tmp, directory)
