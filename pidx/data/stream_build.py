@@ -82,7 +82,7 @@ def build_stream_cache(directory: Path, files: list[Path], *, prepare: Callable,
         group.together("finishing the stream cache", lambda: _finish(tmp, directory, meta, pre) if first else None)
         _release_memory()
     except BaseException:
-        if group.is_first or group.count == 1:
+        if group.is_first:  # alone, the only process is the first
             shutil.rmtree(tmp, ignore_errors=True)
         raise
     group.barrier("pidx-stream-cache-done")
