@@ -18,7 +18,10 @@ def test_twelve_recipes_load_with_the_shipped_settings():
         assert cfg.seed == 231 and cfg.data.simulator.n_tracks == 4_160_000
         assert cfg.loss == LossSection(name="cross_entropy", class_weights="none")  # outputs are posteriors
         assert cfg.optimizer.name == "adam" and cfg.optimizer.learning_rate == 1e-3
-        assert cfg.trainer.batch_size == 1024 and cfg.trainer.max_epochs == 150
+        assert cfg.optimizer.schedule == "cosine"  # no warm-up: any max_epochs has a schedule
+        assert cfg.trainer.batch_size == 1024 and cfg.trainer.max_epochs == 30
+        assert cfg.model.params["dropout"] == 0.1  # docs/recipes.md: 0.5 costs NLL, none overfits
+        assert cfg.data.extra_inputs == ()  # the 46-value vector: deployable in pid-onnx-inference
         es = next(c.args for c in cfg.callbacks if c.name == "EarlyStopping")
         assert es["patience"] == 15 and es["monitor"] == "val/nll" and es["mode"] == "min"
         assert cfg.evaluation.posterior == "bias_temperature"
@@ -42,6 +45,8 @@ def write(tmp_path, text, name="r.yaml"):
     ("loss: {name: hinge}", r"'loss.name' must be one of \['focal', 'cross_entropy'\]"),
     ("data: {momentum_range: middle}", r"'data.momentum_range'.*unknown momentum range 'middle'"),
     ("callbacks: [{EarlyStop: {}}]", r"unknown callback 'EarlyStop' \(did you mean 'EarlyStopping'"),
+    ("optimizer: {schedule: warmup_cosine, warmup_epochs: 5}\ntrainer: {max_epochs: 5}",
+     r"'optimizer.warmup_epochs' must be >= 0 and < trainer.max_epochs \(5\) for warmup_cosine, got 5"),
     ("callbacks: [{EarlyStopping: {patiense: 3}}]", r"unknown key 'callbacks\[0\].EarlyStopping.patiense'; did you mean 'patience'"),
     ("callbacks: [{'nosuch.module:Thing': {}}]", r"cannot import callback 'nosuch.module:Thing'"),
     ("callbacks: [{'pidx.models:SimpleNN': {}}]", r"is not a pidx Callback subclass"),

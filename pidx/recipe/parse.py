@@ -242,6 +242,11 @@ def _check_values(recipe: Recipe) -> None:
         section, name = key.split(".")
         if getattr(getattr(recipe, section), name) < low:
             raise RecipeError(f"'{key}' must be >= {low}, got {getattr(getattr(recipe, section), name)}")
+    o = recipe.optimizer
+    if o.schedule == "warmup_cosine" and not 0 <= o.warmup_epochs < recipe.trainer.max_epochs:
+        # the warm-up must leave at least one epoch of cosine decay
+        raise RecipeError(f"'optimizer.warmup_epochs' must be >= 0 and < trainer.max_epochs "
+                          f"({recipe.trainer.max_epochs}) for warmup_cosine, got {o.warmup_epochs}")
 
 
 def validate_recipe(raw: dict | None, *, name: str | None = None) -> Recipe:
