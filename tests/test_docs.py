@@ -26,6 +26,7 @@ def blocks(page: Path):
 
 def shrink_bash(code: str) -> str:
     """Append SMALL_FIT to the arguments of each `pidx fit` (before a comment, pipe, redirect, &, && or ;)."""
+    code = re.sub(r"[ \t]*\\\n[ \t]*", " ", code)  # a command continued over lines is one command
     def add(m):
         args = m.group(1).rstrip()
         return f"{args} {SMALL_FIT}{m.group(1)[len(args):]}"
@@ -39,6 +40,7 @@ def test_shrink_inserts_overrides_before_comments_and_pipes():
     assert shrink_bash(line) == f"pidx fit r.yaml --output x --quiet {SMALL_FIT} 2>&1 | grep E   # note"
     assert shrink_bash("pidx fit a.yaml   # c") == f"pidx fit a.yaml {SMALL_FIT}   # c"
     assert shrink_bash("pidx fit a.yaml --quiet &") == f"pidx fit a.yaml --quiet {SMALL_FIT} &"  # in the background
+    assert shrink_bash("pidx fit a.yaml \\\n  --quiet\n") == f"pidx fit a.yaml --quiet {SMALL_FIT}\n"
     assert shrink_bash("pidx simulate --n 1000000 --out t.parquet") == "pidx simulate --n 20000 --out t.parquet"
 
 
