@@ -7,13 +7,14 @@
 Each recipe is fitted as shipped (`pidx fit`, the same code path; only the scale overrides
 given here change), and its posteriors are measured on its own test split next to the
 baselines on the same tracks: HistGBDT, XGBoost, LightGBM (`pidx[trees]`), ALICE's Bayesian
-PID and n-sigma, and the oracle (the simulator's exact posterior). The full-range model of
+PID and n-sigma, the oracle (the simulator's exact posterior) and the vector oracle (the exact
+posterior given only what the recipes' 46-value input vector carries). The full-range model of
 each architecture is also measured inside the mid and high ranges (its test tracks there):
 one model for all momenta, conditioned on momentum, against the range-specific ones.
 
 Columns: accuracy (argmax of the posteriors), balanced accuracy of the class-weighted decision
-argmax P(c|x)/π_c, macro AUC, NLL, top-label ECE, and the gaps to the oracle on the same tracks
-(accuracy in pp, AUC, NLL). Writes the table as Markdown and JSON into `--out`.
+argmax P(c|x)/π_c, macro AUC, NLL, top-label ECE, and the gaps to the oracle and to the vector
+oracle on the same tracks (accuracy in pp, AUC, NLL). Writes the table as Markdown and JSON into `--out`.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ RECIPES = Path(__file__).parent.parent / "recipes"
 MODELS = ("simplenn", "dnn", "fse_phase0", "fse_phase1")
 RANGES = ("full", "mid", "high")
 CLASSIC = ("bayes_pid", "nsigma", "gbdt")
+CEILINGS = ("oracle", "vector_oracle")
 
 
 def _probs(frame, name):
@@ -55,14 +57,16 @@ def measure(frame, name, train_counts) -> dict:
 
 
 def with_gaps(rows: list[dict]) -> list[dict]:
-    """Gaps to the oracle row measured on the same tracks (same range and evaluation set)."""
-    oracles = {(r["range"], r["tracks_of"]): r for r in rows if r["method"].startswith("[oracle]")}
-    for r in rows:
-        o = oracles.get((r["range"], r["tracks_of"]))
-        if o is not None:
-            r["gap_pp"] = 100 * (o["accuracy"] - r["accuracy"])
-            r["auc_gap"] = o["macro_auc"] - r["macro_auc"]
-            r["nll_gap"] = r["nll"] - o["nll"]
+    """Gaps to each ceiling's row measured on the same tracks (same range and evaluation set):
+    `gap_pp`, `auc_gap`, `nll_gap` to the oracle, `vector_gap_pp`, … to the vector oracle."""
+    for ceiling, prefix in (("oracle", ""), ("vector_oracle", "vector_")):
+        found = {(r["range"], r["tracks_of"]): r for r in rows if r["method"].startswith(f"[{ceiling}]")}
+        for r in rows:
+            o = found.get((r["range"], r["tracks_of"]))
+            if o is not None:
+                r[f"{prefix}gap_pp"] = 100 * (o["accuracy"] - r["accuracy"])
+                r[f"{prefix}auc_gap"] = o["macro_auc"] - r["macro_auc"]
+                r[f"{prefix}nll_gap"] = r["nll"] - o["nll"]
     return rows
 
 
@@ -88,7 +92,7 @@ def main():
     rows, started = [], time.perf_counter()
     for rng in ranges:
         for i, model in enumerate(args.models):
-            baselines = [*CLASSIC, *args.trees, "oracle"] if i == 0 else ["oracle"]  # trees once per range
+            baselines = [*CLASSIC, *args.trees, *CEILINGS] if i == 0 else list(CEILINGS)  # trees once per range
             recipe = load_recipe(RECIPES / f"{model}_{rng}.yaml", sets + [f"evaluation.baselines={baselines}"])
             run = RunDir.create(recipe.name, args.out / "runs" / recipe.name, overwrite=True)
             t0 = time.perf_counter()
@@ -98,7 +102,7 @@ def main():
             print(f"{recipe.name}: {metrics['training']['epochs_run']} epochs, {time.perf_counter() - t0:.0f} s, "
                   f"accuracy {metrics['test']['accuracy']:.4f}", flush=True)
             for name in ["model", *(b for b in baselines if f"{b}_prob_pi" in frame)]:
-                if name == "oracle" and i > 0:
+                if name in CEILINGS and i > 0:
                     continue  # the same test tracks as the first model's
                 rows.append({"range": rng, "method": model if name == "model" else f"[{name}]", "tracks_of": rng,
                              **measure(frame, name, counts)})
@@ -106,17 +110,20 @@ def main():
                 for sub in (r for r in args.ranges if r != "full"):
                     lo, hi = resolve_momentum_range(sub)
                     inside = frame[(frame["p"] > lo) & (frame["p"] < hi)]
-                    for name in ("model", "oracle") if i == 0 else ("model",):  # every full model: one split
-                        rows.append({"range": sub, "method": f"{model} (full-range model)" if name == "model"
-                                     else "[oracle] (full-range test tracks)", "tracks_of": "full split",
-                                     **measure(inside, name, counts)})
+                    for name in ("model", *CEILINGS) if i == 0 else ("model",):  # every full model: one split
+                        if name == "model" or f"{name}_prob_pi" in frame:
+                            rows.append({"range": sub, "method": f"{model} (full-range model)" if name == "model"
+                                         else f"[{name}] (full-range test tracks)", "tracks_of": "full split",
+                                         **measure(inside, name, counts)})
     rows = [r for r in with_gaps(rows) if r["range"] in args.ranges]
     head = ["range", "method", "accuracy", "bal. acc. (weighted)", "macro AUC", "NLL", "ECE", "gap to oracle (pp)",
-            "AUC gap", "NLL gap", "test tracks"]
+            "AUC gap", "NLL gap", "gap to vector oracle (pp)", "AUC gap", "NLL gap", "test tracks"]
     table = markdown_table(head, [[r["range"], r["method"], fmt_number(r["accuracy"]),
                                    fmt_number(r["balanced_accuracy"]), fmt_number(r["macro_auc"]), fmt_number(r["nll"]),
                                    fmt_number(r["ece"]), fmt_number(r.get("gap_pp"), 2), fmt_number(r.get("auc_gap")),
-                                   fmt_number(r.get("nll_gap")), f"{r['tracks']:,}"] for r in rows])
+                                   fmt_number(r.get("nll_gap")), fmt_number(r.get("vector_gap_pp"), 2),
+                                   fmt_number(r.get("vector_auc_gap")), fmt_number(r.get("vector_nll_gap")),
+                                   f"{r['tracks']:,}"] for r in rows])
     print(table)
     print(f"total {time.perf_counter() - started:.0f} s")
     args.out.mkdir(parents=True, exist_ok=True)

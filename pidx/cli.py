@@ -41,21 +41,21 @@ def simulate(
                                      "(~8.5 % TOF at 0.7-1.5 GeV/c like the seed data)."),
     missing: str = typer.Option("nan", help="Legacy layout: missing-value encoding 'nan' or 'sentinel' (-999, Bayes "
                                 "all 0). The o2 layout always writes O2's own conventions."),
-    no_oracle: bool = typer.Option(False, "--no-oracle", help="Leave out the oracle_prob_* columns."),
+    no_oracle: bool = typer.Option(False, "--no-oracle", help="Leave out the oracle_prob_* (and vector_oracle_prob_*) columns."),
 ):
     """Simulate ALICE tracks with MC truth and the exact oracle posterior (oracle_prob_*)."""
     import time
 
     from .data.io import encode_missing, write_table
     from .data.layouts import O2_FILE_BRANCHES
-    from .data.schema import ORACLE_COLUMNS
+    from .data.schema import ORACLE_COLUMNS, VECTOR_ORACLE_COLUMNS
     from .data.simulate import SimulatorConfig
     from .data.simulate import simulate as run_simulation
 
     start = time.perf_counter()
     df = run_simulation(SimulatorConfig(n_tracks=n, seed=seed, tof_scenario=tof_scenario, layout=layout))
     if no_oracle:
-        df = df.drop(columns=list(ORACLE_COLUMNS))
+        df = df.drop(columns=[c for c in ORACLE_COLUMNS + VECTOR_ORACLE_COLUMNS if c in df])
     if layout == "legacy":
         df = encode_missing(df, missing)
     elif missing != "nan":

@@ -112,8 +112,8 @@ def test_console_script_entry_point():
 def test_fit_writes_baselines_and_report(run_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     base = metrics["baselines"]
-    assert set(base) == {"bayes_pid", "nsigma", "gbdt", "oracle"}
-    assert base["oracle"]["gap_to_oracle_pp"] == 0
+    assert set(base) == {"bayes_pid", "nsigma", "gbdt", "oracle", "vector_oracle"}
+    assert base["oracle"]["gap_to_oracle_pp"] == 0 and base["vector_oracle"]["gap_to_vector_oracle_pp"] == 0
     assert metrics["test"]["gap_to_oracle_pp"] == pytest.approx(
         100 * (base["oracle"]["accuracy"] - metrics["test"]["accuracy"]))
     report = run_dir / "report"

@@ -29,7 +29,7 @@ MOMENTUM_RANGES: dict[str, tuple[float, float]] = {
     "mid": (0.7, 1.5),
     "high": (1.0, 3.0),
 }
-SIMULATION_CACHE_VERSION = 2  # bump when the simulator's output for a config changes
+SIMULATION_CACHE_VERSION = 3  # bump when the simulator's output for a config changes (3: vector oracle)
 
 
 def resolve_momentum_range(value) -> tuple[float, float]:

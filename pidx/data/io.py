@@ -28,7 +28,7 @@ from .files import DEFAULT_TREE, check_root_types, read_table, read_tracks_raw, 
 from .layouts import O2_FILE_BRANCHES, TrackLayout, detect_layout
 from .schema import (
     BAYES_COLUMNS, BAYES_FLAG, BAYES_MISSING_ROWS, DEFAULT_LAYOUT, DEFAULT_SENTINELS, LABEL_COLUMN,
-    ORACLE_COLUMNS, DetectorGroup, FeatureLayout, pdg_to_class,
+    ORACLE_COLUMNS, VECTOR_ORACLE_COLUMNS, DetectorGroup, FeatureLayout, pdg_to_class,
 )
 from .selection import TrackSelection, apply_selection
 
@@ -70,6 +70,12 @@ class TrackTable:
     def oracle(self) -> np.ndarray | None:
         if all(c in self.frame for c in ORACLE_COLUMNS):
             return self.frame[list(ORACLE_COLUMNS)].to_numpy(np.float64)
+        return None
+
+    @property
+    def vector_oracle(self) -> np.ndarray | None:
+        if all(c in self.frame for c in VECTOR_ORACLE_COLUMNS):
+            return self.frame[list(VECTOR_ORACLE_COLUMNS)].to_numpy(np.float64)
         return None
 
     def subset(self, rows: np.ndarray) -> "TrackTable":
@@ -209,7 +215,7 @@ def validate_tracks(
         dropped["invalid_values"] = int((invalid & keep).sum())
         keep &= ~invalid
 
-    for c in ORACLE_COLUMNS:
+    for c in ORACLE_COLUMNS + VECTOR_ORACLE_COLUMNS:
         if c in df.columns:
             out[c] = _numeric_column(df, c, source)
     frame = pd.DataFrame(out)

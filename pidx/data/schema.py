@@ -37,6 +37,9 @@ assert len(FEATURE_COLUMNS) == 21
 BAYES_FLAG = "bayes_available"
 # Written by the simulator beside the features: the exact Bayes-optimal posterior.
 ORACLE_COLUMNS = tuple(f"oracle_prob_{c}" for c in CLASS_NAMES)
+# O2 layout only: the exact posterior given what the 46-value model vector carries (the ceiling
+# of a model that reads that vector; the oracle above also sees the per-layer ITS cluster sizes).
+VECTOR_ORACLE_COLUMNS = tuple(f"vector_oracle_prob_{c}" for c in CLASS_NAMES)
 PROB_COLUMNS = tuple(f"prob_{c}" for c in CLASS_NAMES)
 
 # Missing-value conventions of real extractor output.
@@ -191,7 +194,7 @@ def pdg_to_class(pdg: np.ndarray, *, source: str = "table") -> np.ndarray:
 __all__ = [
     "CLASS_NAMES", "CLASS_LABELS", "CLASS_PDG", "NUM_CLASSES", "MASSES_GEV", "LABEL_COLUMN",
     "KINEMATIC_COLUMNS", "TPC_COLUMNS", "TOF_COLUMNS", "BAYES_COLUMNS", "FLAG_COLUMNS",
-    "FEATURE_COLUMNS", "BAYES_FLAG", "ORACLE_COLUMNS", "PROB_COLUMNS", "DEFAULT_SENTINELS",
+    "FEATURE_COLUMNS", "BAYES_FLAG", "ORACLE_COLUMNS", "VECTOR_ORACLE_COLUMNS", "PROB_COLUMNS", "DEFAULT_SENTINELS",
     "BAYES_MISSING_ROWS", "BAYES_TOKEN", "DetectorGroup", "FeatureLayout", "KINEMATICS", "TPC",
     "TOF", "BAYES", "DEFAULT_GROUPS", "DEFAULT_LAYOUT", "make_layout", "pdg_to_class",
 ]

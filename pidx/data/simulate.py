@@ -191,7 +191,8 @@ def simulate(config: SimulatorConfig | None = None, *, return_truth: bool = Fals
 
     **Returns:** a `pandas.DataFrame`: with `layout="o2"` every branch of `pid_features` with
     O2's missing-value conventions and MC truth (`pidx.data.simulate_o2`); with `"legacy"` the
-    21 feature columns (missing values NaN) and `mc_pdg`; both with `oracle_prob_{pi,ka,pr,el}`.
+    21 feature columns (missing values NaN) and `mc_pdg`; both with `oracle_prob_{pi,ka,pr,el}`,
+    the O2 layout also with `vector_oracle_prob_{pi,ka,pr,el}` (the oracle given the 46-value vector).
     """
     cfg = dataclasses.replace(config or SimulatorConfig(), **overrides)
     rng = np.random.default_rng(cfg.seed)

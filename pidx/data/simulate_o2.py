@@ -18,7 +18,7 @@ import numpy as np
 from . import detectors as det
 from . import physics
 from .layouts import O2_BRANCHES
-from .schema import CLASS_PDG, MASSES_GEV, ORACLE_COLUMNS
+from .schema import CLASS_PDG, MASSES_GEV, ORACLE_COLUMNS, VECTOR_ORACLE_COLUMNS
 from .sim_common import draw_mix_normal, expected_signals, log_mix_normal, sample_kinematics, tof_efficiency
 
 EMCAL_RADIUS_M = 4.4
@@ -49,8 +49,7 @@ def simulate_o2_chunk(cfg, table, rng: np.random.Generator, n: int):
     # TOF: matching, resolution with tail, centrality-dependent mismatches
     eff_tof = tof_efficiency(cfg, pt)
     has_tof = (rng.random(n) < eff_tof[rows, species]) & np.isfinite(length)
-    k = cfg.tof_mismatch_centrality
-    f_mis = cfg.tof_mismatch_fraction * (1.0 - k / 2.0 + k * occupancy)
+    f_mis = tof_mismatch_fraction(cfg, occupancy)
     mismatch = rng.random(n) < f_mis
     lo, hi = cfg.tof_mismatch_window_ns
     t_light = length / physics.C_M_PER_NS
@@ -100,7 +99,7 @@ def simulate_o2_chunk(cfg, table, rng: np.random.Generator, n: int):
                tpc_sigma=tpc_sigma, has_tof=has_tof, t_meas=t_meas, length=length, dca=dca, lam=lam,
                its_sizes=its_sizes, has_trd=has_trd, trd_signal=trd_signal, trd_mean=trd_mean, emcal_in=emcal_in,
                has_emcal=has_emcal, has_hmpid=has_hmpid, photons=photons, angle=angle, theta=theta, mu=mu)
-    oracle = _oracle(cfg, table, obs, dedx_exp, t_exp, sigma_dca)
+    oracle, vector_oracle = _oracle(cfg, table, obs, dedx_exp, t_exp, sigma_dca)
     bayes = _bayes_o2(tpc_nsigma, tof_nsigma, has_tpc, has_tof)
 
     def absent(values, present, fill):
@@ -132,6 +131,8 @@ def simulate_o2_chunk(cfg, table, rng: np.random.Generator, n: int):
     out["mcIsPhysicalPrimary"] = (~secondary).astype(np.uint8)
     for i, col in enumerate(ORACLE_COLUMNS):
         out[col] = oracle[:, i].astype(np.float32)
+    for i, col in enumerate(VECTOR_ORACLE_COLUMNS):
+        out[col] = vector_oracle[:, i].astype(np.float32)
     truth = {"secondary": secondary, "tof_mismatch": mismatch & has_tof, "its_sizes": its_sizes}
     return out, truth
 
@@ -151,32 +152,67 @@ def _bayes_o2(tpc_nsigma, tof_nsigma, has_tpc, has_tof):
     return np.where(has_tpc[:, None], prob, np.nan)
 
 
-def _oracle(cfg, table, o, dedx_exp, t_exp, sigma_dca):
-    """Exact log P(species | every branch of the file) from the generator's own densities."""
-    fractions = np.asarray(cfg.species_fractions, dtype=np.float64)
+def _oracle(cfg, table, o, dedx_exp, t_exp, sigma_dca) -> tuple[np.ndarray, np.ndarray]:
+    """Exact posteriors from the generator's own densities: `(oracle, vector_oracle)`.
+
+    - `oracle`: P(species | every branch of the file).
+    - `vector_oracle`: P(species | what the 46-value vector of `pid-onnx-inference` carries). The
+      vector keeps the ITS hit count but not the per-layer cluster sizes; the hit pattern is
+      species-independent, so their likelihood integrates out to 1 and the ITS term drops. It
+      has no centrality either: with TPC, centrality is a function of the vector (the TPC
+      n-sigma over the signal gives the resolution, the cluster count and momentum its
+      centrality factor), so the oracle's term stands; without TPC only the TOF mismatch
+      fraction depends on it, linearly, so the centrality-uniform average of f_mis is exact.
+    """
+    base = _log_terms_without_its_and_tof(cfg, table, o, dedx_exp, sigma_dca)
     with np.errstate(divide="ignore", invalid="ignore"):
-        logp = np.log(fractions / fractions.sum())[None, :] + table.log_density(o["pt"])
-        tpc_ll = log_mix_normal(o["signal"][:, None], dedx_exp, o["tpc_sigma"], cfg.tpc_tail_fraction,
-                                cfg.tpc_tail_scale)
-        logp += np.where(o["has_tpc"][:, None], tpc_ll, 0.0)  # TPC efficiency: species-independent
+        its = det.its_log_likelihood(o["its_sizes"], o["lam"])
+    f_mis_vector = np.where(o["has_tpc"], o["f_mis"], mean_tof_mismatch_fraction(cfg))
+    full = base + its + tof_log_likelihood(cfg, o, t_exp, o["f_mis"])
+    vector = base + tof_log_likelihood(cfg, o, t_exp, f_mis_vector)
+    return _normalise(full), _normalise(vector)
+
+
+def tof_mismatch_fraction(cfg, occupancy) -> np.ndarray:
+    """Fraction of TOF matches that are mismatches: f·(1 − k/2 + k·occupancy), occupancy = 1 − c/100."""
+    k = cfg.tof_mismatch_centrality
+    return cfg.tof_mismatch_fraction * (1.0 - k / 2.0 + k * np.asarray(occupancy))
+
+
+def mean_tof_mismatch_fraction(cfg) -> float:
+    """`tof_mismatch_fraction` averaged over the uniform centrality (linear in it): f."""
+    return float(cfg.tof_mismatch_fraction)
+
+
+def tof_log_likelihood(cfg, o, t_exp, f_mis) -> np.ndarray:
+    """log P(TOF match and time | species), or log P(no match), `[N, 4]`; `f_mis` per track `[N]`."""
+    with np.errstate(divide="ignore", invalid="ignore"):
         eff_tof = tof_efficiency(cfg, o["pt"])
         lo, hi = cfg.tof_mismatch_window_ns
-        f_mis = o["f_mis"][:, None]
+        f_mis = np.asarray(f_mis)[:, None]
         delta = (o["t_meas"] - o["length"] / physics.C_M_PER_NS)[:, None]
         in_window = (delta >= lo) & (delta <= hi)
         log_mis = np.where(in_window, np.log(f_mis) - np.log(hi - lo), -np.inf)
         core = np.log1p(-f_mis) + log_mix_normal(o["t_meas"][:, None], t_exp, cfg.tof_resolution_ns,
                                                   cfg.tof_tail_fraction, cfg.tof_tail_scale)
         tof_ll = np.logaddexp(core, log_mis)
-        logp += np.where(o["has_tof"][:, None], np.log(eff_tof) + np.nan_to_num(tof_ll, nan=-np.inf),
-                         np.log1p(-eff_tof))
+        return np.where(o["has_tof"][:, None], np.log(eff_tof) + np.nan_to_num(tof_ll, nan=-np.inf),
+                        np.log1p(-eff_tof))
+
+
+def _log_terms_without_its_and_tof(cfg, table, o, dedx_exp, sigma_dca) -> np.ndarray:
+    fractions = np.asarray(cfg.species_fractions, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = np.log(fractions / fractions.sum())[None, :] + table.log_density(o["pt"])
+        tpc_ll = log_mix_normal(o["signal"][:, None], dedx_exp, o["tpc_sigma"], cfg.tpc_tail_fraction,
+                                cfg.tpc_tail_scale)
+        logp += np.where(o["has_tpc"][:, None], tpc_ll, 0.0)  # TPC efficiency: species-independent
         f_sec = np.asarray(cfg.secondary_fraction)
         s_sec = np.asarray(cfg.secondary_dca_scale_cm)
         dca = o["dca"]
         prim = np.log1p(-f_sec) + sum(physics.log_normal_pdf(dca[:, j, None], 0.0, sigma_dca) for j in (0, 1))
         sec = np.log(f_sec) + sum(physics.log_laplace_pdf(dca[:, j, None], s_sec) for j in (0, 1))
         logp += np.logaddexp(prim, sec)
-        logp += det.its_log_likelihood(o["its_sizes"], o["lam"])
         logp += np.where(o["has_trd"][:, None],
                          det.trd_log_likelihood(o["trd_signal"], o["trd_mean"], cfg.trd_resolution), 0.0)
         eff_emcal = np.asarray(cfg.emcal_match_efficiency)[None, :]
@@ -185,9 +221,13 @@ def _oracle(cfg, table, o, dedx_exp, t_exp, sigma_dca):
         hmpid_ll = det.hmpid_log_likelihood(o["photons"], o["angle"], o["theta"], o["mu"],
                                             cfg.hmpid_angle_resolution, cfg.hmpid_background_fraction)
         logp += np.where(o["has_hmpid"][:, None], hmpid_ll, 0.0)
-    logp -= logp.max(axis=1, keepdims=True)
+    return logp
+
+
+def _normalise(logp: np.ndarray) -> np.ndarray:
+    logp = logp - logp.max(axis=1, keepdims=True)
     prob = np.exp(logp)
     return prob / prob.sum(axis=1, keepdims=True)
 
 
-__all__ = ["simulate_o2_chunk"]
+__all__ = ["simulate_o2_chunk", "tof_mismatch_fraction", "mean_tof_mismatch_fraction"]

@@ -17,6 +17,7 @@ from .working_points import STANDARD_PURITIES, efficiency_purity_curve  # noqa: 
 
 SPECIES_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
 METHOD_STYLES = {"model": dict(color="black", lw=2.0), "oracle": dict(color="tab:purple", ls=":", lw=1.8),
+                 "vector_oracle": dict(color="tab:pink", ls=":", lw=1.5),
                  "gbdt": dict(color="tab:green", ls="--"), "bayes_pid": dict(color="tab:orange", ls="-."),
                  "nsigma": dict(color="tab:gray", ls=(0, (1, 1))), "xgboost": dict(color="tab:cyan", ls="--"),
                  "lightgbm": dict(color="tab:olive", ls="--")}

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from ..data.simulate import SimulatorConfig
 
 ExtraInput = Literal["its_cluster_sizes", "centrality"]  # the keys of pidx.data.layouts.O2_EXTRA_INPUTS
-BaselineName = Literal["bayes_pid", "nsigma", "gbdt", "xgboost", "lightgbm", "oracle"]
+BaselineName = Literal["bayes_pid", "nsigma", "gbdt", "xgboost", "lightgbm", "oracle", "vector_oracle"]
 
 
 def _help(text: str, **kw):
@@ -153,7 +153,7 @@ class CallbackSpec:
 class EvaluationSection:
     baselines: tuple[BaselineName, ...] = _help("classic methods measured on the same test tracks (xgboost and "
                                                 "lightgbm need pip install 'pidx[trees]')",
-                                                default=("bayes_pid", "nsigma", "gbdt", "oracle"))
+                                                default=("bayes_pid", "nsigma", "gbdt", "oracle", "vector_oracle"))
     gbdt_max_iter: int = 200
     report: bool = _help("write report/ at the end of `pidx fit`", default=True)
     report_max_tracks: int = _help("tracks used for importance and ablation", default=20_000)
