@@ -154,12 +154,14 @@ def test_compare_table(run_dir, tmp_path, capsys):
     assert main(["compare", str(run_dir), str(other), "--output", str(out)]) == 0
     rows = pd.read_csv(out.with_suffix(".csv"))
     models = rows["model"].tolist()
-    assert models == ["fse_phase1", "[bayes_pid]", "[nsigma]", "[gbdt]", "[oracle]", "simplenn", "[oracle]"]
+    assert models == ["fse_phase1", "[bayes_pid]", "[nsigma]", "[gbdt]", "[oracle]", "[vector_oracle]", "simplenn",
+                      "[oracle]"]
     m = json.loads((run_dir / "metrics.json").read_text())
     first = rows.iloc[0]
     assert first["accuracy"] == pytest.approx(m["test"]["accuracy"], abs=1e-9)
     assert first["eff_ka"] == pytest.approx(m["test"]["per_class"]["ka"]["efficiency"], abs=1e-9)
     assert first["gap_to_oracle_pp"] == pytest.approx(m["test"]["gap_to_oracle_pp"], abs=1e-9)
+    assert first["gap_to_vector_oracle_pp"] == pytest.approx(m["test"]["gap_to_vector_oracle_pp"], abs=1e-9)
     assert (rows["range"] == "mid").all()
     md = out.with_suffix(".md").read_text()
     assert md.count("\n") == len(rows) + 2 and "| mid | fse_phase1 |" in md

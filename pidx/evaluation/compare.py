@@ -26,12 +26,15 @@ def comparison_rows(runs) -> list[dict]:
         base = {"range": rng if isinstance(rng, str) else f"{rng[0]}-{rng[1]}", "run": str(run)}
         t = metrics.get("training", {})
         rows.append({**base, "model": model, **_scores(metrics["test"]),
-                     "gap_to_oracle_pp": metrics["test"].get("gap_to_oracle_pp"),
-                     "train_s": t.get("wall_s"), "epochs": t.get("epochs_run")})
+                     **_gaps(metrics["test"]), "train_s": t.get("wall_s"), "epochs": t.get("epochs_run")})
         for name, b in (metrics.get("baselines") or {}).items():
             rows.append({**base, "model": f"[{name}]", **_scores(b),
-                         "gap_to_oracle_pp": b.get("gap_to_oracle_pp"), "train_s": b.get("fit_s"), "epochs": None})
+                         **_gaps(b), "train_s": b.get("fit_s"), "epochs": None})
     return rows
+
+
+def _gaps(m: dict) -> dict:
+    return {g: m.get(g) for g in GAPS}
 
 
 def _scores(m: dict) -> dict:
@@ -44,12 +47,13 @@ def _scores(m: dict) -> dict:
     return out
 
 
+GAPS = ("gap_to_oracle_pp", "gap_to_vector_oracle_pp")
 COLUMNS = ["range", "model", "accuracy", "balanced_accuracy", "macro_auc",
-           *[f"{k}_{c}" for c in CLASS_NAMES for k in ("eff", "pur")], "gap_to_oracle_pp", "train_s", "epochs"]
+           *[f"{k}_{c}" for c in CLASS_NAMES for k in ("eff", "pur")], *GAPS, "train_s", "epochs"]
 
 
 def _cell(row: dict, column: str) -> str:
-    return fmt_number(row.get(column), 2 if column in ("train_s", "gap_to_oracle_pp") else 4)
+    return fmt_number(row.get(column), 2 if column in ("train_s", *GAPS) else 4)
 
 
 def to_markdown(rows: list[dict]) -> str:
@@ -81,7 +85,7 @@ def print_table(rows: list[dict]) -> None:
 
     table = Table(title="pidx compare", show_header=True)
     shown = ["range", "model", "accuracy", "balanced_accuracy", "macro_auc", "eff_ka", "pur_ka",
-             "gap_to_oracle_pp", "train_s"]
+             *GAPS, "train_s"]
     for c in shown:
         table.add_column(c, justify="left" if c in ("range", "model") else "right", no_wrap=c == "model")
     for r in rows:
