@@ -29,7 +29,7 @@ import numpy as np
 
 from pidx.data.datamodule import resolve_momentum_range
 from pidx.data.schema import CLASS_NAMES
-from pidx.evaluation.baselines import decision_metrics
+from pidx.evaluation.baselines import CEILINGS, decision_metrics
 from pidx.evaluation.calibration import expected_calibration_error
 from pidx.evaluation.tables import fmt_number, markdown_table
 from pidx.recipe import load_recipe
@@ -39,7 +39,6 @@ RECIPES = Path(__file__).parent.parent / "recipes"
 MODELS = ("simplenn", "dnn", "fse_phase0", "fse_phase1")
 RANGES = ("full", "mid", "high")
 CLASSIC = ("bayes_pid", "nsigma", "gbdt")
-CEILINGS = ("oracle", "vector_oracle")
 
 
 def _probs(frame, name):

@@ -68,14 +68,15 @@ class TrackTable:
 
     @property
     def oracle(self) -> np.ndarray | None:
-        if all(c in self.frame for c in ORACLE_COLUMNS):
-            return self.frame[list(ORACLE_COLUMNS)].to_numpy(np.float64)
-        return None
+        return self._columns_if_present(ORACLE_COLUMNS)
 
     @property
     def vector_oracle(self) -> np.ndarray | None:
-        if all(c in self.frame for c in VECTOR_ORACLE_COLUMNS):
-            return self.frame[list(VECTOR_ORACLE_COLUMNS)].to_numpy(np.float64)
+        return self._columns_if_present(VECTOR_ORACLE_COLUMNS)
+
+    def _columns_if_present(self, columns: tuple[str, ...]) -> np.ndarray | None:
+        if all(c in self.frame for c in columns):
+            return self.frame[list(columns)].to_numpy(np.float64)
         return None
 
     def subset(self, rows: np.ndarray) -> "TrackTable":

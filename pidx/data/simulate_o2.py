@@ -167,10 +167,9 @@ def _oracle(cfg, table, o, dedx_exp, t_exp, sigma_dca) -> tuple[np.ndarray, np.n
     base = _log_terms_without_its_and_tof(cfg, table, o, dedx_exp, sigma_dca)
     with np.errstate(divide="ignore", invalid="ignore"):
         its = det.its_log_likelihood(o["its_sizes"], o["lam"])
+    tof = _tof_log_likelihood(cfg, o, t_exp)
     f_mis_vector = np.where(o["has_tpc"], o["f_mis"], mean_tof_mismatch_fraction(cfg))
-    full = base + its + tof_log_likelihood(cfg, o, t_exp, o["f_mis"])
-    vector = base + tof_log_likelihood(cfg, o, t_exp, f_mis_vector)
-    return _normalise(full), _normalise(vector)
+    return _normalise(base + its + tof(o["f_mis"])), _normalise(base + tof(f_mis_vector))
 
 
 def tof_mismatch_fraction(cfg, occupancy) -> np.ndarray:
@@ -184,20 +183,25 @@ def mean_tof_mismatch_fraction(cfg) -> float:
     return float(cfg.tof_mismatch_fraction)
 
 
-def tof_log_likelihood(cfg, o, t_exp, f_mis) -> np.ndarray:
-    """log P(TOF match and time | species), or log P(no match), `[N, 4]`; `f_mis` per track `[N]`."""
+def _tof_log_likelihood(cfg, o, t_exp):
+    """log P(TOF match and time | species), or log P(no match), `[N, 4]`, as a function of the
+    mismatch fraction per track `[N]`; the densities that do not depend on it are computed once."""
+    lo, hi = cfg.tof_mismatch_window_ns
     with np.errstate(divide="ignore", invalid="ignore"):
         eff_tof = tof_efficiency(cfg, o["pt"])
-        lo, hi = cfg.tof_mismatch_window_ns
-        f_mis = np.asarray(f_mis)[:, None]
+        log_eff, log_ineff = np.log(eff_tof), np.log1p(-eff_tof)
         delta = (o["t_meas"] - o["length"] / physics.C_M_PER_NS)[:, None]
         in_window = (delta >= lo) & (delta <= hi)
-        log_mis = np.where(in_window, np.log(f_mis) - np.log(hi - lo), -np.inf)
-        core = np.log1p(-f_mis) + log_mix_normal(o["t_meas"][:, None], t_exp, cfg.tof_resolution_ns,
-                                                  cfg.tof_tail_fraction, cfg.tof_tail_scale)
-        tof_ll = np.logaddexp(core, log_mis)
-        return np.where(o["has_tof"][:, None], np.log(eff_tof) + np.nan_to_num(tof_ll, nan=-np.inf),
-                        np.log1p(-eff_tof))
+        core_density = log_mix_normal(o["t_meas"][:, None], t_exp, cfg.tof_resolution_ns, cfg.tof_tail_fraction,
+                                      cfg.tof_tail_scale)
+
+    def at(f_mis) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            f_mis = np.asarray(f_mis)[:, None]
+            log_mis = np.where(in_window, np.log(f_mis) - np.log(hi - lo), -np.inf)
+            tof_ll = np.logaddexp(np.log1p(-f_mis) + core_density, log_mis)
+            return np.where(o["has_tof"][:, None], log_eff + np.nan_to_num(tof_ll, nan=-np.inf), log_ineff)
+    return at
 
 
 def _log_terms_without_its_and_tof(cfg, table, o, dedx_exp, sigma_dca) -> np.ndarray:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..data.schema import CLASS_NAMES
 from ..utils import atomic_write_text
+from .baselines import CEILINGS
 from .tables import fmt_number, markdown_table
 
 
@@ -47,7 +48,7 @@ def _scores(m: dict) -> dict:
     return out
 
 
-GAPS = ("gap_to_oracle_pp", "gap_to_vector_oracle_pp")
+GAPS = tuple(f"gap_to_{ceiling}_pp" for ceiling in CEILINGS)
 COLUMNS = ["range", "model", "accuracy", "balanced_accuracy", "macro_auc",
            *[f"{k}_{c}" for c in CLASS_NAMES for k in ("eff", "pur")], *GAPS, "train_s", "epochs"]
 
