@@ -75,9 +75,12 @@ def _check_parity(run_dir, tracks, tmp_path):
     return got, ref
 
 
-@pytest.mark.parametrize("recipe", ["simplenn_full", "dnn_full", "fse_phase0_full", "fse_phase1_full"])
-def test_onnx_matches_pidx_predict(recipe, tracks, tmp_path_factory, tmp_path):
-    run_dir = _fit(tmp_path_factory, recipe)
+@pytest.mark.parametrize("recipe, extra", [
+    ("simplenn_full", ()), ("dnn_full", ()), ("fse_phase0_full", ()), ("fse_phase1_full", ()),
+    ("fse_phase1_full", ("--set", "model.group_embedding=mlp", "--set", "model.activation=silu")),
+])
+def test_onnx_matches_pidx_predict(recipe, extra, tracks, tmp_path_factory, tmp_path):
+    run_dir = _fit(tmp_path_factory, recipe, *extra)
     _check_parity(run_dir, tracks, tmp_path)
 
 

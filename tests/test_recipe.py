@@ -54,6 +54,10 @@ def write(tmp_path, text, name="r.yaml"):
     ("data: {extra_inputs: [its_sizes]}", r"'data.extra_inputs\[0\]' must be one of \['its_cluster_sizes', 'centrality'\]"),
     ("data: {layout: legacy, extra_inputs: [centrality]}", r"'data.extra_inputs' needs the o2 layout"),
     ("data: {extra_inputs: [centrality, centrality]}", r"'data.extra_inputs' names an input twice"),
+    ("model: {name: fse_phase1, group_embedding: mpl}",
+     r"'model.group_embedding': group embedding must be an import path .*built-in ones: dense, mlp"),
+    ("model: {name: fse_phase1, group_embedding: 'nosuch.module:f'}",
+     r"'model.group_embedding': cannot import group embedding 'nosuch.module:f'.*built-in ones: dense, mlp"),
 ])
 def test_recipe_errors_name_key_and_suggest(tmp_path, text, pattern):
     with pytest.raises(RecipeError, match=pattern) as err:
@@ -101,3 +105,18 @@ def test_extra_input_choices_are_the_layouts_named_groups():
     recipe = load_recipe(Path(__file__).parent.parent / "recipes" / "fse_phase1_mid.yaml",
                          overrides=["data.extra_inputs=[its_cluster_sizes]"])
     assert recipe.data.extra_inputs == ("its_cluster_sizes",)
+
+
+def test_group_embedding_by_name_builds_the_mlp_embedding():
+    from pidx.data.layouts import O2
+    from pidx.models import MLPGroupEmbedding
+    from pidx.runs.build import make_model
+
+    cfg = validate_recipe({"model": {"name": "fse_phase1", "group_embedding": "mlp", "hidden_dim": 8,
+                                     "num_heads": 2}})
+    assert cfg.model.params["group_embedding"] == "mlp" and cfg.to_dict()["model"]["group_embedding"] == "mlp"
+    layout = O2.features
+    model, _ = make_model(cfg, layout)
+    embeddings = model.encoder.embeddings
+    assert len(embeddings) == layout.num_groups and all(isinstance(e, MLPGroupEmbedding) for e in embeddings)
+    assert [e.hidden.weight.shape for e in embeddings] == [(16, len(g.columns)) for g in layout.groups]

@@ -7,7 +7,7 @@ import pidx
 from pidx.data.schema import DEFAULT_LAYOUT, DetectorGroup, make_layout
 from pidx.errors import CheckpointError, TrainingError
 from pidx.models import FSEAttention, build_model
-from pidx.models.fse import GroupEmbedding, dense_group_embedding
+from pidx.models.embeddings import GroupEmbedding, dense_group_embedding
 from pidx.training import (
     HOOKS, Callback, CSVLogger, CrossEntropy, EarlyStopping, ModelCheckpoint, TerminateOnNaN, Trainer,
 )

@@ -25,7 +25,8 @@ import equinox as eqx
 import numpy as np
 
 from ..errors import ExportError
-from ..models.fse import ClassifierHead, DetectorAwareFSE, FSEAttention, FSEEncoder, GroupEmbedding
+from ..models.embeddings import GroupEmbedding, MLPGroupEmbedding
+from ..models.fse import ClassifierHead, DetectorAwareFSE, FSEAttention, FSEEncoder
 from ..models.mlp import DNN, SimpleNN
 from .graph import GraphBuilder
 
@@ -98,6 +99,12 @@ def _heads(g: GraphBuilder, proj: eqx.nn.Linear, toks: str, num_heads: int) -> s
 @register_onnx_exporter(GroupEmbedding)
 def _group_embedding(g, emb, columns):
     return g.activation(_linear(g, columns, emb.linear), emb.activation)
+
+
+@register_onnx_exporter(MLPGroupEmbedding)
+def _mlp_group_embedding(g, emb, columns):
+    return g.activation(_linear(g, g.activation(_linear(g, columns, emb.hidden), emb.activation), emb.out),
+                        emb.activation)
 
 
 def _encode(g: GraphBuilder, encoder: FSEEncoder, feats: str, mask: str) -> str:

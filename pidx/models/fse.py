@@ -10,7 +10,8 @@ head: Dense(128)-ReLU-Dropout → Dense(64)-ReLU-Dropout → Dense(C)
 ```
 
 Groups are data (`FeatureLayout`): a layout with a TRD group gets a TRD token with no
-code change. To embed a group differently, pass a `group_embedding` factory
+code change. To embed a group differently, pass a `group_embedding`: a built-in name
+(`dense`, `mlp`: `pidx.models.embeddings`) or a factory
 (`(group, in_size, hidden_dim, activation, *, key) -> eqx.Module`); the models are final
 and composed of `FSEEncoder` + `ClassifierHead`, never subclassed.
 """
@@ -23,28 +24,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..data.schema import NUM_CLASSES, DetectorGroup, FeatureLayout
+from ..data.schema import NUM_CLASSES, FeatureLayout
 from .base import PIDModel, activation, linear_stack, split_key
-
-
-class GroupEmbedding(eqx.Module):
-    """Dense(in_g → d) + activation: the default embedding of one detector group."""
-
-    linear: eqx.nn.Linear
-    activation: Callable = eqx.field(static=True)
-
-    def __init__(self, in_size: int, hidden_dim: int, activation: Callable = jax.nn.relu, *, key):
-        self.linear = eqx.nn.Linear(in_size, hidden_dim, key=key)
-        self.activation = activation
-
-    def __call__(self, x, *, key=None):
-        return self.activation(self.linear(x))
-
-
-def dense_group_embedding(group: DetectorGroup, in_size: int, hidden_dim: int, activation: Callable,
-                          *, key) -> eqx.Module:
-    """The default `group_embedding` factory: a `GroupEmbedding` for every group."""
-    return GroupEmbedding(in_size, hidden_dim, activation, key=key)
+from .embeddings import group_embedding as _group_embedding
 
 
 class ClassifierHead(eqx.Module):
@@ -77,7 +59,7 @@ class FSEEncoder(eqx.Module):
     - `layout`: detector groups; one token per group.
     - `hidden_dim`, `num_heads`: token width d and attention heads (must divide d).
     - `activation`: passed to the group embeddings.
-    - `group_embedding`: factory of one group's embedding module.
+    - `group_embedding`: a name of `GROUP_EMBEDDINGS` or a factory of one group's embedding module.
     - `key`: the model's initialisation key (see `model_subkeys`).
     """
 
@@ -89,12 +71,13 @@ class FSEEncoder(eqx.Module):
     gate: eqx.nn.Linear
 
     def __init__(self, layout: FeatureLayout, hidden_dim: int, num_heads: int, activation: Callable,
-                 group_embedding: Callable = dense_group_embedding, *, key):
+                 group_embedding: str | Callable = "dense", *, key):
         if hidden_dim % num_heads:
             raise ValueError(f"hidden_dim ({hidden_dim}) must be divisible by num_heads ({num_heads})")
         self.layout, self.hidden_dim = layout, hidden_dim
         k_emb, k_att, k_gate = model_subkeys(key)[:3]
-        self.embeddings = tuple(group_embedding(g, len(g.columns), hidden_dim, activation, key=k)
+        factory = _group_embedding(group_embedding)
+        self.embeddings = tuple(factory(g, len(g.columns), hidden_dim, activation, key=k)
                                 for g, k in zip(layout.groups, jax.random.split(k_emb, layout.num_groups)))
         self.attention = eqx.nn.MultiheadAttention(num_heads, hidden_dim, key=k_att)
         self.norm = eqx.nn.LayerNorm(hidden_dim)
@@ -131,8 +114,8 @@ class FSEAttention(PIDModel):
     - `head_hidden`: widths of the classifier head.
     - `dropout`: dropout rate in the head.
     - `activation`: activation of the group embeddings (a name or a callable).
-    - `group_embedding`: factory `(group, in_size, hidden_dim, activation, *, key) -> Module`
-      of one group's embedding (default `dense_group_embedding`).
+    - `group_embedding`: `"dense"` (one Dense layer, the default), `"mlp"` (two), or a factory
+      `(group, in_size, hidden_dim, activation, *, key) -> Module` of one group's embedding.
     - `num_classes`, `key`: output size and initialisation key.
     """
 
@@ -143,7 +126,7 @@ class FSEAttention(PIDModel):
 
     def __init__(self, layout: FeatureLayout, *, hidden_dim: int = 64, num_heads: int = 4,
                  head_hidden: Sequence[int] = (128, 64), dropout: float = 0.5, activation: str | Callable = "relu",
-                 group_embedding: Callable = dense_group_embedding, num_classes: int = NUM_CLASSES, key):
+                 group_embedding: str | Callable = "dense", num_classes: int = NUM_CLASSES, key):
         self.layout, self.num_classes = layout, num_classes
         self.encoder = FSEEncoder(layout, hidden_dim, num_heads, _activation(activation), group_embedding, key=key)
         self.head = ClassifierHead(hidden_dim, head_hidden, num_classes, dropout, key=model_subkeys(key)[3])
@@ -180,7 +163,7 @@ class DetectorAwareFSE(PIDModel):
 
     def __init__(self, layout: FeatureLayout, *, hidden_dim: int = 64, num_heads: int = 4,
                  head_hidden: Sequence[int] = (128, 64), dropout: float = 0.5, activation: str | Callable = "relu",
-                 group_embedding: Callable = dense_group_embedding, pattern_dim: int = 16,
+                 group_embedding: str | Callable = "dense", pattern_dim: int = 16,
                  group_dropout: float = 0.0, num_classes: int = NUM_CLASSES, key):
         if not 0.0 <= group_dropout < 1.0:
             raise ValueError(f"group_dropout must be in [0, 1), got {group_dropout}")
@@ -215,5 +198,5 @@ class DetectorAwareFSE(PIDModel):
 
 _activation = activation  # the parameter named `activation` shadows the function inside __init__
 
-__all__ = ["GroupEmbedding", "dense_group_embedding", "ClassifierHead", "FSEEncoder", "FSEAttention",
+__all__ = ["ClassifierHead", "FSEEncoder", "FSEAttention",
            "DetectorAwareFSE"]

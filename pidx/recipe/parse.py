@@ -29,6 +29,7 @@ from ..data.simulate import SimulatorConfig
 from ..errors import PidxError, RecipeError
 from ..evaluation.working_points import WorkingPoint
 from ..models.base import ACTIVATIONS, resolve_model_class
+from ..models.embeddings import GROUP_EMBEDDINGS
 from ..training.callbacks import Callback
 from ..training.registry import BUILTIN_CALLBACKS
 from ..training.losses import compute_class_weights, make_loss
@@ -180,14 +181,15 @@ def _build_model(raw, path: str) -> ModelSection:
     act = params.get("activation")
     if act is not None and act not in ACTIVATIONS:
         raise RecipeError(f"'{path}.activation' must be one of {sorted(ACTIVATIONS)}, got {act!r}")
-    if params.get("group_embedding") is not None:
+    embedding = params.get("group_embedding")
+    if embedding is not None and _convert(str, embedding, f"{path}.group_embedding") not in GROUP_EMBEDDINGS:
         try:
-            factory = import_object(_convert(str, params["group_embedding"], f"{path}.group_embedding"),
-                                    kind="group embedding")
+            factory = import_object(embedding, kind="group embedding")
         except ValueError as exc:
-            raise RecipeError(f"'{path}.group_embedding': {exc}") from None
+            raise RecipeError(f"'{path}.group_embedding': {exc}; built-in ones: "
+                              f"{', '.join(sorted(GROUP_EMBEDDINGS))}") from None
         if not callable(factory):
-            raise RecipeError(f"'{path}.group_embedding': {params['group_embedding']!r} is not callable")
+            raise RecipeError(f"'{path}.group_embedding': {embedding!r} is not callable")
     return ModelSection(name, params)
 
 

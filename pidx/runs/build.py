@@ -17,6 +17,7 @@ from ..data.schema import DetectorGroup, FeatureLayout
 from ..data.selection import TrackSelection
 from ..errors import CheckpointError, DataError, RecipeError, TrainingError
 from ..models.base import build_model
+from ..models.embeddings import GROUP_EMBEDDINGS
 from ..models.ensemble import make_ensemble, member_key
 from ..recipe import Recipe, callback_class
 from ..training.loggers import CSVLogger, ProgressBar
@@ -51,9 +52,9 @@ def _datamodule(recipe: Recipe, d) -> TrackDataModule:
 
 def model_kwargs(recipe: Recipe) -> dict:
     """The model's keyword arguments: YAML lists as tuples, the group-embedding import path as the
-    function it names (activation names the models resolve themselves)."""
+    function it names (activation and built-in group-embedding names the models resolve themselves)."""
     kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in recipe.model.params.items()}
-    if kwargs.get("group_embedding") is not None:
+    if kwargs.get("group_embedding") is not None and kwargs["group_embedding"] not in GROUP_EMBEDDINGS:
         kwargs["group_embedding"] = import_object(kwargs["group_embedding"], kind="group embedding")
     return kwargs
 
