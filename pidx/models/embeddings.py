@@ -18,6 +18,7 @@ import equinox as eqx
 import jax
 
 from ..data.schema import DetectorGroup
+from ..utils import import_object
 
 
 class GroupEmbedding(eqx.Module):
@@ -76,14 +77,20 @@ def mlp_group_embedding(group: DetectorGroup, in_size: int, hidden_dim: int, act
 GROUP_EMBEDDINGS: dict[str, Callable] = {"dense": dense_group_embedding, "mlp": mlp_group_embedding}
 
 
-def group_embedding(name_or_fn: str | Callable) -> Callable:
-    """The factory named `name_or_fn` (one of `GROUP_EMBEDDINGS`), or the callable itself."""
-    if callable(name_or_fn):
-        return name_or_fn
-    if name_or_fn not in GROUP_EMBEDDINGS:
-        raise ValueError(f"group_embedding must be one of {sorted(GROUP_EMBEDDINGS)}, a 'package.module:name' "
-                         f"import path or a callable, got {name_or_fn!r}")
-    return GROUP_EMBEDDINGS[name_or_fn]
+def group_embedding(spec: str | Callable) -> Callable:
+    """The factory `spec` names: one of `GROUP_EMBEDDINGS`, a `package.module:name` import path,
+    or the callable itself (ValueError naming `spec` and the built-in names otherwise)."""
+    if callable(spec):
+        return spec
+    if spec in GROUP_EMBEDDINGS:
+        return GROUP_EMBEDDINGS[spec]
+    try:
+        factory = import_object(spec, kind="group embedding")
+    except ValueError as exc:
+        raise ValueError(f"{exc}; built-in ones: {', '.join(sorted(GROUP_EMBEDDINGS))}") from None
+    if not callable(factory):
+        raise ValueError(f"group embedding {spec!r} is not callable")
+    return factory
 
 
 __all__ = ["GroupEmbedding", "MLPGroupEmbedding", "dense_group_embedding", "mlp_group_embedding",

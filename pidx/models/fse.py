@@ -59,7 +59,8 @@ class FSEEncoder(eqx.Module):
     - `layout`: detector groups; one token per group.
     - `hidden_dim`, `num_heads`: token width d and attention heads (must divide d).
     - `activation`: passed to the group embeddings.
-    - `group_embedding`: a name of `GROUP_EMBEDDINGS` or a factory of one group's embedding module.
+    - `group_embedding`: a name of `GROUP_EMBEDDINGS`, an import path or a factory of one group's
+      embedding module.
     - `key`: the model's initialisation key (see `model_subkeys`).
     """
 
@@ -115,7 +116,8 @@ class FSEAttention(PIDModel):
     - `dropout`: dropout rate in the head.
     - `activation`: activation of the group embeddings (a name or a callable).
     - `group_embedding`: `"dense"` (one Dense layer, the default), `"mlp"` (two), or a factory
-      `(group, in_size, hidden_dim, activation, *, key) -> Module` of one group's embedding.
+      `(group, in_size, hidden_dim, activation, *, key) -> Module` of one group's embedding, or
+      its `package.module:name` import path.
     - `num_classes`, `key`: output size and initialisation key.
     """
 

@@ -29,12 +29,12 @@ from ..data.simulate import SimulatorConfig
 from ..errors import PidxError, RecipeError
 from ..evaluation.working_points import WorkingPoint
 from ..models.base import ACTIVATIONS, resolve_model_class
-from ..models.embeddings import GROUP_EMBEDDINGS
+from ..models.embeddings import group_embedding
 from ..training.callbacks import Callback
 from ..training.registry import BUILTIN_CALLBACKS
 from ..training.losses import compute_class_weights, make_loss
 from ..training.posterior import abundances
-from ..utils import import_object, resolve_named_class
+from ..utils import resolve_named_class
 from .sections import SIMULATOR_KEYS, CallbackSpec, DataSection, ExtraGroup, ModelSection, Recipe, yaml_form
 from .yamlio import apply_overrides, dump_yaml, read_yaml
 
@@ -181,15 +181,11 @@ def _build_model(raw, path: str) -> ModelSection:
     act = params.get("activation")
     if act is not None and act not in ACTIVATIONS:
         raise RecipeError(f"'{path}.activation' must be one of {sorted(ACTIVATIONS)}, got {act!r}")
-    embedding = params.get("group_embedding")
-    if embedding is not None and _convert(str, embedding, f"{path}.group_embedding") not in GROUP_EMBEDDINGS:
+    if params.get("group_embedding") is not None:
         try:
-            factory = import_object(embedding, kind="group embedding")
+            group_embedding(_convert(str, params["group_embedding"], f"{path}.group_embedding"))
         except ValueError as exc:
-            raise RecipeError(f"'{path}.group_embedding': {exc}; built-in ones: "
-                              f"{', '.join(sorted(GROUP_EMBEDDINGS))}") from None
-        if not callable(factory):
-            raise RecipeError(f"'{path}.group_embedding': {embedding!r} is not callable")
+            raise RecipeError(f"'{path}.group_embedding': {exc}") from None
     return ModelSection(name, params)
 
 

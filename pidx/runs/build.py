@@ -17,7 +17,6 @@ from ..data.schema import DetectorGroup, FeatureLayout
 from ..data.selection import TrackSelection
 from ..errors import CheckpointError, DataError, RecipeError, TrainingError
 from ..models.base import build_model
-from ..models.embeddings import GROUP_EMBEDDINGS
 from ..models.ensemble import make_ensemble, member_key
 from ..recipe import Recipe, callback_class
 from ..training.loggers import CSVLogger, ProgressBar
@@ -26,7 +25,6 @@ from ..training.losses import make_loss
 from ..training.predictor import Predictor
 from ..training.step import make_optimizer
 from ..training.trainer import Trainer
-from ..utils import import_object
 from .rundir import RunDir
 
 
@@ -51,12 +49,9 @@ def _datamodule(recipe: Recipe, d) -> TrackDataModule:
 
 
 def model_kwargs(recipe: Recipe) -> dict:
-    """The model's keyword arguments: YAML lists as tuples, the group-embedding import path as the
-    function it names (activation and built-in group-embedding names the models resolve themselves)."""
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in recipe.model.params.items()}
-    if kwargs.get("group_embedding") is not None and kwargs["group_embedding"] not in GROUP_EMBEDDINGS:
-        kwargs["group_embedding"] = import_object(kwargs["group_embedding"], kind="group embedding")
-    return kwargs
+    """The model's keyword arguments, YAML lists as tuples (activation and group-embedding names and
+    import paths the models resolve themselves)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in recipe.model.params.items()}
 
 
 def make_model(recipe: Recipe, layout: FeatureLayout):
