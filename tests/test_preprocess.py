@@ -1,8 +1,11 @@
 import numpy as np
+import pytest
 import pandas as pd
 from hypothesis import given, settings, strategies as st
 
 from pidx.data import DEFAULT_LAYOUT, Preprocessor, validate_tracks
+from pidx.data.preprocess import squash
+from pidx.errors import DataError
 from pidx.data.schema import BAYES_TOKEN, FEATURE_COLUMNS
 
 
@@ -79,3 +82,45 @@ def test_no_nan_for_any_mix_of_missing_detectors(sim_df, data):
     assert np.isfinite(x).all()
     np.testing.assert_array_equal(mask[:, 0], has_tpc)
     np.testing.assert_array_equal(mask[:, 1], has_tof)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=2, max_size=50), st.floats(0.5, 10.0))
+def test_squash_keeps_the_order_of_the_tails(values, knee):
+    z = np.sort(np.asarray(values))
+    out = squash(z, knee)
+    inside = np.abs(z) <= knee
+    np.testing.assert_array_equal(out[inside], z[inside])  # the core is untouched
+    assert np.all(np.diff(out) >= 0)  # monotone: the order of the tail survives
+    distinct = np.diff(z) > 1e-3 * np.maximum(1.0, np.abs(z[1:]))
+    assert np.all(np.diff(out)[distinct] > 0)  # and distinct values stay distinct
+    np.testing.assert_allclose(np.abs(out[~inside]), knee + np.log1p(np.abs(z[~inside]) - knee))
+    assert squash(z, None) is z
+
+
+def test_the_tail_of_a_feature_is_kept_not_clipped(sim_df):
+    """Secondaries' DCAs lie hundreds of robust widths out: the hard clip made them all equal."""
+    table = validate_tracks(sim_df.head(5000))
+    col = DEFAULT_LAYOUT.feature_names.index("dca_xy")
+    soft = Preprocessor.fit(table, DEFAULT_LAYOUT)
+    hard = Preprocessor.fit(table, DEFAULT_LAYOUT, knee=None)
+    assert soft.knee == 5.0 and hard.knee is None
+    raw = table.frame["dca_xy"].to_numpy(np.float64)
+    z = (raw - soft.median["dca_xy"]) / soft.scale["dca_xy"]
+    far = np.abs(z) > hard.clip
+    assert far.sum() > 10  # the simulator's secondaries
+    x_soft, x_hard = soft.transform(table)[0][:, col], hard.transform(table)[0][:, col]
+    assert len(np.unique(x_hard[far])) <= 2  # ±clip: the evidence is gone
+    order = np.argsort(z[far])
+    assert np.all(np.diff(x_soft[far][order]) >= 0) and len(np.unique(x_soft[far])) > 0.9 * far.sum()
+    assert np.abs(x_soft).max() < hard.clip
+    # an old checkpoint (no knee in its dict) keeps the hard clip it was trained with
+    legacy = {k: v for k, v in hard.to_dict().items() if k != "knee"}
+    np.testing.assert_array_equal(Preprocessor.from_dict(legacy).transform(table)[0][:, col], x_hard)
+    np.testing.assert_array_equal(Preprocessor.from_dict(soft.to_dict()).transform(table)[0][:, col], x_soft)
+
+
+def test_knee_outside_the_clip_is_an_error(sim_df):
+    table = validate_tracks(sim_df.head(500))
+    with pytest.raises(DataError, match="knee must be in"):
+        Preprocessor.fit(table, DEFAULT_LAYOUT, knee=30.0)

@@ -22,6 +22,7 @@ def test_twelve_recipes_load_with_the_shipped_settings():
         assert cfg.trainer.batch_size == 1024 and cfg.trainer.max_epochs == 30
         assert cfg.model.params["dropout"] == 0.1  # docs/recipes.md: 0.5 costs NLL, none overfits
         assert cfg.data.extra_inputs == ()  # the 46-value vector: deployable in pid-onnx-inference
+        assert cfg.data.knee == 5.0  # logarithmic tails: a secondary's DCA is evidence (docs/data.md)
         es = next(c.args for c in cfg.callbacks if c.name == "EarlyStopping")
         assert es["patience"] == 15 and es["monitor"] == "val/nll" and es["mode"] == "min"
         assert cfg.evaluation.posterior == "bias_temperature"
@@ -54,6 +55,8 @@ def write(tmp_path, text, name="r.yaml"):
     ("data: {extra_inputs: [its_sizes]}", r"'data.extra_inputs\[0\]' must be one of \['its_cluster_sizes', 'centrality'\]"),
     ("data: {layout: legacy, extra_inputs: [centrality]}", r"'data.extra_inputs' needs the o2 layout"),
     ("data: {extra_inputs: [centrality, centrality]}", r"'data.extra_inputs' names an input twice"),
+    ("data: {knee: 30}", r"'data.knee' must be null or in \(0, clip = 20.0\], got 30"),
+    ("data: {clip: 0}", r"'data.clip' must be > 0, got 0"),
     ("model: {name: fse_phase1, group_embedding: mpl}",
      r"'model.group_embedding': group embedding must be an import path .*built-in ones: dense, mlp"),
     ("model: {name: fse_phase1, group_embedding: 'nosuch.module:f'}",

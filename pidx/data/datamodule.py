@@ -92,7 +92,7 @@ class TrackDataModule:
     - `layout`: detector groups the model sees; `None` = the file layout's groups plus
       `extra_groups` (set once the data is loaded).
     - `sentinels`, `drop_unknown_pdg`, `on_invalid`: see `pidx.data.io.validate_tracks`.
-    - `clip`: clip of the robust scaling.
+    - `clip`, `knee`: clip and logarithmic-tail knee of the robust scaling (`pidx.data.Preprocessor`).
     - `use_cache`: cache simulated tables on disk (`$PIDX_CACHE_DIR`, default ~/.cache/pidx).
     - `memory_budget`: bytes (or `"4GB"`, ...) the data may take in host memory; `"auto"` = half the
       machine's memory. Files whose in-memory estimate (`pidx.data.stream.estimated_memory`) exceeds it
@@ -123,6 +123,7 @@ class TrackDataModule:
     drop_unknown_pdg: bool = False
     on_invalid: str = "error"
     clip: float = 20.0
+    knee: float | None = 5.0
     use_cache: bool = True
     memory_budget: int | str = "auto"
     sample_tracks: int = 200_000
@@ -231,7 +232,7 @@ class TrackDataModule:
             raise DataError(f"{table.source}: column 'mc_pdg' is needed for training")
         splits = self.split_indices(table.labels, table.source)
         self.tables = {name: table.subset(rows) for name, rows in splits.items()}
-        self.preprocessor = Preprocessor.fit(self.tables["train"], self.layout, clip=self.clip,
+        self.preprocessor = Preprocessor.fit(self.tables["train"], self.layout, clip=self.clip, knee=self.knee,
                                              track_layout=table.layout)
         for name, t in self.tables.items():
             self._arrays[name] = self.to_arrays(t)
@@ -253,6 +254,7 @@ class TrackDataModule:
             "bounds": list(self.bounds), "momentum_variable": self.momentum_variable, "seed": self.seed,
             "fractions": [self.test_fraction, self.val_fraction], "sentinels": list(self.sentinels),
             "drop_unknown_pdg": self.drop_unknown_pdg, "on_invalid": self.on_invalid, "clip": self.clip,
+            "knee": self.knee,
             "sample_tracks": self.sample_tracks})
 
     def _prepare_piece(self, frame, dtypes, source: str) -> TrackTable:
@@ -275,7 +277,8 @@ class TrackDataModule:
         self.stream = build_stream_cache(
             cache_dir() / f"stream-{self._stream_key(files)}", files, prepare=self._prepare_piece,
             feature_layout=lambda: self.layout, seed=self.seed, test_fraction=self.test_fraction,
-            val_fraction=self.val_fraction, sample_tracks=self.sample_tracks, clip=self.clip, tree=self.tree,
+            val_fraction=self.val_fraction, sample_tracks=self.sample_tracks, clip=self.clip, knee=self.knee,
+            tree=self.tree,
             source=what, group=self.group)
         self.preprocessor = self.stream.preprocessor
         self.layout = self.preprocessor.layout

@@ -40,7 +40,7 @@ _KEY, _FILE_SHIFT = "__key__", 40  # a candidate's position: file index << 40 | 
 
 def build_stream_cache(directory: Path, files: list[Path], *, prepare: Callable, feature_layout: Callable,
                        seed: int, test_fraction: float, val_fraction: float, sample_tracks: int, clip: float,
-                       tree: str, source: str, piece_tracks: int = PIECE_TRACKS,
+                       knee: float | None, tree: str, source: str, piece_tracks: int = PIECE_TRACKS,
                        group: ProcessGroup = ProcessGroup()) -> StreamCache:
     """Build the cache in `directory` (see `pidx.data.stream`) unless a complete one is there.
 
@@ -53,7 +53,7 @@ def build_stream_cache(directory: Path, files: list[Path], *, prepare: Callable,
     - `seed`: seed of the hash split and the samples.
     - `test_fraction`, `val_fraction`: expected shares of the split.
     - `sample_tracks`: tracks kept per split in the seeded sample (the train sample fits the preprocessing).
-    - `clip`, `tree`: the preprocessing clip and the ROOT tree.
+    - `clip`, `knee`, `tree`: the preprocessing clip and knee, and the ROOT tree.
     - `source`: how messages name the data.
     - `group`: the processes building it together, each reading its share of the files; `directory`
       must then be on a filesystem all of them see.
@@ -76,7 +76,7 @@ def build_stream_cache(directory: Path, files: list[Path], *, prepare: Callable,
         group.together("looking for the other processes' pass-1 results", lambda: _check_shared(tmp, files))
         first = group.is_first  # process 0 merges and finishes; the others wait for its verdict
         meta = group.together("merging the processes' samples", lambda: _merge(
-            tmp, files, group.count, sample_tracks, source, feature_layout, clip) if first else None)
+            tmp, files, group.count, sample_tracks, source, feature_layout, clip, knee) if first else None)
         pre = Preprocessor.from_dict(json.loads((tmp / "preprocessor.json").read_text()))
         group.together("preprocessing its files (stream cache, pass 2)", lambda: _pass_two(tmp, files, mine, passes, pre))
         group.together("finishing the stream cache", lambda: _finish(tmp, directory, meta, pre) if first else None)
@@ -200,7 +200,7 @@ def _check_shared(tmp: Path, files: list[Path]) -> None:
 
 
 def _merge(tmp: Path, files: list[Path], count: int, sample_tracks: int, source: str, feature_layout: Callable,
-           clip: float) -> dict:
+           clip: float, knee: float | None) -> dict:
     """Process 0: the files' counts in file order, the global samples, the fitted preprocessing."""
     stats = [json.loads((tmp / f"file-{j}.json").read_text()) for j in range(len(files))]
     for j, s in enumerate(stats):
@@ -240,7 +240,7 @@ def _merge(tmp: Path, files: list[Path], count: int, sample_tracks: int, source:
             "splits": splits, "source": source,
             "files": [{"path": str(f), "process": s["process"], "tracks": s["counts"]} for f, s in zip(files, stats)]}
     train, _ = _sample_table(tmp, "train", meta, source)
-    pre = Preprocessor.fit(train, feature_layout(), clip=clip, track_layout=track_layout)
+    pre = Preprocessor.fit(train, feature_layout(), clip=clip, knee=knee, track_layout=track_layout)
     atomic_write_json(tmp / "preprocessor.json", pre.to_dict())
     return meta
 

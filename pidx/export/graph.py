@@ -154,6 +154,12 @@ def preprocessing_graph(g: GraphBuilder, raw: str, pre, sentinels) -> tuple[str,
             scale = g.const([pre.scale[c] for c in group.columns], "scale", np.float64)
             values = g.op("Where", missing(values), median, values)
             values = g.op("Div", g.op("Sub", values, median), scale)
+            if pre.knee is not None:  # preprocess.squash: sign(z)·(min(|z|, k) + log(1 + max(|z| − k, 0)))
+                knee, size = g.const(pre.knee, "knee", np.float64), g.op("Abs", values)
+                beyond = g.op("Max", g.op("Sub", size, knee), g.const(0.0, "zero", np.float64))
+                tail = g.op("Log", g.op("Add", beyond, g.const(1.0, "one", np.float64)))
+                size = g.op("Add", g.op("Min", size, knee), tail)
+                values = g.op("Mul", g.op("Sign", values), size)
             values = g.op("Max", g.op("Min", values, g.const(pre.clip, "clip", np.float64)),
                           g.const(-pre.clip, "clip", np.float64))
         if present is not None:

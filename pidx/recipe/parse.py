@@ -149,6 +149,10 @@ def _build_data(raw, path: str) -> DataSection:
                           "centrality); remove it or set data.layout to o2 or auto")
     if len(set(data.extra_inputs)) != len(data.extra_inputs):
         raise RecipeError(f"'{path}.extra_inputs' names an input twice: {list(data.extra_inputs)}")
+    if not data.clip > 0:
+        raise RecipeError(f"'{path}.clip' must be > 0, got {data.clip}")
+    if data.knee is not None and not 0 < data.knee <= data.clip:
+        raise RecipeError(f"'{path}.knee' must be null or in (0, clip = {data.clip}], got {data.knee}")
     try:
         resolve_momentum_range(data.momentum_range)
     except PidxError as exc:

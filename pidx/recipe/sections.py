@@ -70,6 +70,8 @@ class DataSection:
     on_invalid: Literal["error", "drop"] = _help("rows whose flag says present but whose values are "
                                                  "NaN/inf/sentinel", default="error")
     clip: float = _help("robust-scaled features are clipped to [-clip, clip]", default=20.0)
+    knee: float | None = _help("robust-scaled features grow logarithmically beyond ±knee, so tails keep their "
+                               "order (null: linear up to the clip)", default=5.0)
     cache: bool = _help("cache simulated tables on disk", default=True)
     memory_budget: str | int = _help(
         "host memory the data may take ('4GB', bytes, or auto = half the machine's); files over it are streamed: "
