@@ -23,6 +23,10 @@ def test_twelve_recipes_load_with_the_shipped_settings():
         assert cfg.model.params["dropout"] == 0.1  # docs/recipes.md: 0.5 costs NLL, none overfits
         assert cfg.data.extra_inputs == ()  # the 46-value vector: deployable in pid-onnx-inference
         assert cfg.data.knee == 5.0  # logarithmic tails: a secondary's DCA is evidence (docs/data.md)
+        if model.startswith("fse"):  # docs/models.md: what put FSE ahead of the trees
+            assert cfg.model.params["group_embedding"] == "mlp" and cfg.model.params["activation"] == "silu"
+        elif model == "simplenn":
+            assert cfg.model.params["activation"] == "silu"
         es = next(c.args for c in cfg.callbacks if c.name == "EarlyStopping")
         assert es["patience"] == 15 and es["monitor"] == "val/nll" and es["mode"] == "min"
         assert cfg.evaluation.posterior == "bias_temperature"
