@@ -1,12 +1,12 @@
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 from hypothesis import given, settings, strategies as st
 
 from pidx.data import DEFAULT_LAYOUT, Preprocessor, validate_tracks
 from pidx.data.preprocess import squash
-from pidx.errors import DataError
 from pidx.data.schema import BAYES_TOKEN, FEATURE_COLUMNS
+from pidx.errors import DataError
 
 
 def test_bayes_token_and_masks(sim_df):

@@ -254,8 +254,7 @@ class TrackDataModule:
             "bounds": list(self.bounds), "momentum_variable": self.momentum_variable, "seed": self.seed,
             "fractions": [self.test_fraction, self.val_fraction], "sentinels": list(self.sentinels),
             "drop_unknown_pdg": self.drop_unknown_pdg, "on_invalid": self.on_invalid, "clip": self.clip,
-            "knee": self.knee,
-            "sample_tracks": self.sample_tracks})
+            "knee": self.knee, "sample_tracks": self.sample_tracks})
 
     def _prepare_piece(self, frame, dtypes, source: str) -> TrackTable:
         """One streamed piece: validated as `load_table` validates a file, cut to the momentum range."""
@@ -278,8 +277,7 @@ class TrackDataModule:
             cache_dir() / f"stream-{self._stream_key(files)}", files, prepare=self._prepare_piece,
             feature_layout=lambda: self.layout, seed=self.seed, test_fraction=self.test_fraction,
             val_fraction=self.val_fraction, sample_tracks=self.sample_tracks, clip=self.clip, knee=self.knee,
-            tree=self.tree,
-            source=what, group=self.group)
+            tree=self.tree, source=what, group=self.group)
         self.preprocessor = self.stream.preprocessor
         self.layout = self.preprocessor.layout
         chunk = self.chunk_tracks or self.default_chunk_tracks()

@@ -44,8 +44,9 @@ def _datamodule(recipe: Recipe, d) -> TrackDataModule:
         selection=TrackSelection(**vars(d.selection), primaries_only=d.primaries_only),
         extra_groups=tuple(O2_EXTRA_INPUTS[name] for name in d.extra_inputs)
         + tuple(DetectorGroup(g.name, g.columns, g.flag) for g in d.extra_groups),
-        sentinels=d.sentinels, drop_unknown_pdg=d.drop_unknown_pdg, on_invalid=d.on_invalid, clip=d.clip, knee=d.knee,
-        use_cache=d.cache, memory_budget=d.memory_budget, sample_tracks=d.sample_tracks, chunk_tracks=d.chunk_tracks)
+        sentinels=d.sentinels, drop_unknown_pdg=d.drop_unknown_pdg, on_invalid=d.on_invalid, clip=d.clip,
+        knee=d.knee, use_cache=d.cache, memory_budget=d.memory_budget, sample_tracks=d.sample_tracks,
+        chunk_tracks=d.chunk_tracks)
 
 
 def model_kwargs(recipe: Recipe) -> dict:
