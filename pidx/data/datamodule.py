@@ -16,7 +16,7 @@ from .files import DEFAULT_TREE, expand_sources
 from .group import ProcessGroup
 from .io import TrackTable, load_tracks, read_table, tracks_from_frame, write_table
 from .layouts import get_layout
-from .preprocess import Preprocessor
+from .preprocess import DEFAULT_CLIP, DEFAULT_KNEE, Preprocessor
 from .schema import CLASS_NAMES, DEFAULT_SENTINELS, NUM_CLASSES, DetectorGroup, FeatureLayout
 from .selection import TrackSelection
 from .simulate import SimulatorConfig, simulate
@@ -122,8 +122,8 @@ class TrackDataModule:
     sentinels: tuple[float, ...] = DEFAULT_SENTINELS
     drop_unknown_pdg: bool = False
     on_invalid: str = "error"
-    clip: float = 20.0
-    knee: float | None = 5.0
+    clip: float = DEFAULT_CLIP
+    knee: float | None = DEFAULT_KNEE
     use_cache: bool = True
     memory_budget: int | str = "auto"
     sample_tracks: int = 200_000

@@ -30,6 +30,10 @@ from .io import TrackTable
 from .schema import FeatureLayout
 
 _IQR_TO_SIGMA = 1.349
+# The defaults of every layer (DataModule, recipe): a robust-scaled value of 5 is far in a Gaussian
+# tail, and 20 bounds what a network sees once the logarithm has compressed the rest.
+DEFAULT_CLIP = 20.0
+DEFAULT_KNEE = 5.0
 
 
 def squash(z: np.ndarray, knee: float | None) -> np.ndarray:
@@ -58,13 +62,13 @@ class Preprocessor:
     layout: FeatureLayout
     median: dict[str, float]
     scale: dict[str, float]
-    clip: float = 20.0
+    clip: float = DEFAULT_CLIP
     track_layout: str = "legacy"
     knee: float | None = None
 
     @classmethod
-    def fit(cls, table: TrackTable, layout: FeatureLayout, *, clip: float = 20.0,
-            track_layout: str = "legacy", knee: float | None = 5.0) -> "Preprocessor":
+    def fit(cls, table: TrackTable, layout: FeatureLayout, *, clip: float = DEFAULT_CLIP,
+            track_layout: str = "legacy", knee: float | None = DEFAULT_KNEE) -> "Preprocessor":
         """Fit medians and robust scales on `table` (the train split)."""
         if clip <= 0:
             raise DataError(f"preprocess clip must be > 0, got {clip}")

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..data.preprocess import DEFAULT_CLIP, DEFAULT_KNEE
 from ..data.simulate import SimulatorConfig
 
 ExtraInput = Literal["its_cluster_sizes", "centrality"]  # the keys of pidx.data.layouts.O2_EXTRA_INPUTS
@@ -69,9 +70,9 @@ class DataSection:
                                    default=False)
     on_invalid: Literal["error", "drop"] = _help("rows whose flag says present but whose values are "
                                                  "NaN/inf/sentinel", default="error")
-    clip: float = _help("robust-scaled features are clipped to [-clip, clip]", default=20.0)
+    clip: float = _help("robust-scaled features are clipped to [-clip, clip]", default=DEFAULT_CLIP)
     knee: float | None = _help("robust-scaled features grow logarithmically beyond ±knee, so tails keep their "
-                               "order (null: linear up to the clip)", default=5.0)
+                               "order (null: linear up to the clip)", default=DEFAULT_KNEE)
     cache: bool = _help("cache simulated tables on disk", default=True)
     memory_budget: str | int = _help(
         "host memory the data may take ('4GB', bytes, or auto = half the machine's); files over it are streamed: "
