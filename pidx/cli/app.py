@@ -1,0 +1,53 @@
+"""The `pidx` Typer application, its global options and what the commands share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="pidx",
+    help="Particle identification for ALICE with JAX + Equinox: train, evaluate and export PID models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+state = {"debug": False}
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")):
+    state["debug"] = debug
+
+
+def enable_jax_cache() -> None:
+    """Persistent XLA compilation cache: a second run of the same model skips compiling."""
+    import os
+
+    if os.environ.get("PIDX_JAX_CACHE", "1") == "0" or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    from ..data.datamodule import cache_dir
+
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "jax"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def print_comparison(run_dirs: list[Path], output: Path | None) -> None:
+    """The models × momentum ranges table of `run_dirs` on the terminal, and as OUTPUT.md/.csv if given."""
+    from ..evaluation import compare as cmp
+    from ..runs import compare_runs
+
+    table = compare_runs(run_dirs)
+    cmp.print_table(table)
+    if output is not None:
+        md, cs = cmp.write_table(table, output)
+        console.print(f"[green]wrote[/] {md} and {cs}")
+
+
+PRIORS_HELP = ("Species abundances the posteriors are re-weighted to: pi=…,ka=…,pr=…,el=… (summing to 1) or a "
+               "JSON file written by `pidx priors`; default the recipe's evaluation.priors, else the training sample's.")

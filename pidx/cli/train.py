@@ -1,0 +1,172 @@
+"""Commands that make things: `pidx simulate`, `pidx fit` (with resuming) and `pidx recipes`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from ..errors import PidxError
+from .app import app, console, enable_jax_cache, print_comparison
+
+
+@app.command()
+def simulate(
+    out: Path = typer.Option(..., "--out", "-o", help="Output file (.root, .parquet or .csv)."),
+    n: int = typer.Option(100_000, "--n", help="Number of tracks."),
+    seed: int = typer.Option(231, "--seed", help="Random seed (same seed, same table)."),
+    layout: str = typer.Option("o2", "--layout", help="'o2': the pid_features tree of O2Physics' extractor (all "
+                               "branches, O2's types and missing values, MC truth); 'legacy': the seed's 21 columns."),
+    tof_scenario: str = typer.Option("run3", help="TOF matching: 'run3' (~65 % plateau) or 'seed_scarce' "
+                                     "(~8.5 % TOF at 0.7-1.5 GeV/c like the seed data)."),
+    missing: str = typer.Option("nan", help="Legacy layout: missing-value encoding 'nan' or 'sentinel' (-999, Bayes "
+                                "all 0). The o2 layout always writes O2's own conventions."),
+    no_oracle: bool = typer.Option(False, "--no-oracle", help="Leave out the oracle_prob_* (and vector_oracle_prob_*) columns."),
+):
+    """Simulate ALICE tracks with MC truth and the exact oracle posterior (oracle_prob_*)."""
+    import time
+
+    from ..data.io import encode_missing, write_table
+    from ..data.layouts import O2_FILE_BRANCHES
+    from ..data.schema import ORACLE_COLUMNS, VECTOR_ORACLE_COLUMNS
+    from ..data.simulate import SimulatorConfig
+    from ..data.simulate import simulate as run_simulation
+
+    start = time.perf_counter()
+    df = run_simulation(SimulatorConfig(n_tracks=n, seed=seed, tof_scenario=tof_scenario, layout=layout))
+    if no_oracle:
+        df = df.drop(columns=[c for c in ORACLE_COLUMNS + VECTOR_ORACLE_COLUMNS if c in df])
+    if layout == "legacy":
+        df = encode_missing(df, missing)
+    elif missing != "nan":
+        raise PidxError("--missing applies to --layout legacy; the o2 layout writes O2's own missing values")
+    write_table(df, out, root_types=O2_FILE_BRANCHES if layout == "o2" else None)
+    console.print(f"[green]wrote[/] {len(df):,} tracks to {out} in {time.perf_counter() - start:.1f} s")
+
+
+@app.command()
+def fit(
+    recipes: list[Path] = typer.Argument(..., help="Recipe YAML file(s); several run in sequence."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe key: --set trainer.max_epochs=5"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Run directory (default runs/<recipe>/<time>)."),
+    resume: str | None = typer.Option(None, "--resume", help="Checkpoint directory; 'last' (the latest run's last "
+                                      "checkpoint, or --output's); or 'auto': the newest of --output's interrupted/"
+                                      "last checkpoints if it has one, else a fresh start (for job scripts)."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved recipe and exit."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --output directory."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+):
+    """Train from recipe(s), test on the held-out split and write the run directory."""
+    from ..evaluation.tables import print_metrics
+    from ..recipe import dump_recipe, load_recipe
+
+    configs = [load_recipe(r, set_) for r in recipes]  # validate all before training any
+    if print_config:
+        for cfg in configs:
+            typer.echo(dump_recipe(cfg))
+        return
+    if output is not None and len(configs) > 1:
+        raise PidxError("--output names one run directory; with several recipes omit it (runs/<recipe>/<time>)")
+    enable_jax_cache()
+    writer = _join_processes(output)
+    quiet = quiet or not writer
+    from ..runs import RunDir, fit_recipe
+
+    results = []
+    for cfg in configs:
+        start = resume
+        if resume == "auto":
+            start = _auto_resume(cfg, output)
+            if start is None and not quiet:
+                console.print(f"--resume auto: no checkpoint to continue from; starting {cfg.name} afresh")
+        run = RunDir(_resume_dir(cfg, output, start)) if start or not writer else RunDir.create(
+            cfg.name, output, overwrite=overwrite or (resume == "auto" and output is not None
+                                                      and (output / "recipe.yaml").is_file()))  # a run cut short
+        run_dir = run.path
+        if not quiet:
+            console.print(f"[bold]pidx fit[/] {cfg.name}: {cfg.model.name} on "
+                          f"{cfg.data.source} ({cfg.data.momentum_range_yaml}) → {run_dir}"
+                          + (f" from {start}" if start else ""))
+        try:
+            metrics = fit_recipe(cfg, run, resume=start, quiet=quiet)
+        except KeyboardInterrupt as exc:
+            where = getattr(exc, "checkpoint_path", None)
+            if where:
+                console.print(f"[yellow]interrupted[/]: state saved to {where}; continue with "
+                              f"`pidx fit {recipes[len(results)]} --output {run_dir} --resume auto`")
+            else:
+                console.print("[yellow]interrupted[/] before any checkpoint could be written")
+            raise typer.Exit(128 + getattr(exc, "signal_number", 2)) from None  # 130 Ctrl-C, 143 SIGTERM, 138 USR1
+        results.append((run_dir, metrics))
+        if not writer:
+            continue
+        t = metrics["training"]
+        if not quiet:
+            print_metrics(f"{cfg.name}: test split", metrics["test"],
+                           {"majority": f"{metrics['majority_baseline']:.4f}"})
+        Console().print(f"[green]done[/] {cfg.name}: accuracy {metrics['test']['accuracy']:.4f} after "
+                        f"{t['epochs_run']} epochs ({t['stop_reason']}), {t['wall_s']:.0f} s; results in {run_dir}")
+    if len(results) > 1:
+        print_comparison([r for r, _ in results], None)
+
+
+def _join_processes(output: Path | None) -> bool:
+    """Join a jax.distributed group if the environment says so (docs/scale.md); True for the writing process."""
+    import jax
+
+    from ..training.parallel import initialize_distributed
+
+    if initialize_distributed() and output is None:
+        raise PidxError(f"a {jax.process_count()}-process fit needs --output: every process must name the same "
+                        "run directory, on a filesystem they all see")
+    return jax.process_index() == 0
+
+
+def _auto_resume(cfg, output: Path | None) -> str | None:
+    """`--resume auto`: the newest checkpoint of `--output` (or of the recipe's latest run), or None."""
+    from ..runs import RunDir
+
+    if output is None:
+        run = RunDir.latest_with_checkpoint(cfg.name)
+        return None if run is None else str(run.newest_checkpoint())
+    ckpt = RunDir(output).newest_checkpoint()
+    if ckpt is None and (output / "metrics.json").is_file():
+        raise PidxError(f"--resume auto: {output} holds a finished run without checkpoints to continue from; "
+                        "choose another --output")
+    return None if ckpt is None else str(ckpt)
+
+
+def _resume_dir(cfg, output: Path | None, resume: str) -> Path:
+    if output is not None:
+        return output
+    if resume != "last":
+        return Path(resume).parent.parent  # <run>/checkpoints/<name>
+    base = Path("runs") / cfg.name
+    runs = sorted(p for p in base.glob("*") if (p / "checkpoints" / "last").is_dir()) if base.is_dir() else []
+    if not runs:
+        raise PidxError(f"--resume last: no run of '{cfg.name}' with a last checkpoint under {base}/; "
+                        "give --output RUN_DIR or a checkpoint path")
+    return runs[-1]
+
+
+@app.command("recipes")
+def list_recipes(
+    directory: Path = typer.Argument(Path("recipes"), help="Directory with recipe YAML files."),
+):
+    """List the recipes in a directory with their one-line descriptions."""
+    from rich.table import Table
+
+    from ..recipe import load_recipe
+
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        raise PidxError(f"{directory}: no *.yaml recipes found")
+    table = Table(title=str(directory), show_header=True)
+    table.add_column("recipe", no_wrap=True)
+    for col in ("model", "momentum", "description"):
+        table.add_column(col)
+    for f in files:
+        cfg = load_recipe(f)
+        table.add_row(f.stem, cfg.model.name, str(cfg.data.momentum_range_yaml), cfg.description)
+    Console().print(table)
