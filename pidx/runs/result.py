@@ -19,7 +19,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ..training.callbacks import EarlyStopping, ModelCheckpoint
+from ..training.callbacks import EarlyStopping
+from ..training.model_checkpoint import ModelCheckpoint
 from ..training.trainer import Trainer
 from .rundir import RunDir
 

@@ -1,6 +1,7 @@
 """Training: the Trainer, callbacks, losses, metrics, checkpoints and the Predictor."""
 
-from .callbacks import HOOKS, Callback, EarlyStopping, ModelCheckpoint, TerminateOnNaN, ValidationMetrics
+from .callbacks import HOOKS, Callback, EarlyStopping, TerminateOnNaN, ValidationMetrics
+from .model_checkpoint import ModelCheckpoint
 from .loggers import CSVLogger, ProgressBar, TensorBoardLogger
 from .registry import BUILTIN_CALLBACKS
 from .checkpoint import FORMAT_VERSION, read_meta

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .callbacks import EarlyStopping, ModelCheckpoint, TerminateOnNaN, ValidationMetrics
+from .callbacks import EarlyStopping, TerminateOnNaN, ValidationMetrics
+from .model_checkpoint import ModelCheckpoint
 from .loggers import CSVLogger, ProgressBar, TensorBoardLogger
 
 BUILTIN_CALLBACKS = {
