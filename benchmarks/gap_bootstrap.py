@@ -19,13 +19,14 @@ import numpy as np
 import pandas as pd
 
 from pidx.data.schema import CLASS_NAMES
-from pidx.training.metrics import macro_auc, per_class_auc
+from pidx.evaluation.calibration import negative_log_likelihood
+from pidx.training.metrics import accuracy, macro_auc, per_class_auc
 
 
 def measures(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Accuracy (%), macro AUC and NLL of one method on the given tracks."""
-    picked = np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0)
-    return np.array([100.0 * np.mean(probs.argmax(1) == labels), macro_auc(labels, probs), -np.mean(np.log(picked))])
+    return np.array([100.0 * accuracy(labels, probs.argmax(1)), macro_auc(labels, probs),
+                     negative_log_likelihood(probs, labels)])
 
 
 def main():
