@@ -1,5 +1,7 @@
 """Shared test helpers: a synthetic separable PID problem on device arrays."""
 
+import time
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -51,3 +53,14 @@ class CrashAt(Callback):
     def on_train_batch_end(self, trainer, outputs, batch_idx):
         if trainer.global_step >= self.step:
             raise RuntimeError("node lost")
+
+
+class SlowEpochs(Callback):
+    """Makes each epoch last at least `seconds`, as real ones do, so that a signal sent once an epoch is
+    logged reliably lands while the fit still runs (the small test fits' epochs take milliseconds)."""
+
+    def __init__(self, seconds: float = 1.0):
+        self.seconds = seconds
+
+    def on_train_epoch_end(self, trainer):
+        time.sleep(self.seconds)

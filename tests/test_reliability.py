@@ -1,6 +1,7 @@
 """Faults: SIGKILL and exact resume, kill during a save, Ctrl-C, broken checkpoints, fuzzed inputs."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -27,6 +28,22 @@ def fit_cmd(out, epochs, *extra):
             "--output", str(out), *extra]
 
 
+# The recipe's callbacks plus one that makes every epoch last a second, as real epochs do: a signal sent
+# once epoch 2 of 6 is logged then always lands while the fit runs (the weights do not change).
+SLOW = ["--set", "callbacks=[{EarlyStopping: {monitor: val/nll, mode: min, patience: 15, restore_best_weights: true}},"
+        " {ModelCheckpoint: {monitor: val/nll, mode: min, save_top_k: 1, save_last: true}}, TerminateOnNaN,"
+        " {'helpers:SlowEpochs': {seconds: 1.0}}]"]
+TESTS_ON_PATH = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent),
+                                                                          os.environ.get("PYTHONPATH")]))}
+
+
+def signalled_fit(out, *extra, **popen):
+    """The 6-epoch fit with slow epochs, started to be signalled once its second epoch is logged."""
+    proc = subprocess.Popen(fit_cmd(out, 6, *SLOW, *extra), env=TESTS_ON_PATH, **popen)
+    wait_for_epochs(out / "checkpoints" / "last", 2, proc)
+    return proc
+
+
 def wait_for_epochs(path: Path, n: int, proc, timeout=120):
     start = time.time()
     while time.time() - start < timeout:
@@ -49,8 +66,7 @@ def straight(tmp_path_factory):
 
 def test_sigkill_then_resume_last_gives_identical_weights(straight, tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen(fit_cmd(out, 6), stderr=subprocess.PIPE)
-    wait_for_epochs(out / "checkpoints" / "last", 2, proc)
+    proc = signalled_fit(out, stderr=subprocess.PIPE)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     done = read_meta(out / "checkpoints" / "last")["epochs_completed"]
@@ -65,8 +81,7 @@ def test_sigkill_then_resume_last_gives_identical_weights(straight, tmp_path):
 
 def test_ctrl_c_saves_checkpoint_exits_130_and_resumes_exactly(straight, tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen(fit_cmd(out, 6), stderr=subprocess.PIPE, text=True)
-    wait_for_epochs(out / "checkpoints" / "last", 2, proc)
+    proc = signalled_fit(out, stderr=subprocess.PIPE, text=True)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -85,15 +100,14 @@ def test_batch_system_signal_saves_and_resume_auto_continues_exactly(straight, t
     128 + the signal's number, and the same command line with --resume auto ends where an
     uninterrupted run ends, bit for bit."""
     out = tmp_path / "run"
-    proc = subprocess.Popen(fit_cmd(out, 6, "--resume", "auto"), stderr=subprocess.PIPE, text=True)
-    wait_for_epochs(out / "checkpoints" / "last", 2, proc)
+    proc = signalled_fit(out, "--resume", "auto", stderr=subprocess.PIPE, text=True)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig, err
     assert "state saved to" in err and "--resume auto" in err and "Traceback" not in err
     assert read_meta(out / "checkpoints" / "interrupted")["global_step"] >= \
         read_meta(out / "checkpoints" / "last")["global_step"]
-    subprocess.run(fit_cmd(out, 6, "--resume", "auto"), check=True, timeout=300)
+    subprocess.run(fit_cmd(out, 6, *SLOW, "--resume", "auto"), env=TESTS_ON_PATH, check=True, timeout=300)
     assert (straight / "checkpoints" / "last" / "model.eqx").read_bytes() == \
         (out / "checkpoints" / "last" / "model.eqx").read_bytes()
     assert pd.read_csv(out / "history.csv")["epoch"].tolist() == list(range(6))

@@ -193,6 +193,38 @@ def test_resume_is_exact(dm, tmp_path, name):
     assert (tmp_path / "resumed" / "history.csv").read_text().count("\n") == 5
 
 
+def test_signal_after_the_loops_last_look_still_stops_with_a_checkpoint(dm, tmp_path, monkeypatch):
+    """A SIGTERM that lands after the loop last looked for one (the race a batch system can win at the
+    end of a short fit) still stops the fit as promised, saves, and resuming ends where a straight fit does."""
+    import os
+    import signal
+
+    import pidx.training.trainer as trainer_module
+
+    straight = fit_fse(dm, tmp_path / "straight", 2)
+    real, fired = trainer_module.any_process, []
+
+    def signalled_while_looking(flag):
+        answer = real(flag)  # the flag is read, then the signal arrives
+        if stopping.current_epoch == 2 and not fired:
+            fired.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return answer
+
+    monkeypatch.setattr(trainer_module, "any_process", signalled_while_looking)
+    model, state = small("fse_phase1")
+    stopping = trainer(max_epochs=2, callbacks=[ModelCheckpoint(save_top_k=1), EarlyStopping(patience=50),
+                                                          CSVLogger()], default_root_dir=tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt, match="after the last epoch") as stopped:
+        stopping.fit(model, dm, state=state)
+    assert fired and stopped.value.signal_number == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers given back
+    resumed = fit_fse(dm, tmp_path / "run", 2, ckpt_path=tmp_path / "run" / "checkpoints" / "interrupted")
+    assert len(resumed.history) == 2
+    for x, y in zip(leaves(straight), leaves(resumed)):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_terminate_on_nan_keeps_last_good_checkpoint(dm, tmp_path):
     class Poison(Callback):
         def on_train_epoch_start(self, trainer):

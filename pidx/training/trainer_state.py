@@ -47,6 +47,11 @@ class CheckpointingMixin:
             finally:
                 for s, before in previous.items():
                     signal.signal(s, before)
+            # Reached only when training ended normally. A signal that came after the loop's last look
+            # (the handlers are back to what they were, so none can slip in now) still stops the fit as
+            # promised, before evaluation, with a checkpoint to resume from.
+            if self._interrupt_requested:
+                raise self._interruption("interrupted after the last epoch")
 
         return handler()
 
