@@ -17,7 +17,10 @@ def test_twelve_recipes_load_with_the_shipped_settings():
         assert cfg.model.name == model and cfg.data.momentum_range == rng
         assert cfg.seed == 231 and cfg.data.simulator.n_tracks == 4_160_000
         assert cfg.loss == LossSection(name="cross_entropy", class_weights="none")  # outputs are posteriors
-        assert cfg.optimizer.name == "adam" and cfg.optimizer.learning_rate == 1e-3
+        assert cfg.optimizer.learning_rate == 1e-3
+        # docs/models.md: Phase 0 overfits the high range's tracks; decay took the pair 0.0001 AUC closer
+        decayed = path.stem == "fse_phase0_high"
+        assert (cfg.optimizer.name, cfg.optimizer.weight_decay) == (("adamw", 0.05) if decayed else ("adam", 0.0))
         assert cfg.optimizer.schedule == "cosine"  # no warm-up: any max_epochs has a schedule
         assert cfg.trainer.batch_size == 1024 and cfg.trainer.max_epochs == 30
         # docs/models.md: single models there were 0.00055 / 0.00062 / 0.00075 AUC from the vector oracle,
