@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import TrainingError
 from .checkpoint import load_tree, read_meta, remove_checkpoint, save_checkpoint
+from .parallel import any_process
 
 
 # SIGTERM: SLURM and the grid before a kill; SIGUSR1: SLURM's --signal=USR1@<seconds> warning
@@ -49,8 +50,8 @@ class CheckpointingMixin:
                     signal.signal(s, before)
             # Reached only when training ended normally. A signal that came after the loop's last look
             # (the handlers are back to what they were, so none can slip in now) still stops the fit as
-            # promised, before evaluation, with a checkpoint to resume from.
-            if self._interrupt_requested:
+            # promised, before evaluation, with a checkpoint to resume from; in every process alike.
+            if any_process(self._interrupt_requested):
                 raise self._interruption("interrupted after the last epoch")
 
         return handler()
