@@ -1,9 +1,13 @@
+import os
+import signal
+
 import jax
 import numpy as np
 import pytest
 
 from helpers import separable_datamodule
 import pidx
+import pidx.training.trainer as trainer_module
 from pidx.data.schema import DEFAULT_LAYOUT, DetectorGroup, make_layout
 from pidx.errors import CheckpointError, TrainingError
 from pidx.models import FSEAttention, build_model
@@ -166,10 +170,14 @@ def small(name="simplenn"):
     return build_model(name, DEFAULT_LAYOUT, key=jax.random.PRNGKey(0), **SMALL[name])
 
 
+def fse_trainer(tmp_path, max_epochs):
+    return trainer(max_epochs=max_epochs, callbacks=[ModelCheckpoint(save_top_k=1), EarlyStopping(patience=50),
+                                                     CSVLogger()], default_root_dir=tmp_path)
+
+
 def fit_fse(dm, tmp_path, max_epochs, ckpt_path=None, name="fse_phase1"):
     model, state = small(name)
-    t = trainer(max_epochs=max_epochs, callbacks=[ModelCheckpoint(save_top_k=1), EarlyStopping(patience=50),
-                                                  CSVLogger()], default_root_dir=tmp_path)
+    t = fse_trainer(tmp_path, max_epochs)
     t.fit(model, dm, state=state, ckpt_path=ckpt_path)
     return t
 
@@ -196,11 +204,6 @@ def test_resume_is_exact(dm, tmp_path, name):
 def test_signal_after_the_loops_last_look_still_stops_with_a_checkpoint(dm, tmp_path, monkeypatch):
     """A SIGTERM that lands after the loop last looked for one (the race a batch system can win at the
     end of a short fit) still stops the fit as promised, saves, and resuming ends where a straight fit does."""
-    import os
-    import signal
-
-    import pidx.training.trainer as trainer_module
-
     straight = fit_fse(dm, tmp_path / "straight", 2)
     real, fired = trainer_module.any_process, []
 
@@ -213,8 +216,7 @@ def test_signal_after_the_loops_last_look_still_stops_with_a_checkpoint(dm, tmp_
 
     monkeypatch.setattr(trainer_module, "any_process", signalled_while_looking)
     model, state = small("fse_phase1")
-    stopping = trainer(max_epochs=2, callbacks=[ModelCheckpoint(save_top_k=1), EarlyStopping(patience=50),
-                                                          CSVLogger()], default_root_dir=tmp_path / "run")
+    stopping = fse_trainer(tmp_path / "run", 2)
     with pytest.raises(KeyboardInterrupt, match="after the last epoch") as stopped:
         stopping.fit(model, dm, state=state)
     assert fired and stopped.value.signal_number == signal.SIGTERM
