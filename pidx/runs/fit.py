@@ -13,6 +13,7 @@ import jax
 import numpy as np
 
 from ..data.datamodule import TrackDataModule
+from ..data.group import ProcessGroup
 from ..data.layouts import get_layout
 from ..evaluation.baselines import add_oracle_gaps, decision_metrics, run_baselines
 from ..evaluation.calibration import calibration_summary, fit_posterior_map, negative_log_likelihood
@@ -68,7 +69,16 @@ def fit_recipe(recipe: Recipe, run: RunDir, *, resume: str | Path | None = None,
                "training": training_summary(trainer, result, run), "data": dm.summary()}
     if not writer:  # the others trained and tested with it; the rest is process 0's alone
         metrics["test"] = test
-        return metrics
+    # The others wait here until process 0 has written the run: had they exited, they would wait in
+    # jax.distributed's shutdown barrier, whose timeout (300 s) process 0's baselines and report can
+    # outlast, and its failure aborts every process. A failure of process 0's is raised in all.
+    return ProcessGroup.current().together(
+        "writing the run directory", lambda: write_run(recipe, run, dm, trainer, result, metrics) if writer else metrics)
+
+
+def write_run(recipe: Recipe, run: RunDir, dm: TrackDataModule, trainer: Trainer, result: RunResult,
+              metrics: dict) -> dict:
+    """Process 0's part after training: posteriors, baselines, metrics.json and the report."""
     predictor = Predictor(to_local(trainer.model), to_local(trainer.model_state), dm.preprocessor,
                           eval_batch_size=recipe.trainer.eval_batch_size)
     entries, predictions = evaluate_in_memory(recipe, run, dm, predictor, trainer.last_probs,
@@ -169,6 +179,6 @@ def write_run_report(recipe: Recipe, run: RunDir, metrics: dict, dm: TrackDataMo
                         predictions=predictions, history=history, importance=importance, ablation=ablation)
 
 
-__all__ = ["majority_baseline", "fit_recipe", "training_summary", "evaluate_in_memory",
+__all__ = ["majority_baseline", "fit_recipe", "write_run", "training_summary", "evaluate_in_memory",
            "fit_posteriors",
            "report_header", "write_run_report"]
