@@ -47,7 +47,8 @@ def fit_recipe(recipe: Recipe, run: RunDir, *, resume: str | Path | None = None,
     - `resume`: a checkpoint directory to continue from, or `"last"` (the run's `checkpoints/last`).
     - `quiet`: no data log line and no progress bar.
     """
-    writer = jax.process_index() == 0  # under jax.distributed, process 0 writes the run directory
+    group = ProcessGroup.current()
+    writer = group.is_first  # under jax.distributed, process 0 writes the run directory
     if writer:
         run.write_recipe(recipe)
     dm = make_datamodule(recipe).setup()
@@ -72,13 +73,20 @@ def fit_recipe(recipe: Recipe, run: RunDir, *, resume: str | Path | None = None,
     # The others wait here until process 0 has written the run: had they exited, they would wait in
     # jax.distributed's shutdown barrier, whose timeout (300 s) process 0's baselines and report can
     # outlast, and its failure aborts every process. A failure of process 0's is raised in all.
-    return ProcessGroup.current().together(
-        "writing the run directory", lambda: write_run(recipe, run, dm, trainer, result, metrics) if writer else metrics)
+    return group.together("writing the run directory",
+                          lambda: write_run(recipe, run, dm, trainer, result, metrics) if writer else metrics)
 
 
 def write_run(recipe: Recipe, run: RunDir, dm: TrackDataModule, trainer: Trainer, result: RunResult,
               metrics: dict) -> dict:
-    """Process 0's part after training: posteriors, baselines, metrics.json and the report."""
+    """Process 0's part after training: posteriors, baselines, metrics.json and the report.
+
+    **Arguments:**
+
+    - `recipe`, `run`, `dm`: the fit's recipe, run directory and data.
+    - `trainer`: the trained `Trainer`; `result`: which checkpoint the run's result is.
+    - `metrics`: metrics.json's entries so far (its `test` entry gains the test metrics).
+    """
     predictor = Predictor(to_local(trainer.model), to_local(trainer.model_state), dm.preprocessor,
                           eval_batch_size=recipe.trainer.eval_batch_size)
     entries, predictions = evaluate_in_memory(recipe, run, dm, predictor, trainer.last_probs,
