@@ -30,7 +30,8 @@ from .recipe import Recipe, load_recipe, validate_recipe
 from .runs import RunDir, export_run, fit_recipe, predict_file, test_run
 from .training import (
     Callback, CrossEntropy, CSVLogger, EarlyStopping, FocalLoss, ModelCheckpoint, ProgressBar, TensorBoardLogger,
-    TerminateOnNaN, PosteriorMap, Predictor, Trainer, ValidationMetrics, compute_class_weights, make_optimizer,
+    TerminateOnNaN, PosteriorMap, Predictor, Trainer, ValidationMetrics, WeightAveraging, compute_class_weights,
+    make_optimizer,
 )
 
 from ._version import __version__
@@ -43,6 +44,6 @@ __all__ = [
     "DNN", "DetectorAwareFSE", "Ensemble", "FSEAttention", "PIDModel", "SimpleNN", "build_model",
     "make_ensemble", "load_recipe",
     "validate_recipe", "Recipe", "RunDir", "export_run", "fit_recipe", "predict_file", "test_run", "Predictor", "PosteriorMap", "Callback", "CrossEntropy", "CSVLogger", "EarlyStopping", "FocalLoss", "ModelCheckpoint",
-    "ProgressBar", "TensorBoardLogger", "TerminateOnNaN", "Trainer", "ValidationMetrics", "compute_class_weights", "make_optimizer",
-    "__version__",
+    "ProgressBar", "TensorBoardLogger", "TerminateOnNaN", "Trainer", "ValidationMetrics", "WeightAveraging",
+    "compute_class_weights", "make_optimizer", "__version__",
 ]

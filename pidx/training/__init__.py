@@ -8,9 +8,11 @@ from .checkpoint import FORMAT_VERSION, read_meta
 from .losses import CrossEntropy, FocalLoss, compute_class_weights, make_loss
 from .posterior import PosteriorMap, abundances
 from .predictor import Predictor, apply_temperature
-from .step import make_optimizer
+from .step import make_optimizer, track_average
 from .trainer import Trainer
+from .weight_averaging import WeightAveraging
 
 __all__ = ["BUILTIN_CALLBACKS", "HOOKS", "Callback", "CSVLogger", "EarlyStopping", "ModelCheckpoint", "ProgressBar",
            "TensorBoardLogger", "TerminateOnNaN", "ValidationMetrics", "FORMAT_VERSION", "read_meta", "CrossEntropy", "FocalLoss",
-           "compute_class_weights", "make_loss", "PosteriorMap", "abundances", "Predictor", "apply_temperature", "make_optimizer", "Trainer"]
+           "compute_class_weights", "make_loss", "PosteriorMap", "abundances", "Predictor", "apply_temperature", "make_optimizer",
+           "track_average", "Trainer", "WeightAveraging"]

@@ -8,6 +8,7 @@ of steps, and the carried (params, optimizer state, model state) buffers are don
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import equinox as eqx
 import jax
@@ -20,14 +21,65 @@ from .parallel import DataParallel
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
+class AverageState(NamedTuple):
+    """`track_average`'s state: how many updates it has seen and the averaged weights."""
+
+    count: Any
+    average: Any
+
+
+def track_average(decay: float) -> optax.GradientTransformation:
+    """An optax transformation that keeps an exponential moving average of the weights after each update.
+
+    It passes the updates through unchanged, so chained last it leaves training as it was; the average
+    lives in the optimizer state (`average_of` reads it), so it is updated inside the jitted step,
+    vmapped over ensemble members, replicated over devices and checkpointed with everything else.
+    The effective decay of update `t` is `min(decay, (1 + t) / (10 + t))`, as in TensorFlow's
+    `ExponentialMovingAverage`: the first updates do not drag the initial weights along.
+
+    **Arguments:**
+
+    - `decay`: in (0, 1); the average spans about `1 / (1 - decay)` steps.
+    """
+    _check_decay(decay)
+
+    def init(params):
+        return AverageState(count=jnp.zeros([], jnp.int32), average=jax.tree.map(jnp.copy, params))
+
+    def update(updates, state, params=None):
+        if params is None:
+            raise ValueError("track_average needs the weights: call update(updates, state, params)")
+        new_params = optax.apply_updates(params, updates)
+        count = state.count + 1
+        rate = jnp.minimum(decay, count / (9.0 + count))  # (1 + t) / (10 + t) with t = count - 1
+        average = jax.tree.map(lambda a, p: rate * a + (1.0 - rate) * p, state.average, new_params)
+        return updates, AverageState(count=count, average=average)
+
+    return optax.GradientTransformation(init, update)
+
+
+def _check_decay(decay) -> None:
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < decay < 1.0:
+        raise ValueError(f"the weight-average decay must be a number in (0, 1), got {decay!r}")
+
+
+def average_of(opt_state):
+    """The averaged weights `track_average` keeps in `opt_state` (`None` when it keeps none)."""
+    return optax.tree_utils.tree_get(opt_state, "average")
+
+
 def make_optimizer(name: str = "adam", learning_rate: float | Callable = 1e-3, *, weight_decay: float = 0.0,
-                   grad_clip_norm: float | None = None, momentum: float = 0.9) -> optax.GradientTransformation:
+                   grad_clip_norm: float | None = None, momentum: float = 0.9,
+                   average_decay: float | None = None) -> optax.GradientTransformation:
     """An optax optimizer whose learning rate is a live hyperparameter.
 
     The learning rate sits in the optimizer state (`optax.inject_hyperparams`), so a
     callback can change it between epochs (`trainer.learning_rate = ...`) without a
-    recompile; it may also be an optax schedule.
+    recompile; it may also be an optax schedule. With `average_decay`, `track_average`
+    is chained last (what the `WeightAveraging` callback reads).
     """
+    if average_decay is not None:
+        _check_decay(average_decay)  # here, not at the first step
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer name must be one of {list(OPTIMIZERS)}, got {name!r}")
 
@@ -39,6 +91,8 @@ def make_optimizer(name: str = "adam", learning_rate: float | Callable = 1e-3, *
             parts.append(optax.adamw(learning_rate, weight_decay=weight_decay))
         else:
             parts.append(optax.sgd(learning_rate, momentum=momentum))
+        if average_decay is not None:
+            parts.append(track_average(average_decay))
         return optax.chain(*parts)
 
     return optax.inject_hyperparams(build)(learning_rate=learning_rate)
@@ -164,5 +218,5 @@ def _masked_loss(loss_fn, logits, label, class_weights):
     return jnp.where(n > 0, jnp.sum(jnp.where(labelled, per_row, 0.0)) / jnp.maximum(n, 1), jnp.nan)
 
 
-__all__ = ["OPTIMIZERS", "make_optimizer", "make_train_chunk", "make_permutation",
-           "make_evaluate"]
+__all__ = ["OPTIMIZERS", "AverageState", "track_average", "average_of", "make_optimizer", "make_train_chunk",
+           "make_permutation", "make_evaluate"]

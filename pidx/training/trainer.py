@@ -39,6 +39,7 @@ from .posterior import corrected_nll
 from .step import make_optimizer, make_train_chunk
 from .trainer_eval import EvaluationMixin
 from .trainer_state import CheckpointingMixin
+from .weight_averaging import WeightAveraging
 
 PRECISIONS = {"f32": None, "bf16": jnp.bfloat16}
 
@@ -55,7 +56,8 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
       `ProgressBar` when `enable_progress_bar`.
     - `optimizer`, `learning_rate`, `weight_decay`, `grad_clip_norm`: see
       `make_optimizer`; `learning_rate` may be an optax schedule. Or pass a ready
-      optax transformation as `optimizer`.
+      optax transformation as `optimizer`. A `WeightAveraging` callback adds `track_average` to
+      an optimizer built by name.
     - `loss`: a loss object (default `FocalLoss(gamma=2, alpha=0.25)`).
     - `class_weights`: `"balanced"`, `"none"` or a list of 4 weights, computed from
       the train split before the first step.
@@ -103,9 +105,13 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         if val_check_interval is not None and (isinstance(val_check_interval, bool) or int(val_check_interval) < 1):
             raise TrainingError(f"val_check_interval must be a number of steps >= 1, got {val_check_interval!r}")
         self.val_check_interval = None if val_check_interval is None else int(val_check_interval)
-        self.optimizer = optimizer if not isinstance(optimizer, str) else make_optimizer(
-            optimizer, learning_rate, weight_decay=weight_decay, grad_clip_norm=grad_clip_norm)
         callbacks = list(callbacks or [])
+        averaging = [c for c in callbacks if isinstance(c, WeightAveraging)]
+        if len(averaging) > 1:
+            raise TrainingError(f"at most one WeightAveraging callback, got {len(averaging)}")
+        self.optimizer = optimizer if not isinstance(optimizer, str) else make_optimizer(
+            optimizer, learning_rate, weight_decay=weight_decay, grad_clip_norm=grad_clip_norm,
+            average_decay=averaging[0].decay if averaging else None)
         if not any(isinstance(c, ValidationMetrics) for c in callbacks):
             callbacks.insert(0, ValidationMetrics())
         if enable_progress_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
