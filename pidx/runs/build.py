@@ -23,9 +23,7 @@ from ..training.loggers import CSVLogger, ProgressBar
 from ..training.checkpoint import load_tree, read_meta
 from ..training.losses import make_loss
 from ..training.predictor import Predictor
-from ..training.step import make_optimizer
 from ..training.trainer import Trainer
-from ..training.weight_averaging import WeightAveraging
 from .rundir import RunDir
 
 
@@ -102,14 +100,13 @@ def learning_rate(recipe: Recipe, steps_per_epoch: int | None):
 def make_trainer(recipe: Recipe, root_dir: Path, *, quiet: bool = False,
                  steps_per_epoch: int | None = None) -> Trainer:
     o, t, loss = recipe.optimizer, recipe.trainer, recipe.loss
-    callbacks = make_callbacks(recipe, quiet=quiet)
-    averaging = [c.decay for c in callbacks if isinstance(c, WeightAveraging)]
-    optimizer = make_optimizer(o.name, learning_rate(recipe, steps_per_epoch), weight_decay=o.weight_decay,
-                               grad_clip_norm=o.grad_clip_norm, average_decay=averaging[0] if averaging else None)
     loss_fn = make_loss("focal", gamma=loss.gamma, alpha=loss.alpha) if loss.name == "focal" else make_loss(loss.name)
     try:
-        return Trainer(max_epochs=t.max_epochs, batch_size=t.batch_size, callbacks=callbacks,
-                       optimizer=optimizer, loss=loss_fn, class_weights=loss.class_weights, seed=recipe.seed,
+        # the optimizer by name: the Trainer builds it, with what its callbacks need (WeightAveraging's average)
+        return Trainer(max_epochs=t.max_epochs, batch_size=t.batch_size, callbacks=make_callbacks(recipe, quiet=quiet),
+                       optimizer=o.name, learning_rate=learning_rate(recipe, steps_per_epoch),
+                       weight_decay=o.weight_decay, grad_clip_norm=o.grad_clip_norm,
+                       loss=loss_fn, class_weights=loss.class_weights, seed=recipe.seed,
                        log_every_n_steps=t.log_every_n_steps, eval_batch_size=t.eval_batch_size,
                        precision=t.precision, enable_progress_bar=False, devices=t.devices, max_time=t.max_time,
                        val_check_interval=t.val_check_interval,

@@ -41,7 +41,7 @@ def track_average(decay: float) -> optax.GradientTransformation:
 
     - `decay`: in (0, 1); the average spans about `1 / (1 - decay)` steps.
     """
-    _check_decay(decay)
+    check_decay(decay)
 
     def init(params):
         return AverageState(count=jnp.zeros([], jnp.int32), average=jax.tree.map(jnp.copy, params))
@@ -58,7 +58,8 @@ def track_average(decay: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(init, update)
 
 
-def _check_decay(decay) -> None:
+def check_decay(decay) -> None:
+    """A weight-average decay is a number in (0, 1); anything else raises `ValueError`."""
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < decay < 1.0:
         raise ValueError(f"the weight-average decay must be a number in (0, 1), got {decay!r}")
 
@@ -79,7 +80,7 @@ def make_optimizer(name: str = "adam", learning_rate: float | Callable = 1e-3, *
     is chained last (what the `WeightAveraging` callback reads).
     """
     if average_decay is not None:
-        _check_decay(average_decay)  # here, not at the first step
+        check_decay(average_decay)  # here, not at the first step
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer name must be one of {list(OPTIMIZERS)}, got {name!r}")
 
@@ -218,5 +219,5 @@ def _masked_loss(loss_fn, logits, label, class_weights):
     return jnp.where(n > 0, jnp.sum(jnp.where(labelled, per_row, 0.0)) / jnp.maximum(n, 1), jnp.nan)
 
 
-__all__ = ["OPTIMIZERS", "AverageState", "track_average", "average_of", "make_optimizer", "make_train_chunk",
-           "make_permutation", "make_evaluate"]
+__all__ = ["OPTIMIZERS", "AverageState", "track_average", "check_decay", "average_of", "make_optimizer",
+           "make_train_chunk", "make_permutation", "make_evaluate"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from ..errors import TrainingError
 from .callbacks import Callback
-from .step import average_of
+from .step import average_of, check_decay
 
 
 class WeightAveraging(Callback):
@@ -38,8 +38,10 @@ class WeightAveraging(Callback):
     """
 
     def __init__(self, decay: float = 0.999):
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 < decay < 1.0:
-            raise TrainingError(f"WeightAveraging: decay must be a number in (0, 1), got {decay!r}")
+        try:
+            check_decay(decay)
+        except ValueError as exc:
+            raise TrainingError(f"WeightAveraging: {exc}") from None
         self.decay = float(decay)
         self._trainer = None
         self._training_weights = None  # the weights being trained while the average is in place
