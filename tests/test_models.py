@@ -84,6 +84,67 @@ def test_dnn_batchnorm_state_updates_in_training():
     assert any(not np.allclose(a, b) for a, b in zip(before, after))
 
 
+def _trained_state(model, state, x, steps=3):
+    """`state` after a few training batches (running statistics populated)."""
+    keys = jax.random.split(jax.random.PRNGKey(2), len(x))
+    step = jax.jit(lambda s: batched_forward(model, x, jnp.ones((len(x), 4), bool), s, keys)[1])
+    for _ in range(steps):
+        state = step(state)
+    return state
+
+
+@pytest.mark.parametrize("mode", ["batch", "ema"])
+def test_dnn_training_normalises_by_the_batch_only_in_batch_mode(mode):
+    """Standard BatchNorm (Keras, PyTorch) trains on the batch's own statistics, so the running
+    averages do not enter a training step; equinox's `ema` mode trains on them."""
+    model, state = make("dnn", hidden=(16, 8), dropout=0.0, batch_norm_mode=mode)
+    x = jax.random.normal(jax.random.PRNGKey(1), (64, 22)) * 3 + 1
+    state = _trained_state(model, state, x)
+    shifted = jax.tree.map(lambda a: a + 5.0 if jnp.issubdtype(a.dtype, jnp.floating) else a, state)
+    keys = jax.random.split(jax.random.PRNGKey(3), 64)
+    out, out_shifted = (batched_forward(model, x, jnp.ones((64, 4), bool), s, keys)[0] for s in (state, shifted))
+    moved = float(jnp.abs(out - out_shifted).max())
+    assert (moved == 0.0) if mode == "batch" else (moved > 1e-3)
+    assert model.norms[0].mode == mode and make("dnn")[0].norms[0].mode == "batch"  # the default
+    with pytest.raises(ValueError, match="batch_norm_mode must be one of batch, ema, got 'renorm'"):
+        make("dnn", batch_norm_mode="renorm")
+
+
+@pytest.mark.parametrize("mode", ["batch", "ema"])
+def test_running_statistics_are_what_inference_normalises_by(mode):
+    """`running_statistics` (which the ONNX export folds into the Dense layers) reproduces the
+    DNN's inference output, in either mode."""
+    from pidx.models.mlp import running_statistics
+
+    model, state = make("dnn", hidden=(16, 8), dropout=0.0, batch_norm_mode=mode)
+    x = jax.random.normal(jax.random.PRNGKey(1), (64, 22)) * 3 + 1
+    state = _trained_state(model, state, x, steps=5)
+    want = batched_forward(eqx.nn.inference_mode(model), x, jnp.ones((64, 4), bool), state)[0]
+    h = np.asarray(x, np.float64)
+    for layer, norm in zip(model.layers[:-1], model.norms):
+        mean, var = running_statistics(norm, state)
+        z = h @ np.asarray(layer.weight, np.float64).T + np.asarray(layer.bias, np.float64)
+        z = (z - mean) / np.sqrt(var + norm.eps) * np.asarray(norm.weight) + np.asarray(norm.bias)
+        h = np.maximum(z, 0.0)
+    got = h @ np.asarray(model.layers[-1].weight, np.float64).T + np.asarray(model.layers[-1].bias)
+    np.testing.assert_allclose(got, np.asarray(want), rtol=1e-4, atol=1e-4)
+    assert np.abs(got).max() > 0.1  # a non-trivial output
+
+
+def test_dnn_checkpoint_of_the_other_mode_is_refused(tmp_path):
+    """A DNN saved with `ema` statistics (pidx's DNN before `batch_norm_mode`) does not load silently
+    into the default `batch` mode, whose state has the same number of arrays."""
+    from pidx.errors import CheckpointError
+    from pidx.training.checkpoint import load_tree
+
+    _, ema_state = make("dnn", hidden=(16, 8), batch_norm_mode="ema")
+    eqx.tree_serialise_leaves(tmp_path / "model_state.eqx", ema_state)
+    _, batch_state = make("dnn", hidden=(16, 8))
+    with pytest.raises(CheckpointError, match="does not match the model being loaded"):
+        load_tree(tmp_path, "model_state", batch_state)
+    assert load_tree(tmp_path, "model_state", make("dnn", hidden=(16, 8), batch_norm_mode="ema")[1]) is not None
+
+
 def test_sizes_configurable_and_unknown_model():
     model, _ = make("simplenn", hidden=(8, 8), dropout=0.1)
     assert [l.out_features for l in model.layers] == [8, 8, 4]

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import ExportError
 from ..models.embeddings import GroupEmbedding, MLPGroupEmbedding
 from ..models.fse import ClassifierHead, DetectorAwareFSE, FSEAttention, FSEEncoder
-from ..models.mlp import DNN, SimpleNN
+from ..models.mlp import DNN, SimpleNN, running_statistics
 from .graph import GraphBuilder
 
 _EXPORTERS: dict[type, Callable] = {}
@@ -71,7 +71,7 @@ def _simplenn(g, model, state, feats, mask):
 def _dnn(g, model, state, feats, mask):
     h = feats
     for layer, norm in zip(model.layers[:-1], model.norms):
-        mean, var = (np.asarray(a, np.float64) for a in state.get(norm.ema_state_index))
+        mean, var = running_statistics(norm, state)
         s = 1.0 / np.sqrt(var + norm.eps)
         if norm.channelwise_affine:
             s_w, shift = s * np.asarray(norm.weight, np.float64), np.asarray(norm.bias, np.float64)

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 
 from ..data.schema import NUM_CLASSES, FeatureLayout
 from .base import BATCH_AXIS, PIDModel, activation, linear_stack, split_key
@@ -51,7 +52,14 @@ class DNN(PIDModel):
     BatchNorm statistics live in `eqx.nn.State` and are averaged over the vmapped
     `"batch"` axis in training; inference uses the running averages.
 
-    **Arguments:** as `SimpleNN`, plus `momentum` of the BatchNorm running averages.
+    **Arguments:** as `SimpleNN`, plus
+
+    - `momentum`: of the BatchNorm running averages.
+    - `batch_norm_mode`: `batch` (default): training normalises by the batch's own statistics, as
+      BatchNorm in Keras (the seed's) and PyTorch does. `ema`: by a running average into which each
+      batch enters with weight 1 − momentum, which also scales the gradient through the statistics
+      by that much and trains worse (equinox issue #659). pidx's DNN always used `ema` before this
+      argument existed; such a checkpoint loads with `batch_norm_mode: ema` in its recipe.
     """
 
     layout: FeatureLayout = eqx.field(static=True)
@@ -63,10 +71,12 @@ class DNN(PIDModel):
 
     def __init__(self, layout: FeatureLayout, *, hidden: Sequence[int] = (1024, 512, 256, 128, 64),
                  dropout: float = 0.5, activation: str | Callable = "relu", momentum: float = 0.99,
-                 num_classes: int = NUM_CLASSES, key):
+                 batch_norm_mode: str = "batch", num_classes: int = NUM_CLASSES, key):
+        if batch_norm_mode not in BATCH_NORM_MODES:
+            raise ValueError(f"batch_norm_mode must be one of {', '.join(BATCH_NORM_MODES)}, got {batch_norm_mode!r}")
         self.layout, self.num_classes, self.activation = layout, num_classes, _activation(activation)
         self.layers = linear_stack([layout.num_features, *hidden, num_classes], key=key)
-        self.norms = tuple(eqx.nn.BatchNorm(h, axis_name=BATCH_AXIS, momentum=momentum, mode="ema")
+        self.norms = tuple(eqx.nn.BatchNorm(h, axis_name=BATCH_AXIS, momentum=momentum, mode=batch_norm_mode)
                            for h in hidden)
         self.dropouts = tuple(eqx.nn.Dropout(dropout) for _ in hidden)
 
@@ -80,6 +90,19 @@ class DNN(PIDModel):
         return self.layers[-1](x), state
 
 
-_activation = activation  # the parameter named `activation` shadows the function inside __init__
+def running_statistics(norm: eqx.nn.BatchNorm, state: eqx.nn.State) -> tuple[np.ndarray, np.ndarray]:
+    """The (mean, variance) by which `norm` normalises at inference, in float64, as equinox computes
+    them for its mode (`batch`: the zero-debiased running averages). For folding into a Dense layer."""
+    if norm.mode == "ema":
+        mean, var = state.get(norm.ema_state_index)
+        return np.asarray(mean, np.float64), np.asarray(var, np.float64)
+    counter = int(state.get(norm.batch_counter))
+    mean, var = state.get(norm.batch_state_index)
+    scale = 1.0 if counter == 0 else 1.0 - norm.momentum**counter
+    return np.asarray(mean, np.float64) / scale, np.asarray(var, np.float64) / scale
 
-__all__ = ["SimpleNN", "DNN"]
+
+_activation = activation  # the parameter named `activation` shadows the function inside __init__
+BATCH_NORM_MODES = ("batch", "ema")
+
+__all__ = ["SimpleNN", "DNN", "BATCH_NORM_MODES", "running_statistics"]
