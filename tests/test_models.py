@@ -106,6 +106,8 @@ def test_dnn_training_normalises_by_the_batch_only_in_batch_mode(mode):
     moved = float(jnp.abs(out - out_shifted).max())
     assert (moved == 0.0) if mode == "batch" else (moved > 1e-3)
     assert model.norms[0].mode == mode and make("dnn")[0].norms[0].mode == "batch"  # the default
+    # a bias in front of batch statistics cancels exactly: none there, but in the output layer
+    assert [layer.bias is None for layer in model.layers] == [mode == "batch"] * 2 + [False]
     with pytest.raises(ValueError, match="batch_norm_mode must be one of batch, ema, got 'renorm'"):
         make("dnn", batch_norm_mode="renorm")
 
@@ -123,7 +125,7 @@ def test_running_statistics_are_what_inference_normalises_by(mode):
     h = np.asarray(x, np.float64)
     for layer, norm in zip(model.layers[:-1], model.norms):
         mean, var = running_statistics(norm, state)
-        z = h @ np.asarray(layer.weight, np.float64).T + np.asarray(layer.bias, np.float64)
+        z = h @ np.asarray(layer.weight, np.float64).T + (0.0 if layer.bias is None else np.asarray(layer.bias))
         z = (z - mean) / np.sqrt(var + norm.eps) * np.asarray(norm.weight) + np.asarray(norm.bias)
         h = np.maximum(z, 0.0)
     got = h @ np.asarray(model.layers[-1].weight, np.float64).T + np.asarray(model.layers[-1].bias)

@@ -117,10 +117,13 @@ def split_key(key: PRNGKeyArray | None, n: int) -> list[PRNGKeyArray | None]:
     return [None] * n if key is None else list(jax.random.split(key, n))
 
 
-def linear_stack(sizes, *, key: PRNGKeyArray) -> tuple[eqx.nn.Linear, ...]:
-    """Dense layers `sizes[0] → sizes[1] → … → sizes[-1]`, one key per layer."""
+def linear_stack(sizes, *, key: PRNGKeyArray, hidden_bias: bool = True) -> tuple[eqx.nn.Linear, ...]:
+    """Dense layers `sizes[0] → sizes[1] → … → sizes[-1]`, one key per layer; `hidden_bias=False`
+    leaves the bias out of all but the last (where a normalisation that subtracts the mean follows)."""
     keys = jax.random.split(key, len(sizes) - 1)
-    return tuple(eqx.nn.Linear(a, b, key=k) for a, b, k in zip(sizes[:-1], sizes[1:], keys))
+    last = len(sizes) - 2
+    return tuple(eqx.nn.Linear(a, b, use_bias=hidden_bias or i == last, key=k)
+                 for i, (a, b, k) in enumerate(zip(sizes[:-1], sizes[1:], keys)))
 
 
 _REGISTRY: dict[str, str] = {

@@ -58,7 +58,8 @@ class DNN(PIDModel):
     - `batch_norm_mode`: `batch` (default): training normalises by the batch's own statistics, as
       BatchNorm in Keras (the seed's) and PyTorch does. `ema`: by a running average into which each
       batch enters with weight 1 − momentum, which also scales the gradient through the statistics
-      by that much and trains worse (equinox issue #659). pidx's DNN always used `ema` before this
+      by that much and trains worse (equinox issue #659). In `batch` mode the Dense layers in front
+      of a BatchNorm have no bias, which the batch mean would cancel. pidx's DNN always used `ema` before this
       argument existed; such a checkpoint loads with `batch_norm_mode: ema` in its recipe.
     """
 
@@ -75,7 +76,10 @@ class DNN(PIDModel):
         if batch_norm_mode not in BATCH_NORM_MODES:
             raise ValueError(f"batch_norm_mode must be one of {', '.join(BATCH_NORM_MODES)}, got {batch_norm_mode!r}")
         self.layout, self.num_classes, self.activation = layout, num_classes, _activation(activation)
-        self.layers = linear_stack([layout.num_features, *hidden, num_classes], key=key)
+        # batch statistics subtract a bias exactly, so it would only random-walk on float noise under
+        # Adam and shift the running mean; `ema` mode keeps it (its checkpoints have it)
+        self.layers = linear_stack([layout.num_features, *hidden, num_classes], key=key,
+                                   hidden_bias=batch_norm_mode == "ema")
         self.norms = tuple(eqx.nn.BatchNorm(h, axis_name=BATCH_AXIS, momentum=momentum, mode=batch_norm_mode)
                            for h in hidden)
         self.dropouts = tuple(eqx.nn.Dropout(dropout) for _ in hidden)
