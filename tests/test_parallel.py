@@ -39,7 +39,7 @@ def _weights(result):
     return np.asarray(result["weights"])
 
 
-def _agree(single, many, case):
+def _agree(single, many):
     """Same global batch on more devices = the same training, up to the order of float sums."""
     assert many["devices"] > 1 and single["devices"] == 1
     # the first step is the same computation on the same batch: BatchNorm sees the global batch
@@ -54,7 +54,7 @@ def _agree(single, many, case):
 @pytest.mark.parametrize("case", ["dnn", "fse_phase1", "ensemble"])
 def test_four_devices_train_as_one(four_devices, case):
     results, _ = four_devices
-    _agree(results[case]["one"], results[case]["many"], case)
+    _agree(results[case]["one"], results[case]["many"])
     assert results[case]["many"]["devices"] == 4 and results[case]["many"]["processes"] == 1
 
 
@@ -79,7 +79,7 @@ def test_two_processes_train_one_model(four_devices, tmp_path):
     for case in ("dnn", "fse_phase1", "ensemble"):
         for r in results:
             assert r[case]["processes"] == 2 and r[case]["devices"] == 2
-            _agree(single[case]["one"], r[case], case)
+            _agree(single[case]["one"], r[case])
         np.testing.assert_array_equal(_weights(results[0][case]), _weights(results[1][case]))
     assert results[0]["any_process"] == results[1]["any_process"] == [True, False]
     # one writer: process 0 wrote checkpoints and history, process 1 nothing
