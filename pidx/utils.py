@@ -13,6 +13,26 @@ import uuid
 from pathlib import Path
 
 
+def current_umask() -> int:
+    """The process's file-mode creation mask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def private_to_shared(path: str | os.PathLike, *, directory: bool = False) -> None:
+    """Give a file (0666) or directory (0777) made by `tempfile` (0600/0700) the mode the user's umask
+    gives a new one, so runs and exports in group areas (EOS, AFS) are readable as the user intends."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
+def make_temp_dir(prefix: str, directory: str | os.PathLike) -> Path:
+    """`tempfile.mkdtemp` with the mode of a directory made by the user (umask), not 0700."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=directory))
+    private_to_shared(path, directory=True)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path beside `path`; rename it onto `path` only on success.
@@ -23,6 +43,7 @@ def atomic_path(path: str | os.PathLike):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    private_to_shared(tmp)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -65,7 +86,7 @@ def atomic_dir(path: str | os.PathLike):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    data = make_temp_dir(f".{path.name}.", path.parent)
     try:
         yield data
         link = path.parent / f".{path.name}.link-{uuid.uuid4().hex}"
@@ -195,5 +216,5 @@ def stable_hash(obj) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_json", "atomic_dir", "remove_dir", "resolve_named_class", "import_object",
+__all__ = ["current_umask", "private_to_shared", "make_temp_dir", "atomic_path", "atomic_write_text", "atomic_write_json", "atomic_dir", "remove_dir", "resolve_named_class", "import_object",
            "stable_hash", "parse_duration", "parse_bytes"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from rich.markup import escape
+
 from ..errors import PidxError
 from . import train, use  # noqa: F401  (their @app.command()s register the commands)
 from .app import app, console, state
@@ -24,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     except PidxError as exc:
         if state["debug"]:
             raise
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("[red]interrupted[/]")
@@ -32,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, not a user error: still one line unless --debug
         if state["debug"]:
             raise
-        console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc} (run `pidx --debug ...` for the "
+        console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))} (run `pidx --debug ...` for the "
                       "traceback and report it)", highlight=False, soft_wrap=True)
         return 3
     return 0

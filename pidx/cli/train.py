@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -58,7 +59,6 @@ def fit(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ):
     """Train from recipe(s), test on the held-out split and write the run directory."""
-    from ..evaluation.tables import print_metrics
     from ..recipe import dump_recipe, load_recipe
 
     configs = [load_recipe(r, set_) for r in recipes]  # validate all before training any
@@ -71,44 +71,76 @@ def fit(
     enable_jax_cache()
     writer = _join_processes(output)
     quiet = quiet or not writer
-    from ..runs import RunDir, fit_recipe
+    from ..runs.rundir import exclusive_run
 
     results = []
     for cfg in configs:
-        start = resume
-        if resume == "auto":
-            start = _auto_resume(cfg, output)
-            if start is None and not quiet:
-                console.print(f"--resume auto: no checkpoint to continue from; starting {cfg.name} afresh")
-        run = RunDir(_resume_dir(cfg, output, start)) if start or not writer else RunDir.create(
-            cfg.name, output, overwrite=overwrite or (resume == "auto" and output is not None
-                                                      and (output / "recipe.yaml").is_file()))  # a run cut short
-        run_dir = run.path
-        if not quiet:
-            console.print(f"[bold]pidx fit[/] {cfg.name}: {cfg.model.name} on "
-                          f"{cfg.data.source} ({cfg.data.momentum_range_yaml}) → {run_dir}"
-                          + (f" from {start}" if start else ""))
-        try:
-            metrics = fit_recipe(cfg, run, resume=start, quiet=quiet)
-        except KeyboardInterrupt as exc:
-            where = getattr(exc, "checkpoint_path", None)
-            if where:
-                console.print(f"[yellow]interrupted[/]: state saved to {where}; continue with "
-                              f"`pidx fit {recipes[len(results)]} --output {run_dir} --resume auto`")
-            else:
-                console.print("[yellow]interrupted[/] before any checkpoint could be written")
-            raise typer.Exit(128 + getattr(exc, "signal_number", 2)) from None  # 130 Ctrl-C, 143 SIGTERM, 138 USR1
-        results.append((run_dir, metrics))
-        if not writer:
-            continue
-        t = metrics["training"]
-        if not quiet:
-            print_metrics(f"{cfg.name}: test split", metrics["test"],
-                           {"majority": f"{metrics['majority_baseline']:.4f}"})
-        Console().print(f"[green]done[/] {cfg.name}: accuracy {metrics['test']['accuracy']:.4f} after "
-                        f"{t['epochs_run']} epochs ({t['stop_reason']}), {t['wall_s']:.0f} s; results in {run_dir}")
+        with contextlib.ExitStack() as hold:  # one writer per run directory, for the whole fit
+            if writer and output is not None:
+                hold.enter_context(exclusive_run(output))
+            run, start = _run_dir(cfg, output, resume, overwrite, writer, quiet)
+            if writer and output is None:
+                hold.enter_context(exclusive_run(run.path))
+            metrics = _fit_one(cfg, run, start, quiet, recipes[len(results)])
+        results.append((run.path, metrics))
+        if writer:
+            _print_result(cfg, run.path, metrics, quiet)
     if len(results) > 1:
         print_comparison([r for r, _ in results], None)
+
+
+def _run_dir(cfg, output: Path | None, resume: str | None, overwrite: bool, writer: bool, quiet: bool):
+    """(the run directory, the checkpoint to start from or None) of one recipe."""
+    from ..runs import RunDir
+
+    start = resume
+    if resume == "auto":
+        start = _auto_resume(cfg, output)
+        if start is None and not quiet:
+            console.print(f"--resume auto: no checkpoint to continue from; starting {cfg.name} afresh")
+    if start or not writer:
+        return RunDir(_resume_dir(cfg, output, start)), start
+    cut_short = resume == "auto" and output is not None and (output / "recipe.yaml").is_file()
+    return RunDir.create(cfg.name, output, overwrite=overwrite or cut_short), start
+
+
+def _fit_one(cfg, run, start, quiet: bool, recipe_path) -> dict:
+    from ..runs import fit_recipe
+
+    if not quiet:
+        console.print(f"[bold]pidx fit[/] {cfg.name}: {cfg.model.name} on "
+                      f"{cfg.data.source} ({cfg.data.momentum_range_yaml}) → {run.path}"
+                      + (f" from {start}" if start else ""))
+    try:
+        return fit_recipe(cfg, run, resume=start, quiet=quiet)
+    except KeyboardInterrupt as exc:
+        where = getattr(exc, "checkpoint_path", None)
+        if where:
+            console.print(f"[yellow]interrupted[/]: state saved to {where}; continue with "
+                          f"`pidx fit {recipe_path} --output {run.path} --resume auto`")
+        else:
+            console.print("[yellow]interrupted[/] before any checkpoint could be written")
+        raise typer.Exit(128 + getattr(exc, "signal_number", 2)) from None  # 130 Ctrl-C, 143 SIGTERM, 138 USR1
+
+
+def _print_result(cfg, run_dir: Path, metrics: dict, quiet: bool) -> None:
+    """The test metrics, and the model beside the best baseline and the ceiling, with a warning per
+    measure on which a baseline beats it."""
+    from rich.markup import escape
+
+    from ..evaluation.tables import fit_verdict, print_metrics
+
+    t = metrics["training"]
+    if not quiet:
+        print_metrics(f"{cfg.name}: test split", metrics["test"], {"majority": f"{metrics['majority_baseline']:.4f}"})
+    out = Console()
+    out.print(f"[green]done[/] {cfg.name}: accuracy {metrics['test']['accuracy']:.4f} after "
+              f"{t['epochs_run']} epochs ({t['stop_reason']}), {t['wall_s']:.0f} s; results in {run_dir}")
+    lines, warnings = fit_verdict(metrics)
+    for line in lines:
+        out.print(f"  {line}", highlight=False, markup=False)
+    for warning in warnings:
+        out.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
 def _join_processes(output: Path | None) -> bool:

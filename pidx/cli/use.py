@@ -107,16 +107,17 @@ def priors_command(
 
 @app.command()
 def export(
-    run_dir: Path = typer.Argument(..., help="A run directory written by `pidx fit`."),
+    run_dirs: list[Path] = typer.Argument(..., help="A run directory written by `pidx fit`; --target o2physics takes "
+                                          "several runs trained on adjacent pT windows: one model per pT bin."),
     output: Path = typer.Option(..., "--output", "-o", help="--target onnx: the .onnx file (a .json sidecar is "
-                                "written beside); --target o2physics: a directory for pid_feature_model.onnx and "
+                                "written beside); --target o2physics: a directory for the ONNX file(s) and "
                                 "pid-onnx-inference.json."),
     target: str = typer.Option("onnx", "--target", help="onnx: the layout's raw inputs (21 legacy columns or the 46-"
-                               "value O2 vector) → 4 probabilities; o2physics: the model and configuration O2Physics' "
+                               "value O2 vector) → 4 probabilities; o2physics: the model(s) and configuration O2Physics' "
                                "pid-onnx-inference runs."),
     format: str = typer.Option("onnx", "--format", help="File format: onnx."),
     tolerance: float = typer.Option(1e-5, help="Largest |Δprob| allowed between ONNX Runtime and pidx in the check."),
-    no_check: bool = typer.Option(False, "--no-check", help="Skip the ONNX Runtime check (needs no onnxruntime)."),
+    no_check: bool = typer.Option(False, "--no-check", help="Skip the ONNX Runtime check."),
     priors: str | None = typer.Option(None, "--priors", help=PRIORS_HELP),
 ):
     """Export the run's best model, preprocessing included, for ONNX Runtime or O2Physics."""
@@ -124,17 +125,28 @@ def export(
         raise PidxError(f"--format {format!r} is not supported; accepted: onnx")
     if target not in ("onnx", "o2physics"):
         raise PidxError(f"--target {target!r} is not supported; accepted: onnx, o2physics")
-    from ..runs import export_run, read_priors
+    if target == "onnx" and len(run_dirs) > 1:
+        raise PidxError(f"--target onnx exports one run, got {len(run_dirs)}; several runs (one per pT bin) go to "
+                        "--target o2physics")
+    from ..runs import export_o2physics, export_run, read_priors
 
-    info = export_run(run_dir, output, target=target, tolerance=tolerance, check=not no_check,
-                      priors=None if priors is None else read_priors(priors))
-    check = info.get("check")
-    checked = (f"; ONNX Runtime matches pidx to {check['max_abs_diff']:.1e} on {check['tracks']:,} tracks"
-               if check else "; not checked")
-    written = Path(info["output"])
-    extra = info.get("configuration") or written.with_suffix(".json")
-    console.print(f"[green]wrote[/] {written} and {extra} (input [N, {info['input']['shape'][1]}]"
-                  f", output [N, 4]{checked})")
+    weights = None if priors is None else read_priors(priors)
+    if target == "o2physics":
+        info = export_o2physics(run_dirs, output, tolerance=tolerance, check=not no_check, priors=weights)
+    else:
+        info = export_run(run_dirs[0], output, target=target, tolerance=tolerance, check=not no_check, priors=weights)
+    for model in info.get("models", [info]):
+        check = model.get("check")
+        checked = (f"; ONNX Runtime matches pidx to {check['max_abs_diff']:.1e} on {check['tracks']:,} tracks"
+                   if check else "; not checked")
+        written = Path(model["output"])
+        bin_text = f", pT bin {model['pt_bin']}" if "pt_bin" in model else ""
+        console.print(f"[green]wrote[/] {written} (input [N, {model['input']['shape'][1]}], output [N, 4]"
+                      f"{bin_text}{checked})", highlight=False)
+    if "configuration" in info:
+        console.print(f"[green]wrote[/] {info['configuration']} (binsPtMl {info['binsPtMl']})", highlight=False)
+    else:
+        console.print(f"[green]wrote[/] {Path(info['output']).with_suffix('.json')}", highlight=False)
 
 
 @app.command()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from ..utils import atomic_write_json
+from ..utils import atomic_write_json, make_temp_dir
 from .group import ProcessGroup, file_shares
 from .io import TrackTable
 from .layouts import get_layout
@@ -92,7 +91,7 @@ def build_stream_cache(directory: Path, files: list[Path], *, prepare: Callable,
 def _workspace(directory: Path, group: ProcessGroup) -> Path:
     """A fresh temporary directory beside `directory` (every process of a group gets the same one)."""
     if group.count == 1:
-        return Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        return make_temp_dir(f".{directory.name}.", directory.parent)
     tmp = directory.parent / f".{directory.name}.building"
     if group.is_first:  # a crashed earlier build may have left one
         shutil.rmtree(tmp, ignore_errors=True)

@@ -57,4 +57,38 @@ def print_selection(sel: dict) -> None:
                       f"purity {fmt_number(pur)} ({n:,} true)", highlight=False)
 
 
-__all__ = ["fmt_number", "markdown_table", "print_metrics", "print_selection"]
+CEILING_NAMES = ("vector_oracle", "oracle")  # the exact posteriors, nearest ceiling first
+
+
+def _triple(m: dict) -> str:
+    return f"{fmt_number(m.get('accuracy'))} / {fmt_number(m.get('macro_auc'))} / {fmt_number(m.get('nll'))}"
+
+
+def fit_verdict(metrics: dict) -> tuple[list[str], list[str]]:
+    """What the end of `pidx fit` says: the model beside the best baseline and the nearest ceiling on
+    the same test tracks (accuracy / macro AUC / NLL), and a warning per measure on which a baseline
+    beats the model. Returns (lines, warnings)."""
+    test = metrics["test"]
+    model = test.get("baseline_sample", test)  # streamed: the baselines ran on the test split's sample
+    baselines = metrics.get("baselines", {})
+    lines = [f"model: {_triple(model)} (accuracy / macro AUC / NLL)"]
+    methods = {k: v for k, v in baselines.items() if k not in CEILING_NAMES}
+    if methods:
+        best = max(methods, key=lambda k: methods[k]["accuracy"])
+        lines.append(f"best baseline {best}: {_triple(methods[best])}")
+    ceiling = next((c for c in CEILING_NAMES if c in baselines), None)
+    if ceiling:
+        gap = 100 * (baselines[ceiling]["accuracy"] - model["accuracy"])
+        lines.append(f"ceiling {ceiling}: {_triple(baselines[ceiling])} (model {gap:.2f} pp below)")
+    warnings = []
+    for key, label, sign in (("accuracy", "accuracy", 1), ("macro_auc", "macro AUC", 1), ("nll", "NLL", -1)):
+        rivals = {k: v[key] for k, v in methods.items() if v.get(key) is not None}
+        if rivals and model.get(key) is not None:
+            name = max(rivals, key=lambda k: sign * rivals[k])
+            if sign * rivals[name] > sign * model[key]:
+                warnings.append(f"{name} beats the model on {label} ({fmt_number(rivals[name])} "
+                                f"against {fmt_number(model[key])}) on the same test tracks")
+    return lines, warnings
+
+
+__all__ = ["fmt_number", "markdown_table", "print_metrics", "print_selection", "fit_verdict", "CEILING_NAMES"]

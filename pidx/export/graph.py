@@ -29,8 +29,8 @@ def _onnx():
         import onnx
         from onnx import helper, numpy_helper
     except ImportError:
-        raise ExportError("ONNX export needs the 'onnx' package: pip install 'pidx[export]' "
-                          "(or pip install onnx onnxruntime)") from None
+        raise ExportError("ONNX export needs the 'onnx' package, a dependency of pidx: reinstall pidx "
+                          "(python -m pip install .) or pip install onnx onnxruntime") from None
     return onnx, helper, numpy_helper
 
 

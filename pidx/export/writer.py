@@ -122,7 +122,8 @@ def onnx_probs(proto_or_path, frame: pd.DataFrame, columns) -> np.ndarray:
     try:
         import onnxruntime as ort
     except ImportError:
-        raise ExportError("checking an export needs onnxruntime: pip install 'pidx[export]'") from None
+        raise ExportError("checking an export needs onnxruntime, a dependency of pidx: reinstall pidx "
+                          "(python -m pip install .) or pass --no-check") from None
     src = proto_or_path.SerializeToString() if hasattr(proto_or_path, "SerializeToString") else str(proto_or_path)
     session = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
     x = frame[list(columns)].to_numpy(np.float32)

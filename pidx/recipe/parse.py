@@ -93,10 +93,31 @@ def _convert(tp, value, where: str):
     raise RecipeError(f"'{where}' must be {_describe(tp)}, got {value!r} ({type(value).__name__})")
 
 
+def _key_paths(cls=Recipe, prefix: str = "") -> list[str]:
+    """Every key path a recipe may set (`data.selection.vz_max`, `data.n_tracks`, ...)."""
+    out = []
+    for f in dataclasses.fields(cls):
+        if cls is DataSection and f.name == "simulator":
+            out += [f"{prefix}{k}" for k in SIMULATOR_KEYS]
+            continue
+        out.append(f"{prefix}{f.name}")
+        tp = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(tp):
+            out += _key_paths(tp, f"{prefix}{f.name}.")
+    return out
+
+
 def _unknown(key: str, path: str, known) -> RecipeError:
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
-    hint = f"; did you mean '{close[0]}'?" if close else ""
+    """An unknown key: suggest the same key in another section first (`drop_unknown_pdg` at the top is
+    `data.drop_unknown_pdg`), then a close key of this section, then a close key anywhere."""
     where = f"{path}.{key}" if path else key
+    elsewhere = [p for p in _key_paths() if p.rsplit(".", 1)[-1] == key and p != where]
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.5)
+    if not elsewhere and not close:
+        leaves = {p.rsplit(".", 1)[-1]: p for p in reversed(_key_paths())}
+        elsewhere = [leaves[m] for m in difflib.get_close_matches(key, list(leaves), n=1, cutoff=0.7)]
+    suggestion = elsewhere[0] if elsewhere else (f"{path}.{close[0]}" if path else close[0]) if close else None
+    hint = f"; did you mean '{suggestion}'?" if suggestion else ""
     return RecipeError(f"unknown key '{where}'{hint} (known keys{' of ' + path if path else ''}: "
                        f"{', '.join(sorted(known))})")
 

@@ -9,12 +9,12 @@
 """
 
 from .build import data_log_line, load_predictor, make_callbacks, make_datamodule, make_model, make_trainer
-from .export import export_run
+from .export import export_o2physics, export_run
 from .fit import fit_recipe, majority_baseline
 from .result import RunResult, decide_result
 from .rundir import RunDir
 from .use import compare_runs, estimate_file_priors, predict_file, read_priors, report_run, test_run, validate_run
 
 __all__ = ["data_log_line", "load_predictor", "make_callbacks", "make_datamodule", "make_model", "make_trainer",
-           "export_run", "fit_recipe", "majority_baseline", "RunResult", "decide_result", "RunDir", "compare_runs",
+           "export_run", "export_o2physics", "fit_recipe", "majority_baseline", "RunResult", "decide_result", "RunDir", "compare_runs",
            "predict_file", "report_run", "test_run", "read_priors", "estimate_file_priors", "validate_run"]

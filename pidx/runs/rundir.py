@@ -14,16 +14,19 @@ runs/<recipe>/<timestamp>/
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
 import pandas as pd
 
 from ..data.io import write_table
-from ..errors import CheckpointError, RecipeError
+from ..errors import CheckpointError, PidxError, RecipeError
 from ..recipe import Recipe, dump_recipe, read_yaml, validate_recipe
 from ..training.checkpoint import read_meta
 from ..training.posterior import PosteriorMap
@@ -39,6 +42,39 @@ def finite(obj):
     if isinstance(obj, list):
         return [finite(v) for v in obj]
     return obj
+
+
+LOCK_FILE = ".pidx.lock"
+
+
+class RunInUseError(PidxError):
+    """Another pidx process holds the run directory."""
+
+
+@contextlib.contextmanager
+def exclusive_run(path: str | Path):
+    """Hold `path` (a run directory, created if needed) for one process inside the block.
+
+    An exclusive `flock` on `<path>/.pidx.lock`, which names the holder's PID: a second process
+    gets a `RunInUseError` naming it. The kernel drops the lock when its holder exits, however it
+    exits (`kill -9` included), so a crashed run can be resumed at once.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RunInUseError(f"{path}: in use by another pidx process (PID {holder}); wait for it to finish, or "
+                            "choose another --output") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        yield path
+    finally:
+        os.close(fd)  # releases the lock; the file stays (it is how the next holder finds it)
 
 
 class RunDir:
@@ -71,11 +107,12 @@ class RunDir:
                 path, n = Path("runs") / name / f"{stamp}-{n}", n + 1
         else:
             path = Path(output)
-            if path.exists() and any(path.iterdir()) and not overwrite:
+            content = [p for p in path.iterdir() if p.name != LOCK_FILE] if path.is_dir() else []
+            if content and not overwrite:
                 raise RecipeError(f"{path}: output directory exists and is not empty; pass --overwrite to replace "
                                   "it, --resume to continue it, or choose another --output")
-            if path.exists() and overwrite:
-                shutil.rmtree(path)
+            for p in content if overwrite else ():  # the lock file stays: its holder is replacing the run
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
         path.mkdir(parents=True, exist_ok=True)
         return cls(path)
 
@@ -170,4 +207,4 @@ class RunDir:
         raise CheckpointError(f"{self.path}: no checkpoint found (looked for {', '.join(map(str, candidates))})")
 
 
-__all__ = ["RunDir", "finite"]
+__all__ = ["RunDir", "finite", "exclusive_run", "RunInUseError", "LOCK_FILE"]
