@@ -134,9 +134,12 @@ def deploy(o2_run, tmp_path_factory):
 @pytest.mark.parametrize("off", [None, *TOGGLES])
 def test_o2physics_export_matches_pidx_predict(o2_run, o2_file, deploy, tmp_path, off):
     config = json.loads((deploy / "pid-onnx-inference.json").read_text())["pid-onnx-inference"]
-    assert config["onnxFileNames"] == ["pid_feature_model.onnx"] and config["binsPtMl"] == [-1.0, 9999.0]
+    # std::vector options as O2's DPL reads them (parsed the DPL way in tests/test_o2_config.py)
+    assert config["onnxFileNames"] == {"values": ["pid_feature_model.onnx"]}
+    assert config["binsPtMl"] == {"values": [-1.0, 9999.0]}
     assert config["loadModelFromCcdb"] is False and config["nClassesMl"] == 4
-    session = ort.InferenceSession(str(deploy / config["onnxFileNames"][0]), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(deploy / config["onnxFileNames"]["values"][0]),
+                                   providers=["CPUExecutionProvider"])
     (inp,) = session.get_inputs()
     assert inp.shape[1] == 46 and inp.type == "tensor(float)"
 
