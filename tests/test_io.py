@@ -27,8 +27,13 @@ def test_unknown_pdg_error_and_drop_option(sim_df):
     df.loc[:9, "mc_pdg"] = 13
     with pytest.raises(DataError, match=r"13 \(10 rows\)"):
         validate_tracks(df)
-    table = validate_tracks(df, drop_unknown_pdg=True)
-    assert len(table) == 990 and table.dropped == {"unknown_pdg": 10}
+    for kwargs in ({"drop_unknown_pdg": True}, {"other_species": "exclude"}):  # the former name and the policy
+        table = validate_tracks(df, **kwargs)
+        assert len(table) == 990 and table.dropped == {"other_species": 10}
+        assert table.summary["other_species"] == {"policy": "exclude", "tracks": {"mu": 10}}
+    kept = validate_tracks(df, other_species="contamination")
+    assert len(kept) == 1000 and not kept.dropped and (kept.labels[:10] == -1).all() and (kept.labels[10:] >= 0).all()
+    assert kept.summary["other_species"]["tracks"] == {"mu": 10}
 
 
 def test_empty_table():
@@ -55,11 +60,13 @@ def test_present_flag_with_missing_value_is_error_or_dropped(sim_df):
     df = sim_df.head(2000).copy()
     rows = df.index[df["has_tof"] == 1][:4]
     df.loc[rows, "tof_beta"] = np.nan
-    df.loc[rows[:1], "tof_nsigma_ka"] = np.inf
-    with pytest.raises(DataError, match=r"'tof_beta' \(4 rows\).*'tof_nsigma_ka' \(1 rows\)"):
+    df.loc[rows[:1], "tpc_nsigma_ka"] = -999.0  # a sentinel under a present flag is missing too
+    with pytest.raises(DataError, match=r"'tpc_nsigma_ka' \(1 rows\).*'tof_beta' \(4 rows\)"):
         validate_tracks(df, source="f.parquet")
     table = validate_tracks(df, on_invalid="drop")
     assert len(table) == 1996 and table.dropped == {"invalid_values": 4}
+    kept = validate_tracks(df, on_invalid="keep")  # prediction: kept, and marked as not scorable
+    assert len(kept) == 2000 and kept.unscored.sum() == 4 and not kept.dropped
 
 
 def test_absent_flag_ignores_garbage_values(sim_df):

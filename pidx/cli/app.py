@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -57,6 +58,41 @@ def print_comparison(run_dirs: list[Path], output: Path | None) -> None:
     if output is not None:
         md, cs = cmp.write_table(table, output)
         console.print(f"[green]wrote[/] {md} and {cs}")
+
+
+@contextlib.contextmanager
+def progress_reporter(what: str, *, every_s: float = 30.0):
+    """A `(done, total)` callback showing progress on stderr: a bar with tracks/s and the time left on
+    a terminal, a line every `every_s` seconds in a log file."""
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    if console.is_terminal:
+        columns = [TextColumn(f"{what}"), BarColumn(), TextColumn("{task.completed:,}/{task.fields[of]} tracks"),
+                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task(what, total=None, of="?", rate="")
+            start = time.perf_counter()
+
+            def show(done: int, total: int | None) -> None:
+                rate = done / max(time.perf_counter() - start, 1e-9)
+                bar.update(task, completed=done, total=total, of=f"{total:,}" if total else "?",
+                           rate=f"{rate:,.0f} tracks/s")
+            yield show
+        return
+    start = last = time.perf_counter()
+
+    def log(done: int, total: int | None) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        if now - last >= every_s:
+            last = now
+            rate = done / (now - start)
+            left = f", {(total - done) / rate:.0f} s left" if total and rate > 0 else ""
+            of = f"/{total:,}" if total else ""
+            console.print(f"{what}: {done:,}{of} tracks, {rate:,.0f} tracks/s{left}", highlight=False)
+    yield log
 
 
 PRIORS_HELP = ("Species abundances the posteriors are re-weighted to: pi=…,ka=…,pr=…,el=… (summing to 1) or a "

@@ -7,23 +7,33 @@ from pathlib import Path
 import typer
 
 from ..errors import PidxError
-from .app import PRIORS_HELP, app, console, enable_jax_cache, print_comparison
+from .app import PRIORS_HELP, app, console, enable_jax_cache, print_comparison, progress_reporter
+
+
+TREE_HELP = ("ROOT input: the tree to read (default the recipe's data.tree); a path such as DF_1/pid_features, or a "
+             "glob such as 'DF_*/pid_features' for every time-frame directory. A file with no top-level tree reads it "
+             "from every DF_* directory.")
+INPUT_HELP = "ROOT (tree pid_features), Parquet or CSV: a file, a directory or a glob"
 
 
 @app.command()
 def test(
     run_dir: Path = typer.Argument(..., help="A run directory written by `pidx fit`."),
-    data: Path | None = typer.Option(None, "--data", help="Labelled CSV/Parquet to test on instead of the test split "
-                                     "(the run's momentum range and preprocessing are applied)."),
+    data: Path | None = typer.Option(None, "--data", help=f"Labelled tracks to test on instead of the test split "
+                                     f"({INPUT_HELP}; the run's momentum range and preprocessing are applied)."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the metrics as JSON here."),
     priors: str | None = typer.Option(None, "--priors", help=PRIORS_HELP),
+    tree: str | None = typer.Option(None, "--tree", help=TREE_HELP),
 ):
     """Evaluate a run's best checkpoint on its test split or on another file."""
     enable_jax_cache()
     from ..runs import read_priors, test_run
+    from ..runs.build import data_notes
 
-    metrics = test_run(run_dir, data, priors=None if priors is None else read_priors(priors))
+    metrics = test_run(run_dir, data, priors=None if priors is None else read_priors(priors), tree=tree)
     _show_and_write(f"{run_dir}: {metrics['data']}", metrics, output)
+    for note in data_notes(metrics["data_summary"]):
+        console.print(note, highlight=False, markup=False)
 
 
 def _show_and_write(title: str, metrics: dict, output: Path | None, extra: dict | None = None) -> None:
@@ -56,8 +66,8 @@ def validate(
 @app.command()
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory written by `pidx fit`."),
-    input: Path = typer.Option(..., "--input", "-i", help="CSV/Parquet tracks (labels not needed)."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output .parquet or .csv."),
+    input: Path = typer.Option(..., "--input", "-i", help=f"Tracks ({INPUT_HELP}); labels are not needed or read."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output .parquet, .csv or .root, written when complete."),
     uncertainty: bool = typer.Option(False, "--uncertainty", help="Add per-track `entropy`; for an ensemble run also "
                                      "`mutual_information` and `disagreement` between members."),
     mc_dropout: int = typer.Option(0, "--mc-dropout", help="Also sample N forward passes with dropout on (single "
@@ -70,33 +80,56 @@ def predict(
     select: list[str] = typer.Option([], "--select", help="A working point, e.g. ka:purity=0.95 or pr:efficiency=0.9: "
                                      "writes select_ka_purity_0.95 (threshold chosen on the run's validation split) "
                                      "and prints the efficiency and purity it reaches on the test split; repeatable."),
+    tree: str | None = typer.Option(None, "--tree", help=TREE_HELP),
+    chunk_tracks: int = typer.Option(200_000, "--chunk-tracks", help="Rows read, scored and written at a time: the "
+                                     "memory predict takes, whatever the file's size."),
 ):
-    """Write posteriors (prob_pi, prob_ka, prob_pr, prob_el), `pred` and selections for every input row."""
+    """Write posteriors (prob_pi, prob_ka, prob_pr, prob_el), `pred` and selections for every input row, in order."""
     enable_jax_cache()
     from ..evaluation.tables import print_selection
     from ..runs import predict_file, read_priors
 
-    info = predict_file(run_dir, input, output, uncertainty=uncertainty, mc_dropout=mc_dropout, seed=seed,
-                        disabled_groups=tuple(without), priors=None if priors is None else read_priors(priors),
-                        select=tuple(select))
+    with progress_reporter("predict") as progress:
+        info = predict_file(run_dir, input, output, uncertainty=uncertainty, mc_dropout=mc_dropout, seed=seed,
+                            disabled_groups=tuple(without), priors=None if priors is None else read_priors(priors),
+                            select=tuple(select), tree=tree, chunk_tracks=chunk_tracks, on_progress=progress)
     extra = "" if info["priors"] is None else ", priors " + ", ".join(f"{k}={v:.4g}" for k, v in info["priors"].items())
-    console.print(f"[green]wrote[/] {info['rows']:,} rows to {info['output']} (checkpoint {info['checkpoint']}"
-                  f"{extra}; added {', '.join(info['columns'])})")
+    console.print(f"[green]wrote[/] {info['rows']:,} rows to {info['output']} in {info['seconds']:.1f} s "
+                  f"({info['tracks_per_s'] or 0:,.0f} tracks/s; checkpoint {info['checkpoint']}{extra}; added "
+                  f"{', '.join(info['columns'])})", highlight=False)
+    for line in prediction_notes(info["counts"]):
+        console.print(line, highlight=False, markup=False)
     for sel in info["selections"]:
         print_selection(sel)
+
+
+def prediction_notes(counts: dict) -> list[str]:
+    """What `pidx predict` did to rows that are not plain measurements, one line each."""
+    lines = []
+    if counts["implausible"]:
+        lines.append("values no detector produces (inf or out of range), group treated as absent: " +
+                     ", ".join(f"{k} {v:,}" for k, v in counts["implausible"].items()))
+    if counts["made_absent"]:
+        lines.append("flag set but values NaN/-999, group treated as absent: " +
+                     ", ".join(f"{k} {v:,}" for k, v in counts["made_absent"].items()))
+    if counts["unscored"]:
+        lines.append(f"{counts['unscored']:,} rows not scored (missing or implausible momentum): NaN probabilities, "
+                     "empty pred")
+    return lines
 
 
 @app.command("priors")
 def priors_command(
     run_dir: Path = typer.Argument(..., help="A run directory written by `pidx fit`."),
-    input: Path = typer.Option(..., "--input", "-i", help="Unlabelled tracks (ROOT/CSV/Parquet)."),
+    input: Path = typer.Option(..., "--input", "-i", help=f"Unlabelled tracks ({INPUT_HELP})."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the abundances as JSON (for --priors)."),
+    tree: str | None = typer.Option(None, "--tree", help=TREE_HELP),
 ):
     """Estimate the species abundances of an unlabelled file (label-shift EM on the run's posteriors)."""
     enable_jax_cache()
     from ..runs import estimate_file_priors
 
-    info = estimate_file_priors(run_dir, input, output)
+    info = estimate_file_priors(run_dir, input, output, tree=tree)
     state = "converged" if info["converged"] else "did NOT converge"
     console.print(f"{info['tracks']:,} tracks in range: " + ", ".join(f"{k}={v:.4f}" for k, v in info["priors"].items())
                   + f" (EM {state} in {info['iterations']} iterations; training sample: "

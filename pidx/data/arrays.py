@@ -8,6 +8,7 @@ import numpy as np
 
 from .io import TrackTable
 from .preprocess import Preprocessor
+from .schema import NUM_CLASSES
 
 
 class TrackArrays(NamedTuple):
@@ -38,4 +39,25 @@ def arrays_from_table(table: TrackTable, preprocessor: Preprocessor) -> TrackArr
                        jnp.asarray(table.momentum, dtype=jnp.float32))
 
 
-__all__ = ["TrackArrays", "arrays_from_table"]
+class ArrayDataModule:
+    """A data module over ready arrays (already preprocessed), e.g. for synthetic problems.
+
+    **Arguments:**
+
+    - `train`, `val`, `test`: `TrackArrays` (test optional).
+    - `preprocessor`: travels with checkpoints if given.
+    """
+
+    def __init__(self, train: TrackArrays, val: TrackArrays, test: TrackArrays | None = None,
+                 preprocessor: Preprocessor | None = None):
+        self.train, self.val, self.test, self.preprocessor = train, val, test, preprocessor
+
+    def setup(self) -> "ArrayDataModule":
+        return self
+
+    @property
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(np.asarray(self.train.label), minlength=NUM_CLASSES)
+
+
+__all__ = ["TrackArrays", "arrays_from_table", "ArrayDataModule"]

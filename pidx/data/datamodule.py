@@ -11,10 +11,11 @@ import numpy as np
 
 from ..errors import DataError
 from ..utils import parse_bytes, stable_hash
-from .arrays import TrackArrays, arrays_from_table
+from .arrays import ArrayDataModule, TrackArrays, arrays_from_table
 from .files import DEFAULT_TREE, expand_sources
 from .group import ProcessGroup
 from .io import TrackTable, load_tracks, read_table, tracks_from_frame, write_table
+from .validate import set_aside_other_species
 from .layouts import get_layout
 from .preprocess import DEFAULT_CLIP, DEFAULT_KNEE, Preprocessor
 from .schema import CLASS_NAMES, DEFAULT_SENTINELS, NUM_CLASSES, DetectorGroup, FeatureLayout
@@ -91,7 +92,12 @@ class TrackDataModule:
     - `extra_groups`: detector groups added to the layout's own (before kinematics).
     - `layout`: detector groups the model sees; `None` = the file layout's groups plus
       `extra_groups` (set once the data is loaded).
-    - `sentinels`, `drop_unknown_pdg`, `on_invalid`: see `pidx.data.io.validate_tracks`.
+    - `sentinels`, `on_invalid`, `implausible`: see `pidx.data.validate.validate_tracks`.
+    - `other_species`: tracks of species other than π, K, p, e (muons, nuclei, fakes): never trained
+      on; `contamination` (default) keeps the validation and test shares of them, in `contamination`,
+      so that purities and working points count them; `exclude` drops them; `error` refuses the file.
+      Either way they are counted per species in `summary()`. A streamed source excludes them.
+    - `drop_unknown_pdg`: the former name of `other_species="exclude"`.
     - `clip`, `knee`: clip and logarithmic-tail knee of the robust scaling (`pidx.data.Preprocessor`).
     - `use_cache`: cache simulated tables on disk (`$PIDX_CACHE_DIR`, default ~/.cache/pidx).
     - `memory_budget`: bytes (or `"4GB"`, ...) the data may take in host memory; `"auto"` = half the
@@ -122,6 +128,8 @@ class TrackDataModule:
     sentinels: tuple[float, ...] = DEFAULT_SENTINELS
     drop_unknown_pdg: bool = False
     on_invalid: str = "error"
+    other_species: str = "contamination"
+    implausible: str = "absent"
     clip: float = DEFAULT_CLIP
     knee: float | None = DEFAULT_KNEE
     use_cache: bool = True
@@ -153,6 +161,8 @@ class TrackDataModule:
         self._arrays: dict[str, TrackArrays | ChunkedTracks] = {}
         self.stream: StreamCache | None = None
         self.sample_positions: dict[str, np.ndarray] = {}  # streamed: rows of `tables` in each split
+        self.contamination: dict[str, TrackTable] = {}  # other species' validation and test shares
+        self.other_species_split: dict[str, dict[str, int]] = {}
         self._piece_layout: str | None = None
 
     # ------------------------------------------------------------------ loading
@@ -172,8 +182,14 @@ class TrackDataModule:
 
     def _reading_rules(self) -> dict:
         """How every table is validated, whole (`load_table`) or streamed piece by piece."""
-        return dict(sentinels=self.sentinels, drop_unknown_pdg=self.drop_unknown_pdg, on_invalid=self.on_invalid,
-                    selection=self.selection, layout=self.layout, extra_groups=self.extra_groups)
+        return dict(sentinels=self.sentinels, other_species=self.species_policy, on_invalid=self.on_invalid,
+                    implausible=self.implausible, selection=self.selection, layout=self.layout,
+                    extra_groups=self.extra_groups)
+
+    @property
+    def species_policy(self) -> str:
+        """What happens to tracks of other species (`drop_unknown_pdg` is its former name)."""
+        return "exclude" if self.drop_unknown_pdg else self.other_species
 
     def _fix_layout(self, table: TrackTable) -> None:
         if self.layout is None:  # the file layout's groups plus the extra ones, fixed by the first table read
@@ -230,6 +246,7 @@ class TrackDataModule:
         table = self.select_momentum(self.load_table())
         if table.labels is None:
             raise DataError(f"{table.source}: column 'mc_pdg' is needed for training")
+        table = self._set_aside_other_species(table)
         splits = self.split_indices(table.labels, table.source)
         self.tables = {name: table.subset(rows) for name, rows in splits.items()}
         self.preprocessor = Preprocessor.fit(self.tables["train"], self.layout, clip=self.clip, knee=self.knee,
@@ -237,6 +254,11 @@ class TrackDataModule:
         for name, t in self.tables.items():
             self._arrays[name] = self.to_arrays(t)
         return self
+
+    def _set_aside_other_species(self, table: TrackTable) -> TrackTable:
+        table, self.contamination, self.other_species_split = set_aside_other_species(
+            table, seed=self.seed, test_fraction=self.test_fraction, val_fraction=self.val_fraction)
+        return table
 
     # ------------------------------------------------------------------ streaming
     @property
@@ -254,12 +276,19 @@ class TrackDataModule:
             "bounds": list(self.bounds), "momentum_variable": self.momentum_variable, "seed": self.seed,
             "fractions": [self.test_fraction, self.val_fraction], "sentinels": list(self.sentinels),
             "drop_unknown_pdg": self.drop_unknown_pdg, "on_invalid": self.on_invalid, "clip": self.clip,
+            "other_species": self.species_policy, "implausible": self.implausible,
             "knee": self.knee, "sample_tracks": self.sample_tracks})
 
     def _prepare_piece(self, frame, dtypes, source: str) -> TrackTable:
         """One streamed piece: validated as `load_table` validates a file, cut to the momentum range."""
+        rules = self._reading_rules()
+        if rules["other_species"] == "contamination":  # a streamed source trains on π/K/p/e, counts the rest
+            rules["other_species"] = "exclude"
         table = tracks_from_frame(frame, source=source, track_layout=self._piece_layout or self.track_layout,
-                                  dtypes=dtypes, **self._reading_rules())
+                                  dtypes=dtypes, **rules)
+        if table.summary.get("other_species"):  # per species, in `dropped`, which the pieces add up
+            table.dropped.update({f"other species: {k}": v
+                                  for k, v in table.summary.pop("other_species")["tracks"].items()})
         self._piece_layout = table.layout  # every piece of every file in the first piece's layout
         self._fix_layout(table)
         return table.subset(self._in_range(table))
@@ -333,6 +362,11 @@ class TrackDataModule:
         dropped = next(iter(self.tables.values())).dropped if self.tables else {}
         if dropped:
             out["dropped"] = dropped
+        if self.other_species_split:  # in the momentum range, per split: where the contamination went
+            out["other_species"] = {**out.get("other_species", {}), "policy": self.species_policy,
+                                    "in_range": {k: v for k, v in self.other_species_split.items()},
+                                    "excluded_from_training": sum(self.other_species_split["train"].values()),
+                                    "contamination": {k: len(t) for k, t in self.contamination.items()}}
         return out
 
     def _streamed_summary(self) -> dict:
@@ -354,24 +388,3 @@ class TrackDataModule:
 
 __all__ = ["physical_memory", "MOMENTUM_RANGES", "TrackArrays", "TrackDataModule", "ArrayDataModule", "resolve_momentum_range",
            "simulated_tracks", "arrays_from_table", "cache_dir"]
-
-
-class ArrayDataModule:
-    """A data module over ready arrays (already preprocessed), e.g. for synthetic problems.
-
-    **Arguments:**
-
-    - `train`, `val`, `test`: `TrackArrays` (test optional).
-    - `preprocessor`: travels with checkpoints if given.
-    """
-
-    def __init__(self, train: TrackArrays, val: TrackArrays, test: TrackArrays | None = None,
-                 preprocessor: Preprocessor | None = None):
-        self.train, self.val, self.test, self.preprocessor = train, val, test, preprocessor
-
-    def setup(self) -> "ArrayDataModule":
-        return self
-
-    @property
-    def class_counts(self) -> np.ndarray:
-        return np.bincount(np.asarray(self.train.label), minlength=NUM_CLASSES)

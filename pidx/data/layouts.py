@@ -168,6 +168,32 @@ def o2_vector(columns: Mapping[str, np.ndarray], disabled: tuple[str, ...] = ())
     return out
 
 
+# ----------------------------------------------------------------------------- plausible values
+def _both(o2: str, legacy: str | None, bounds) -> dict:
+    return {o2: bounds, **({legacy: bounds} if legacy else {})}
+
+
+_NSIGMA = (-1e4, 1e4)
+# What a detector can produce, per canonical column of either layout: a value outside (or inf)
+# under a present flag is no measurement (pidx.data.validate). Generous on purpose: these catch
+# corrupt values (1e30, a negative momentum), never a tail of a real distribution.
+PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
+    **_both("p", None, (1e-4, 1e4)), **_both("pt", "pt", (1e-4, 1e4)),
+    "px": (-1e4, 1e4), "py": (-1e4, 1e4), "pz": (-1e4, 1e4),
+    **_both("eta", "eta", (-20.0, 20.0)), **_both("phi", "phi", (-7.0, 7.0)),
+    **_both("dcaXY", "dca_xy", (-1e3, 1e3)), **_both("dcaZ", "dca_z", (-1e3, 1e3)),
+    **_both("tpcSignal", "tpc_signal", (0.0, 1e4)), "tpcNClsFound": (0.0, 159.0), "tpcChi2NCl": (0.0, 1e3),
+    **{c: _NSIGMA for d in ("tpc", "tof") for c in
+       [f"{d}NSigma{s}" for s in ("Pi", "Ka", "Pr", "El")] + [f"{d}_nsigma_{s}" for s in CLASS_NAMES]},
+    **_both("beta", "tof_beta", (0.0, 2.0)), "tofMass": (-1e3, 1e3),
+    "trdSignal": (0.0, 1e4), "trdChi2": (0.0, 1e4), "trdPattern": (0.0, 255.0),
+    "itsNCls": (0.0, 7.0), "itsChi2NCl": (0.0, 1e3),
+    "trackEtaEmcal": (-20.0, 20.0), "trackPhiEmcal": (-7.0, 7.0),
+    "hmpidSignal": (0.0, 2.0), "hmpidQMip": (0.0, 1e6), "hmpidNPhotons": (0.0, 1e4), "hmpidClusSize": (0.0, 1e5),
+    "hmpidMom": (0.0, 1e4),
+}
+
+
 # ----------------------------------------------------------------------------- layouts
 def _o2_features() -> FeatureLayout:
     """One group per detector of the vector (its flag slot; ITS: its mask slot), kinematics last."""
@@ -275,5 +301,5 @@ def detect_layout(columns, *, source: str = "table", forced: str = "auto") -> Tr
 
 __all__ = ["O2_BRANCHES", "O2_MC_BRANCHES", "O2_FILE_BRANCHES", "O2_LABEL", "O2_BAYES_COLUMNS", "O2_TOGGLES", "O2_VECTOR",
            "O2_VECTOR_COLUMNS", "VectorSlot", "its_cluster_sizes", "its_cluster_count", "o2_vector",
-           "ITS_SIZE_COLUMNS", "ITS_MEAN_SIZE", "O2_EXTRA_INPUTS", "its_size_columns", "TrackLayout", "O2", "LEGACY",
+           "ITS_SIZE_COLUMNS", "ITS_MEAN_SIZE", "O2_EXTRA_INPUTS", "PLAUSIBLE_RANGES", "its_size_columns", "TrackLayout", "O2", "LEGACY",
            "TRACK_LAYOUTS", "LAYOUT_CHOICES", "get_layout", "detect_layout"]

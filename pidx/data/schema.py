@@ -186,7 +186,7 @@ def pdg_to_class(pdg: np.ndarray, *, source: str = "table") -> np.ndarray:
         raise DataError(
             f"{source}: column '{LABEL_COLUMN}' has unknown PDG codes: {listing}; "
             f"accepted are ±{', ±'.join(map(str, CLASS_PDG))} "
-            "(set drop_unknown_pdg to drop those rows)"
+            "(set data.other_species to exclude or contamination to train on π, K, p, e and count the others)"
         )
     return out
 

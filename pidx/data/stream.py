@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .files import SUFFIXES, open_root_tree, track_file_kind
+from .files import SUFFIXES, open_root_trees, resolve_trees, track_file_kind
 
 SPLITS = ("train", "val", "test")
 BYTES_PER_VALUE = 24  # in-memory path: raw float32 + canonical float64 frame + split copies + model inputs
@@ -60,10 +60,9 @@ def estimated_memory(files: list[Path], *, tree: str) -> int:
                 import uproot
 
                 with uproot.open(path) as f:
-                    if tree not in f:
-                        continue  # the reader names the missing tree
-                    t = f[tree]
-                    total += t.num_entries * len(t.keys()) * BYTES_PER_VALUE
+                    for name in resolve_trees(f, tree, path):
+                        t = f[name]
+                        total += t.num_entries * len(t.keys()) * BYTES_PER_VALUE
             else:
                 total += 2 * path.stat().st_size * BYTES_PER_VALUE // 8
         except Exception:  # an unreadable file: the reader gives the error that names it
@@ -71,9 +70,30 @@ def estimated_memory(files: list[Path], *, tree: str) -> int:
     return total
 
 
-def iter_pieces(path: Path, *, tree: str, rows: int) -> Iterator[tuple[pd.DataFrame, dict | None]]:
-    """`(frame, ROOT branch dtypes or None)` pieces of about `rows` tracks, floating columns as float32."""
+def count_rows(files: list[Path], *, tree: str) -> int | None:
+    """Tracks in `files` from their metadata (ROOT entries, Parquet rows); None when a CSV file is
+    among them (its rows are known only once read)."""
+    total = 0
+    for path in files:
+        kind = track_file_kind(path)
+        if kind == "csv":
+            return None
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            total += pq.ParquetFile(path).metadata.num_rows
+        else:
+            with open_root_trees(path, tree) as trees:
+                total += sum(t.num_entries for _, t in trees)
+    return total
+
+
+def iter_pieces(path: Path, *, tree: str, rows: int, as_float32: bool = True
+                ) -> Iterator[tuple[pd.DataFrame, dict | None]]:
+    """`(frame, ROOT branch dtypes or None)` pieces of about `rows` tracks, in the file's order (a ROOT
+    file's trees one after the other), floating columns as float32 unless `as_float32` is False."""
     kind = track_file_kind(path)
+    _float32 = _to_float32 if as_float32 else (lambda frame: frame)
     try:
         if kind == "parquet":
             import pyarrow.parquet as pq
@@ -84,17 +104,18 @@ def iter_pieces(path: Path, *, tree: str, rows: int) -> Iterator[tuple[pd.DataFr
             for frame in pd.read_csv(path, chunksize=rows):
                 yield _float32(frame), None
         else:
-            with open_root_tree(path, tree) as t:
-                for arrays in t.iterate(step_size=rows, library="np"):
-                    dtypes = {k: v.dtype for k, v in arrays.items()}
-                    yield _float32(pd.DataFrame(arrays)), dtypes
+            with open_root_trees(path, tree) as trees:  # time-frame directories one after the other
+                for _, t in trees:
+                    for arrays in t.iterate(step_size=rows, library="np"):
+                        dtypes = {k: v.dtype for k, v in arrays.items()}
+                        yield _float32(pd.DataFrame(arrays)), dtypes
     except DataError:
         raise
     except Exception as exc:  # pyarrow/pandas/uproot raise many types; the user needs the file name
         raise DataError(f"{path}: cannot read as {kind}: {type(exc).__name__}: {exc}") from None
 
 
-def _float32(frame: pd.DataFrame) -> pd.DataFrame:
+def _to_float32(frame: pd.DataFrame) -> pd.DataFrame:
     wide = [c for c in frame.columns if frame[c].dtype == np.float64]
     return frame.astype({c: np.float32 for c in wide}) if wide else frame
 
@@ -142,7 +163,7 @@ class _BottomK:
         keep = np.ones(len(keys), bool) if self.threshold is None else keys < self.threshold
         if not keep.any():
             return
-        self.parts.append((_float32(frame[keep]), labels[keep], keys[keep], positions[keep]))
+        self.parts.append((_to_float32(frame[keep]), labels[keep], keys[keep], positions[keep]))
         if sum(len(p[2]) for p in self.parts) > self.k + self.k // 4:
             self._shrink()
 

@@ -134,7 +134,9 @@ def decision_metrics(labels, probs, train_counts, *, pred=None) -> dict:
     `weighted_decision`: accuracy and balanced accuracy of argmax_c P(c|x) / π_c with π the training
     abundances (balanced class weights), the decision maximising balanced accuracy."""
     labels, probs = np.asarray(labels), np.asarray(probs, np.float64)
-    out = classification_metrics(labels, probs, pred=pred)
+    out = classification_metrics(labels, probs, pred=pred)  # purities count other species (label -1)
+    known = labels >= 0  # the NLL and the decisions' accuracies are about π, K, p, e
+    labels, probs = labels[known], probs[known]
     out["nll"] = negative_log_likelihood(probs, labels)
     weighted = (probs * compute_class_weights("balanced", train_counts)).argmax(1)
     out["weighted_decision"] = {"accuracy": accuracy(labels, weighted),

@@ -161,7 +161,8 @@ def evaluate_working_point(point: WorkingPoint, val_probs, val_labels, test_prob
     **Arguments:**
 
     - `point`: the target.
-    - `val_probs`, `val_labels`: posteriors and truth of the validation split (chooses the threshold).
+    - `val_probs`, `val_labels`: posteriors and truth of the validation split (chooses the threshold);
+      a label -1 is a track of another species, which counts against purity.
     - `test_probs`, `test_labels`, `test_momentum`: the test split (measures it, per momentum bin).
     - `abundance_ratio`: π'_c / π_c per species when the posteriors are re-weighted to other
       abundances π': tracks are weighted so that purity and efficiency are those of such a sample.
@@ -169,14 +170,18 @@ def evaluate_working_point(point: WorkingPoint, val_probs, val_labels, test_prob
     c = point.index
     val_labels, test_labels = np.asarray(val_labels), np.asarray(test_labels)
     ratio = None if abundance_ratio is None else np.asarray(abundance_ratio, np.float64)
-    chosen = choose_threshold(np.asarray(val_probs)[:, c], val_labels == c, point,
-                              None if ratio is None else ratio[val_labels])
+    chosen = choose_threshold(np.asarray(val_probs)[:, c], val_labels == c, point, _track_weights(ratio, val_labels))
     selected = np.asarray(test_probs)[:, c] >= chosen["threshold"]
     return {"working_point": point.name, "column": point.column, "threshold": chosen["threshold"],
             "reached_on_validation": chosen["reached"],
             "validation": {"efficiency": chosen["efficiency"], "purity": chosen["purity"]},
             "test": selection_performance(selected, test_labels == c, test_momentum, bins,
-                                          None if ratio is None else ratio[test_labels])}
+                                          _track_weights(ratio, test_labels))}
+
+
+def _track_weights(ratio, labels):
+    """π'_y / π_y per track; 1 for a track of another species (label -1), whose abundance is not re-weighted."""
+    return None if ratio is None else np.where(labels >= 0, ratio[np.maximum(labels, 0)], 1.0)
 
 
 def standard_working_points(labels, methods: dict[str, np.ndarray], purities=STANDARD_PURITIES) -> dict:

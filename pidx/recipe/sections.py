@@ -66,10 +66,17 @@ class DataSection:
     test_fraction: float = _help("share of the selected tracks held out for testing", default=0.2)
     val_fraction: float = _help("share carved from the training part for validation", default=0.1)
     sentinels: tuple[float, ...] = _help("values meaning 'missing' besides NaN", default=(-999.0,))
-    drop_unknown_pdg: bool = _help("drop rows with PDG codes other than pi, K, p, e (counted) instead of failing",
-                                   default=False)
+    other_species: Literal["contamination", "exclude", "error"] = _help(
+        "tracks of species other than pi, K, p, e (muons, nuclei, fake tracks with PDG 0): never trained on, counted "
+        "per species; contamination: kept in the validation and test splits, where every purity and working point "
+        "counts them; exclude: dropped; error: refuse the file", default="contamination")
+    drop_unknown_pdg: bool = _help("former name of other_species: exclude (true)", default=False)
     on_invalid: Literal["error", "drop"] = _help("rows whose flag says present but whose values are "
-                                                 "NaN/inf/sentinel", default="error")
+                                                 "NaN/sentinel (or whose momentum is missing)", default="error")
+    implausible: Literal["absent", "error"] = _help(
+        "values no detector produces under a present flag (inf, or outside the plausible range of docs/data.md, e.g. "
+        "a negative momentum): absent = the group treated as absent for that track (counted per column; a track "
+        "with such a momentum is dropped and counted), error = refuse the file", default="absent")
     clip: float = _help("robust-scaled features are clipped to [-clip, clip]", default=DEFAULT_CLIP)
     knee: float | None = _help("robust-scaled features grow logarithmically beyond ±knee, so tails keep their "
                                "order (null: linear up to the clip)", default=DEFAULT_KNEE)

@@ -5,7 +5,7 @@
 - `build`: recipe → data module, model, callbacks, Trainer, Predictor;
 - `result`: the one decision of which weights are the run's result;
 - `fit`: train → result → test → calibrate → baselines → report, in one in-memory pass;
-- `use` and `export`: using a finished run.
+- `use`, `predict` and `export`: using a finished run (`predict` streams files of any size).
 """
 
 from .build import data_log_line, load_predictor, make_callbacks, make_datamodule, make_model, make_trainer
@@ -13,7 +13,8 @@ from .export import export_o2physics, export_run
 from .fit import fit_recipe, majority_baseline
 from .result import RunResult, decide_result
 from .rundir import RunDir
-from .use import compare_runs, estimate_file_priors, predict_file, read_priors, report_run, test_run, validate_run
+from .predict import predict_file
+from .use import compare_runs, estimate_file_priors, read_priors, report_run, test_run, validate_run
 
 __all__ = ["data_log_line", "load_predictor", "make_callbacks", "make_datamodule", "make_model", "make_trainer",
            "export_run", "export_o2physics", "fit_recipe", "majority_baseline", "RunResult", "decide_result", "RunDir", "compare_runs",

@@ -43,7 +43,8 @@ def _datamodule(recipe: Recipe, d) -> TrackDataModule:
         selection=TrackSelection(**vars(d.selection), primaries_only=d.primaries_only),
         extra_groups=tuple(O2_EXTRA_INPUTS[name] for name in d.extra_inputs)
         + tuple(DetectorGroup(g.name, g.columns, g.flag) for g in d.extra_groups),
-        sentinels=d.sentinels, drop_unknown_pdg=d.drop_unknown_pdg, on_invalid=d.on_invalid, clip=d.clip,
+        sentinels=d.sentinels, drop_unknown_pdg=d.drop_unknown_pdg, on_invalid=d.on_invalid,
+        other_species=d.other_species, implausible=d.implausible, clip=d.clip,
         knee=d.knee, use_cache=d.cache, memory_budget=d.memory_budget, sample_tracks=d.sample_tracks,
         chunk_tracks=d.chunk_tracks)
 
@@ -158,13 +159,44 @@ def data_log_line(recipe: Recipe, dm: TrackDataModule) -> str:
         st = summary["streamed"]
         parts.append(f"over the memory budget ({st['memory_budget_bytes'] / 1e9:.3g} GB): streamed in chunks of "
                      f"{st['chunk_tracks']:,} tracks from {st['cache']}, split by track hash")
+    if len(summary.get("trees", {})) > 1:
+        trees = list(summary["trees"].items())
+        shown = ", ".join(f"{name.rsplit(':', 1)[-1]} {n:,}" for name, n in trees[:6])
+        parts.append(f"read {len(trees)} trees ({shown}{f' and {len(trees) - 6} more' if len(trees) > 6 else ''})")
     if summary.get("selection"):
         parts.append("selection removed " + ", ".join(f"{k} {v:,}" for k, v in summary["selection"].items()))
     if summary.get("made_absent"):
         parts.append("flag set but values NaN/-999, group treated as absent: " +
                      ", ".join(f"{k} {v:,}" for k, v in summary["made_absent"].items()))
+    parts += data_notes(summary)
     return "; ".join(parts)
 
 
+def data_notes(summary: dict) -> list[str]:
+    """What loading did to tracks that are not plain π/K/p/e measurements, in words: values no detector
+    produces (per column), other species (per species, and where they went), rows dropped."""
+    notes = []
+    odd = summary.get("implausible")
+    if odd:
+        how = "group treated as absent" if odd["policy"] == "absent" else "refused"
+        notes.append("values no detector produces (inf or out of range), " + how + ": " +
+                     ", ".join(f"{k} {v:,}" for k, v in odd["columns"].items()))
+    other = summary.get("other_species")
+    if other:
+        text = "other species " + ", ".join(f"{k} {v:,}" for k, v in other.get("tracks", {}).items())
+        if other["policy"] == "exclude":
+            text += " (excluded)"
+        elif "contamination" in other:
+            kept = other["contamination"]
+            text += (f" (in range: {other['excluded_from_training']:,} left out of training; "
+                     f"{kept.get('val', 0):,} validation and {kept.get('test', 0):,} test tracks kept as contamination,"
+                     " counted in every purity)")
+        notes.append(text)
+    dropped = {k: v for k, v in summary.get("dropped", {}).items() if k != "other_species"}
+    if dropped:
+        notes.append("dropped " + ", ".join(f"{k} {v:,}" for k, v in dropped.items()))
+    return notes
+
+
 __all__ = ["make_datamodule", "model_kwargs", "make_model", "make_callbacks", "learning_rate", "make_trainer",
-           "load_predictor", "data_log_line"]
+           "load_predictor", "data_log_line", "data_notes"]

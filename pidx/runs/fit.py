@@ -15,6 +15,7 @@ import numpy as np
 from ..data.datamodule import TrackDataModule
 from ..data.group import ProcessGroup
 from ..data.layouts import get_layout
+from ..data.validate import TrackTable
 from ..evaluation.baselines import add_oracle_gaps, decision_metrics, run_baselines
 from ..evaluation.calibration import calibration_summary, fit_posterior_map, negative_log_likelihood
 from ..evaluation.importance import importance_and_ablation
@@ -122,19 +123,21 @@ def evaluate_in_memory(recipe: Recipe, run: RunDir, dm: TrackDataModule, predict
     run.write_calibration(fitted)
     predictor.posterior = posterior
     as_posteriors = (lambda raw: raw) if posterior is None else posterior
-    test_probs = as_posteriors(raw_test_probs)
-    labels = np.asarray(dm.test.label)
-    test_metrics.update(decision_metrics(labels, test_probs, dm.class_counts))
+    known_labels = np.asarray(dm.test.label)
     bins = ev.calibration_bins
-    calibration = {**fitted, "test": calibration_summary(test_probs, labels, bins),
-                   "test_raw": calibration_summary(raw_test_probs, labels, bins)}
+    calibration = {**fitted, "test": calibration_summary(as_posteriors(raw_test_probs), known_labels, bins),
+                   "test_raw": calibration_summary(raw_test_probs, known_labels, bins)}
+    # other species kept as contamination: label -1, after the π/K/p/e tracks, in every purity
+    tables, splits = with_contamination(dm, predictor, {"val": as_posteriors(raw_val_probs),
+                                                        "test": as_posteriors(raw_test_probs)})
+    (val_labels, val_probs, _), (labels, test_probs, test_p) = splits["val"], splits["test"]
+    test_metrics.update(decision_metrics(labels, test_probs, dm.class_counts))
     entries = {"calibration": calibration}
     if ev.working_points:
-        val_probs = as_posteriors(raw_val_probs)
         entries["working_points"] = [
-            evaluate_working_point(WorkingPoint.parse(text), val_probs, np.asarray(dm.val.label), test_probs, labels,
-                                   np.asarray(dm.test.p)) for text in ev.working_points]
-    baselines, outputs = run_baselines(dm.tables, ev.baselines, class_weights=class_weights, seed=recipe.seed,
+            evaluate_working_point(WorkingPoint.parse(text), val_probs, val_labels, test_probs, labels, test_p)
+            for text in ev.working_points]
+    baselines, outputs = run_baselines(tables, ev.baselines, class_weights=class_weights, seed=recipe.seed,
                                        gbdt_max_iter=ev.gbdt_max_iter,
                                        extra_columns=get_layout(dm.tables["test"].layout).extra_columns(dm.layout))
     rows = dm.sample_positions.get("test") if getattr(dm, "streamed", False) else None
@@ -145,10 +148,29 @@ def evaluate_in_memory(recipe: Recipe, run: RunDir, dm: TrackDataModule, predict
                                            **decision_metrics(labels[rows], test_probs[rows], dm.class_counts)}
         add_oracle_gaps(test_metrics["baseline_sample"], baselines)
         test_probs = test_probs[rows]
-    p = np.asarray(dm.test.p) if rows is None else np.asarray(dm.test.p)[rows]
-    predictions = test_predictions_frame(dm.tables["test"], p, test_probs, outputs)
+    p = test_p if rows is None else test_p[rows]
+    predictions = test_predictions_frame(tables["test"], p, test_probs, outputs)
     run.write_predictions(predictions)
     return {**entries, "baselines": baselines}, predictions
+
+
+def with_contamination(dm: TrackDataModule, predictor: Predictor, probs: dict):
+    """The validation and test splits with the other species' tracks kept as contamination appended
+    (label -1; `dm.contamination`, empty when there are none): the tables the baselines read, and per
+    split (labels, posteriors, momentum) with the predictor's posteriors of the appended tracks."""
+    tables, splits = dict(dm.tables), {}
+    for name, split_probs in probs.items():
+        arrays = getattr(dm, name)
+        labels, p = np.asarray(arrays.label), np.asarray(arrays.p)
+        other = getattr(dm, "contamination", {}).get(name)
+        if other is not None:
+            tables[name] = TrackTable.concat([dm.tables[name], other])
+            other_arrays = dm.to_arrays(other)
+            labels = np.concatenate([labels, np.asarray(other_arrays.label)])
+            split_probs = np.concatenate([split_probs, predictor.probs(other_arrays)])
+            p = np.concatenate([p, np.asarray(other_arrays.p)])
+        splits[name] = (labels, split_probs, p)
+    return tables, splits
 
 
 def fit_posteriors(recipe: Recipe, dm: TrackDataModule, raw, class_weights):
@@ -188,5 +210,6 @@ def write_run_report(recipe: Recipe, run: RunDir, metrics: dict, dm: TrackDataMo
 
 
 __all__ = ["majority_baseline", "fit_recipe", "write_run", "training_summary", "evaluate_in_memory",
+           "with_contamination",
            "fit_posteriors",
            "report_header", "write_run_report"]

@@ -12,21 +12,19 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.datamodule import resolve_momentum_range
-from ..data.io import load_tracks, read_tracks_raw, tracks_from_frame, write_table
-from ..data.schema import CLASS_NAMES, PROB_COLUMNS
+from ..data.io import load_tracks
+from ..data.schema import CLASS_NAMES
 from ..errors import PidxError, RecipeError
-from ..evaluation import uncertainty as unc
 from ..evaluation.compare import comparison_rows
 from ..evaluation.priors import estimate_priors
-from ..evaluation.working_points import WorkingPoint, evaluate_working_point
 from ..training.losses import compute_class_weights
 from ..training.metrics import classification_metrics
 from ..training.checkpoint import read_meta
 from ..training.posterior import abundances, corrected_nll
 from ..utils import atomic_write_json
 from .build import load_predictor, make_datamodule
-from .fit import evaluate_in_memory, write_run_report
+from .fit import evaluate_in_memory, with_contamination, write_run_report
+from .predict import in_momentum_range, read_input_chunks
 from .rundir import RunDir, finite
 
 
@@ -49,26 +47,39 @@ def read_priors(text: str | Path) -> dict[str, float]:
                           "written by `pidx priors`") from None
 
 
-def _labelled_arrays(recipe, predictor, data):
-    """The run's test split, or the labelled file `data` in the run's momentum range."""
+def _labelled(recipe, predictor, data, tree: str | None):
+    """(labels, posteriors, what loading counted) of the run's test split, or of the labelled file
+    `data` in the run's momentum range; other species (label -1) as the recipe's policy says."""
     dm = make_datamodule(recipe)
     if data is None:
-        return dm.setup().test
+        dm.setup()
+        _, splits = with_contamination(dm, predictor, {"test": predictor.probs(dm.test)})
+        labels, probs, _ = splits["test"]
+        return labels, probs, {k: v for k, v in dm.summary().items() if k in _COUNTED}
     pre = predictor.preprocessor
-    table = dm.select_momentum(load_tracks(data, track_layout=pre.track_layout, tree=dm.tree, layout=pre.layout,
-                                           selection=dm.selection, sentinels=dm.sentinels,
-                                           drop_unknown_pdg=dm.drop_unknown_pdg, on_invalid=dm.on_invalid))
-    return predictor.arrays(table)
+    table = dm.select_momentum(load_tracks(data, track_layout=pre.track_layout, tree=tree or dm.tree,
+                                           layout=pre.layout, selection=dm.selection, sentinels=dm.sentinels,
+                                           other_species=dm.species_policy, on_invalid=dm.on_invalid,
+                                           implausible=dm.implausible))
+    counted = {k: v for k, v in table.summary.items() if k in _COUNTED}
+    if table.dropped:
+        counted["dropped"] = table.dropped
+    return np.asarray(table.labels), predictor.predict_table(table), counted
 
 
-def test_run(run_dir: str | Path, data: str | Path | None = None, *, priors=None) -> dict:
+_COUNTED = ("made_absent", "implausible", "other_species", "dropped", "trees", "selection")
+
+
+def test_run(run_dir: str | Path, data: str | Path | None = None, *, priors=None, tree: str | None = None) -> dict:
     """Metrics of a run's posteriors on its test split, or on another labelled file (with `priors`:
-    re-weighted to those abundances)."""
+    re-weighted to those abundances; `tree`: the ROOT tree(s) of `data`, default the recipe's).
+    Tracks of other species kept as contamination count in every purity; `data_summary` says what
+    loading counted (other species per species, values no detector produces, groups made absent)."""
     run = RunDir.open(run_dir)
     recipe, predictor, ckpt = load_predictor(run, priors=priors)
-    arrays = _labelled_arrays(recipe, predictor, data)
-    out = classification_metrics(np.asarray(arrays.label), predictor.probs(arrays))
-    out.update({"checkpoint": str(ckpt), "data": str(data) if data else "test split",
+    labels, probs, counted = _labelled(recipe, predictor, data, tree)
+    out = classification_metrics(labels, probs)
+    out.update({"checkpoint": str(ckpt), "data": str(data) if data else "test split", "data_summary": counted,
                 "posterior": None if predictor.posterior is None else predictor.posterior.to_dict()})
     return finite(out)
 
@@ -87,21 +98,25 @@ def validate_run(run_dir: str | Path, checkpoint: str | Path | None = None) -> d
     return finite(out)
 
 
-def estimate_file_priors(run_dir: str | Path, input_path: str | Path, output_path: str | Path | None = None) -> dict:
+def estimate_file_priors(run_dir: str | Path, input_path: str | Path, output_path: str | Path | None = None, *,
+                         tree: str | None = None) -> dict:
     """Species abundances of an unlabelled file by label-shift EM on the run's posteriors (tracks in
-    the run's momentum range), written as JSON for `--priors` when `output_path` is given."""
+    the run's momentum range, read chunk by chunk; `tree` as `predict_file`'s), written as JSON for
+    `--priors` when `output_path` is given."""
     run = RunDir.open(run_dir)
     recipe, predictor, ckpt = load_predictor(run)
     posterior = predictor.posterior
     if posterior is None or posterior.train_priors is None:
         raise PidxError(f"{run}: has no posterior map with training abundances (evaluation.posterior: none, or a "
                         "species absent from the train split); abundances cannot be estimated with it")
-    table, _ = _input_table(recipe, predictor, input_path)
-    in_range = _in_range(recipe, table)
-    if not in_range.any():
+    parts = []
+    for table, _ in read_input_chunks(recipe, predictor, input_path, tree=tree):
+        keep = in_momentum_range(recipe, table) & ~table.unscored
+        if keep.any():
+            parts.append(predictor.probs(predictor.arrays(table))[keep])
+    if not parts:
         raise PidxError(f"{input_path}: no track in the run's momentum range {recipe.data.momentum_range_yaml}")
-    probs = predictor.probs(predictor.arrays(table))[in_range]
-    fit = estimate_priors(probs, posterior.train_priors)
+    fit = estimate_priors(np.concatenate(parts), posterior.train_priors)
     out = {"priors": dict(zip(CLASS_NAMES, fit["priors"])), "method": "label-shift EM (Saerens et al. 2002)",
            "iterations": fit["iterations"], "converged": fit["converged"], "tracks": fit["tracks"],
            "input": str(input_path), "run": str(run), "checkpoint": str(ckpt),
@@ -109,104 +124,6 @@ def estimate_file_priors(run_dir: str | Path, input_path: str | Path, output_pat
            "momentum_range": recipe.data.momentum_range_yaml}
     if output_path is not None:
         atomic_write_json(output_path, out)
-    return out
-
-
-def _input_table(recipe, predictor, input_path, disabled_groups: tuple[str, ...] = ()):
-    """(validated table, raw frame) of an input file, labels not needed."""
-    d, pre = recipe.data, predictor.preprocessor
-    raw, dtypes, what = read_tracks_raw(input_path, tree=d.tree)
-    return tracks_from_frame(raw, source=what, track_layout=pre.track_layout, dtypes=dtypes, layout=pre.layout,
-                             disabled_groups=tuple(disabled_groups), require_label=False, sentinels=d.sentinels,
-                             on_invalid="error"), raw
-
-
-def _in_range(recipe, table) -> np.ndarray:
-    lo, hi = resolve_momentum_range(recipe.data.momentum_range)
-    value = table.momentum if recipe.data.momentum_variable == "p" else table.frame["pt"].to_numpy(np.float64)
-    return (value > lo) & (value < hi)
-
-
-def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str | Path, *,
-                 uncertainty: bool = False, mc_dropout: int = 0, seed: int = 0,
-                 disabled_groups: tuple[str, ...] = (), priors=None, select: tuple[str, ...] = ()) -> dict:
-    """Write every input row, in order, with prob_* columns, `pred` and `in_momentum_range`.
-
-    **Arguments:**
-
-    - `run_dir`, `input_path`, `output_path`: the run, the tracks, the output table.
-    - `uncertainty`: add `entropy` (and for an ensemble `mutual_information`, `disagreement`).
-    - `mc_dropout`: if > 0, that many dropout samples per track give `mc_entropy`,
-      `mutual_information` and `disagreement` (single models with dropout).
-    - `seed`: seed of the MC dropout masks.
-    - `disabled_groups`: O2 layout; detector groups treated as absent on every track, as
-      pidOnnxInference's `use*` options do (`tpc`, `tof`, `trd`, `its`, `emcal`, `hmpid`).
-    - `priors`: species abundances the posteriors are re-weighted to (default the recipe's
-      `evaluation.priors`, else the training sample's).
-    - `select`: working points such as `ka:purity=0.95`: a boolean column each, the threshold
-      chosen on the run's validation split; the efficiency and purity reached on its test split
-      (overall and per momentum bin) are returned under `selections`.
-
-    The prob_* columns are posteriors (the run's posterior map; what `pidx export` writes);
-    `entropy` is theirs, while `mutual_information` and `disagreement` come from the members'
-    (or samples') own probabilities.
-    """
-    if mc_dropout < 0:
-        raise RecipeError(f"--mc-dropout must be >= 0 samples, got {mc_dropout}")
-    try:
-        points = [WorkingPoint.parse(text) for text in select]
-    except ValueError as exc:
-        raise RecipeError(f"--select: {exc}") from None
-    recipe, predictor, ckpt = load_predictor(RunDir.open(run_dir), priors=priors, recipe_priors=True)
-    if mc_dropout and predictor.is_ensemble:
-        raise RecipeError("--mc-dropout samples a single model; this run is an ensemble, whose members "
-                          "already give mutual_information and disagreement with --uncertainty")
-    table, raw = _input_table(recipe, predictor, input_path, disabled_groups)
-    arrays = predictor.arrays(table)
-    probs = predictor.probs(arrays)
-    out = raw.copy()
-    for i, col in enumerate(PROB_COLUMNS):
-        out[col] = probs[:, i].astype(np.float32)
-    out["pred"] = np.asarray(CLASS_NAMES)[probs.argmax(1)]
-    out["in_momentum_range"] = _in_range(recipe, table)
-    selections = _selections(recipe, predictor, points) if points else []
-    for point, sel in zip(points, selections):
-        out[point.column] = out["in_momentum_range"].to_numpy() & (probs[:, point.index] >= sel["threshold"])
-    if uncertainty or mc_dropout:
-        out = _add_uncertainty(out, probs, predictor, arrays, mc_dropout, seed)
-    write_table(out, output_path)
-    return {"rows": len(out), "checkpoint": str(ckpt), "output": str(output_path),
-            "priors": None if predictor.posterior is None or predictor.posterior.priors is None
-            else dict(zip(CLASS_NAMES, predictor.posterior.priors)),
-            "selections": selections, "columns": [c for c in out.columns if c not in raw.columns]}
-
-
-def _selections(recipe, predictor, points) -> list[dict]:
-    """Each working point's threshold on the run's validation split and its performance on the test
-    split, with the predictor's posteriors (tracks weighted to its abundances when re-weighted)."""
-    dm = make_datamodule(recipe).setup()
-    posterior = predictor.posterior
-    ratio = None if posterior is None or posterior.priors is None else \
-        np.asarray(posterior.priors) / np.asarray(posterior.train_priors)
-    val_probs, test_probs = predictor.probs(dm.val), predictor.probs(dm.test)
-    return [evaluate_working_point(p, val_probs, np.asarray(dm.val.label), test_probs, np.asarray(dm.test.label),
-                                   np.asarray(dm.test.p), abundance_ratio=ratio) for p in points]
-
-
-def _add_uncertainty(out, probs, predictor, arrays, mc_dropout: int, seed: int):
-    out["entropy"] = unc.entropy(probs).astype(np.float32)
-    if mc_dropout:
-        samples = unc.mc_dropout_probs(predictor.model, predictor.state, arrays.features, arrays.group_mask,
-                                       samples=mc_dropout, seed=seed)
-    elif predictor.is_ensemble:
-        samples = predictor.member_probs(arrays)
-    else:
-        return out
-    u = unc.sample_uncertainty(samples)
-    if mc_dropout:
-        out["mc_entropy"] = u["entropy"].astype(np.float32)
-    out["mutual_information"] = u["mutual_information"].astype(np.float32)
-    out["disagreement"] = u["disagreement"].astype(np.float32)
     return out
 
 
@@ -241,4 +158,4 @@ def compare_runs(run_dirs) -> list[dict]:
     return comparison_rows(runs)
 
 
-__all__ = ["read_priors", "test_run", "validate_run", "estimate_file_priors", "predict_file", "report_run", "compare_runs"]
+__all__ = ["read_priors", "test_run", "validate_run", "estimate_file_priors", "report_run", "compare_runs"]

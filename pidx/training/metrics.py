@@ -2,6 +2,9 @@
 
 Inputs are numpy arrays: `labels` (class indices, π K p e) and `probs` `[N, 4]`.
 Classes absent from `labels` are left out of macro averages (and reported as None).
+A label -1 is a track of another species (a muon, a deuteron, a fake track) kept as
+contamination: it counts against the purity of whatever species it is selected as, and is
+left out of accuracy, AUC and the confusion matrix, which are about telling π, K, p, e apart.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ def micro_auc(labels, probs) -> float:
 def confusion_matrix(labels, pred, *, normalize: bool = True) -> np.ndarray:
     """`[true, predicted]` counts, or rows normalised to true-class fractions."""
     labels, pred = np.asarray(labels), np.asarray(pred)
+    known = labels >= 0  # another species (-1) has no row
+    labels, pred = labels[known], pred[known]
     cm = np.zeros((NUM_CLASSES, NUM_CLASSES))
     identified = pred >= 0  # -1 = unidentified (n-sigma): counts in the row total only
     np.add.at(cm, (labels[identified], pred[identified]), 1)
@@ -109,6 +114,9 @@ def classification_metrics(labels, probs, *, pred=None) -> dict:
     """
     labels, probs = np.asarray(labels), np.asarray(probs, dtype=np.float64)
     pred = probs.argmax(1) if pred is None else np.asarray(pred)
+    other = labels < 0
+    if other.any():
+        return _with_contamination(labels, probs, pred, other)
     aucs = per_class_auc(labels, probs)
     per_class = {}
     for c, name in enumerate(CLASS_NAMES):
@@ -122,6 +130,22 @@ def classification_metrics(labels, probs, *, pred=None) -> dict:
             "macro_auc": macro_auc(labels, probs), "micro_auc": micro_auc(labels, probs),
             "n_tracks": int(len(labels)), "per_class": per_class,
             "confusion_normalized": confusion_matrix(labels, pred).round(6).tolist()}
+
+
+def _with_contamination(labels, probs, pred, other) -> dict:
+    """`classification_metrics` of the π/K/p/e tracks, with purities (and F1) that count the tracks of
+    other species selected as each species; `contamination` says how many were selected as what."""
+    out = classification_metrics(labels[~other], probs[~other], pred=pred[~other])
+    for c, name in enumerate(CLASS_NAMES):
+        m = out["per_class"][name]
+        tp, n_pred = int(np.sum((pred == c) & (labels == c))), int(np.sum(pred == c))
+        m["purity_without_contamination"] = m["purity"]
+        m["purity"] = tp / n_pred if n_pred else None
+        eff, pur = m["efficiency"], m["purity"]
+        m["f1"] = 2 * eff * pur / (eff + pur) if eff and pur else (0.0 if m["n_true"] else None)
+    out["contamination"] = {"tracks": int(other.sum()),
+                            "selected_as": {name: int(np.sum(pred[other] == c)) for c, name in enumerate(CLASS_NAMES)}}
+    return out
 
 
 __all__ = ["accuracy", "balanced_accuracy", "per_class_auc", "macro_auc", "micro_auc", "confusion_matrix",
