@@ -167,6 +167,15 @@ def test_fit_counts_other_species_and_purity_counts_them(mc_run, mc_file):
     assert (labels[selected] == -1).any()  # muons among the selected pions, counted against its purity
 
 
+def test_report_counts_other_species(mc_run):
+    assert main(["report", str(mc_run), "--max-tracks", "2000"]) == 0
+    text = (mc_run / "report" / "report.md").read_text()
+    metrics = json.loads((mc_run / "metrics.json").read_text())
+    counts = metrics["data"]["other_species"]["tracks"]
+    assert f"other species mu {counts['mu']:,}, fake (PDG 0) {counts['fake (PDG 0)']:,}, d {counts['d']:,}" in text
+    assert f"also holds {metrics['test']['contamination']['tracks']:,} tracks of other species" in text
+
+
 def test_test_command_counts_other_species(mc_run, mc_file, tmp_path):
     out = tmp_path / "m.json"
     assert main(["test", str(mc_run), "--data", str(mc_file), "-o", str(out)]) == 0

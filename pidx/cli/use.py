@@ -28,7 +28,7 @@ def test(
     """Evaluate a run's best checkpoint on its test split or on another file."""
     enable_jax_cache()
     from ..runs import read_priors, test_run
-    from ..runs.build import data_notes
+    from ..evaluation.tables import data_notes
 
     metrics = test_run(run_dir, data, priors=None if priors is None else read_priors(priors), tree=tree)
     _show_and_write(f"{run_dir}: {metrics['data']}", metrics, output)
@@ -81,7 +81,7 @@ def predict(
                                      "writes select_ka_purity_0.95 (threshold chosen on the run's validation split) "
                                      "and prints the efficiency and purity it reaches on the test split; repeatable."),
     tree: str | None = typer.Option(None, "--tree", help=TREE_HELP),
-    chunk_tracks: int = typer.Option(200_000, "--chunk-tracks", help="Rows read, scored and written at a time: the "
+    chunk_tracks: int = typer.Option(32_768, "--chunk-tracks", help="Rows read, scored and written at a time: the "
                                      "memory predict takes, whatever the file's size."),
 ):
     """Write posteriors (prob_pi, prob_ka, prob_pr, prob_el), `pred` and selections for every input row, in order."""

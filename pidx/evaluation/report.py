@@ -21,7 +21,7 @@ from ..data.schema import CLASS_LABELS, CLASS_NAMES
 from ..training.metrics import confusion_matrix
 from ..utils import atomic_write_text
 from . import plots
-from .tables import fmt_number as _f, markdown_table
+from .tables import data_notes, fmt_number as _f, markdown_table
 from .working_points import STANDARD_PURITIES, standard_working_points
 
 
@@ -112,6 +112,16 @@ def write_report(out: str | Path, header: ReportHeader, *, metrics: dict, predic
     return out / "report.md"
 
 
+def _contamination_lines(test: dict) -> list[str]:
+    cont = test.get("contamination")
+    if not cont:
+        return []
+    chosen = ", ".join(f"{n:,} as {CLASS_LABELS[i]}" for i, n in enumerate(cont["selected_as"].values()) if n)
+    return [f"The test split also holds {cont['tracks']:,} tracks of other species (muons, nuclei, fake tracks), kept "
+            f"as contamination: the model selected {chosen or 'none of them'}. They count against every purity "
+            "below and are left out of accuracy, AUC and NLL.", ""]
+
+
 def _markdown(header: ReportHeader, metrics, figs, importance, ablation, top, standard) -> str:
     t, tr, data = metrics["test"], metrics.get("training", {}), metrics.get("data", {})
     base = metrics.get("baselines", {})
@@ -123,6 +133,8 @@ def _markdown(header: ReportHeader, metrics, figs, importance, ablation, top, st
              f"{_f(tr.get('wall_s'), 0)} s on {tr.get('device', '?')}.", "",
              f"Test split: {t['n_tracks']:,} tracks, never used for early stopping or checkpoint selection. "
              f"Always predicting the majority class would give accuracy {_f(metrics.get('majority_baseline'))}.", "",
+             *[f"- {note}" for note in data_notes(data)], *([""] if data_notes(data) else []),
+             *_contamination_lines(t),
              "## Model and classic methods on the same test tracks", ""]
     def row(name, m):
         w = m.get("weighted_decision", {})

@@ -57,6 +57,32 @@ def print_selection(sel: dict) -> None:
                       f"purity {fmt_number(pur)} ({n:,} true)", highlight=False)
 
 
+def data_notes(summary: dict) -> list[str]:
+    """What loading did to tracks that are not plain π/K/p/e measurements, in words: values no detector
+    produces (per column), other species (per species, and where they went), rows dropped."""
+    notes = []
+    odd = summary.get("implausible")
+    if odd:
+        how = "group treated as absent" if odd["policy"] == "absent" else "refused"
+        notes.append("values no detector produces (inf or out of range), " + how + ": " +
+                     ", ".join(f"{k} {v:,}" for k, v in odd["columns"].items()))
+    other = summary.get("other_species")
+    if other:
+        text = "other species " + ", ".join(f"{k} {v:,}" for k, v in other.get("tracks", {}).items())
+        if other["policy"] == "exclude":
+            text += " (excluded)"
+        elif "contamination" in other:
+            kept = other["contamination"]
+            text += (f" (in range: {other['excluded_from_training']:,} left out of training; "
+                     f"{kept.get('val', 0):,} validation and {kept.get('test', 0):,} test tracks kept as contamination,"
+                     " counted in every purity)")
+        notes.append(text)
+    dropped = {k: v for k, v in summary.get("dropped", {}).items() if k != "other_species"}
+    if dropped:
+        notes.append("dropped " + ", ".join(f"{k} {v:,}" for k, v in dropped.items()))
+    return notes
+
+
 CEILING_NAMES = ("vector_oracle", "oracle")  # the exact posteriors, nearest ceiling first
 
 
@@ -91,4 +117,5 @@ def fit_verdict(metrics: dict) -> tuple[list[str], list[str]]:
     return lines, warnings
 
 
-__all__ = ["fmt_number", "markdown_table", "print_metrics", "print_selection", "fit_verdict", "CEILING_NAMES"]
+__all__ = ["fmt_number", "markdown_table", "print_metrics", "print_selection", "fit_verdict", "CEILING_NAMES",
+           "data_notes"]

@@ -16,6 +16,7 @@ from ..data.preprocess import Preprocessor
 from ..data.schema import DetectorGroup, FeatureLayout
 from ..data.selection import TrackSelection
 from ..errors import CheckpointError, DataError, RecipeError, TrainingError
+from ..evaluation.tables import data_notes
 from ..models.base import build_model
 from ..models.ensemble import make_ensemble, member_key
 from ..recipe import Recipe, callback_class
@@ -117,11 +118,12 @@ def make_trainer(recipe: Recipe, root_dir: Path, *, quiet: bool = False,
 
 
 def load_predictor(run: RunDir, checkpoint: str | Path | None = None, *, priors=None,
-                   recipe_priors: bool = False) -> tuple[Recipe, Predictor, Path]:
+                   recipe_priors: bool = False, eval_batch_size: int | None = None) -> tuple[Recipe, Predictor, Path]:
     """(recipe, Predictor, checkpoint path) of a finished run: its model's weights, the checkpoint's
     preprocessing statistics and the run's posterior map, re-weighted to `priors` (species
     abundances, a mapping or four numbers) when given, else with `recipe_priors` to the recipe's
-    `evaluation.priors` (predict and export; test measures the training sample's)."""
+    `evaluation.priors` (predict and export; test measures the training sample's). `eval_batch_size`
+    overrides the recipe's `trainer.eval_batch_size`."""
     recipe, metrics = run.recipe(), run.metrics()
     if priors is None and recipe_priors:
         priors = recipe.evaluation.priors
@@ -143,7 +145,8 @@ def load_predictor(run: RunDir, checkpoint: str | Path | None = None, *, priors=
             posterior = posterior.with_priors(priors)
         except ValueError as exc:
             raise RecipeError(f"priors: {exc}") from None
-    predictor = Predictor(model, state, pre, posterior=posterior, eval_batch_size=recipe.trainer.eval_batch_size)
+    predictor = Predictor(model, state, pre, posterior=posterior,
+                          eval_batch_size=eval_batch_size or recipe.trainer.eval_batch_size)
     return recipe, predictor, ckpt
 
 
@@ -172,31 +175,5 @@ def data_log_line(recipe: Recipe, dm: TrackDataModule) -> str:
     return "; ".join(parts)
 
 
-def data_notes(summary: dict) -> list[str]:
-    """What loading did to tracks that are not plain π/K/p/e measurements, in words: values no detector
-    produces (per column), other species (per species, and where they went), rows dropped."""
-    notes = []
-    odd = summary.get("implausible")
-    if odd:
-        how = "group treated as absent" if odd["policy"] == "absent" else "refused"
-        notes.append("values no detector produces (inf or out of range), " + how + ": " +
-                     ", ".join(f"{k} {v:,}" for k, v in odd["columns"].items()))
-    other = summary.get("other_species")
-    if other:
-        text = "other species " + ", ".join(f"{k} {v:,}" for k, v in other.get("tracks", {}).items())
-        if other["policy"] == "exclude":
-            text += " (excluded)"
-        elif "contamination" in other:
-            kept = other["contamination"]
-            text += (f" (in range: {other['excluded_from_training']:,} left out of training; "
-                     f"{kept.get('val', 0):,} validation and {kept.get('test', 0):,} test tracks kept as contamination,"
-                     " counted in every purity)")
-        notes.append(text)
-    dropped = {k: v for k, v in summary.get("dropped", {}).items() if k != "other_species"}
-    if dropped:
-        notes.append("dropped " + ", ".join(f"{k} {v:,}" for k, v in dropped.items()))
-    return notes
-
-
 __all__ = ["make_datamodule", "model_kwargs", "make_model", "make_callbacks", "learning_rate", "make_trainer",
-           "load_predictor", "data_log_line", "data_notes"]
+           "load_predictor", "data_log_line"]

@@ -29,7 +29,10 @@ from .build import load_predictor, make_datamodule
 from .fit import with_contamination
 from .rundir import RunDir
 
-DEFAULT_CHUNK_TRACKS = 200_000
+DEFAULT_CHUNK_TRACKS = 32_768
+# On a CPU, small evaluation batches are faster (they stay in cache) and keep XLA's buffers small:
+# measured on 2 M tracks, batch 4096 beside 65536 took 34 s against 62 s and 0.98 against 2.3 GB.
+CPU_EVAL_BATCH = 4096
 
 
 def in_momentum_range(recipe, table) -> np.ndarray:
@@ -98,7 +101,11 @@ def predict_file(run_dir: str | Path, input_path: str | Path, output_path: str |
         points = [WorkingPoint.parse(text) for text in select]
     except ValueError as exc:
         raise RecipeError(f"--select: {exc}") from None
-    recipe, predictor, ckpt = load_predictor(RunDir.open(run_dir), priors=priors, recipe_priors=True)
+    import jax
+
+    batch = CPU_EVAL_BATCH if jax.default_backend() == "cpu" else None
+    recipe, predictor, ckpt = load_predictor(RunDir.open(run_dir), priors=priors, recipe_priors=True,
+                                             eval_batch_size=batch)
     if mc_dropout and predictor.is_ensemble:
         raise RecipeError("--mc-dropout samples a single model; this run is an ensemble, whose members "
                           "already give mutual_information and disagreement with --uncertainty")
