@@ -135,3 +135,13 @@ def test_fit_writes_metrics_once_and_reads_none_of_its_files(tmp_path, monkeypat
     assert not reads, reads
     assert json.loads(read_text(run / "metrics.json")) == json.loads(json.dumps(metrics))
     assert (run / "report" / "report.md").is_file()
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if not n.endswith("__main__")))
+def test_every_all_names_what_the_module_has(name):
+    """`from module import *` must work: every name in `__all__` exists in the module."""
+    import importlib
+
+    module = importlib.import_module(name)
+    missing = [n for n in getattr(module, "__all__", []) if not hasattr(module, n)]
+    assert not missing, f"{name}.__all__ names {missing}, which it does not define or import"

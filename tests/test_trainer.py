@@ -1,5 +1,7 @@
+import json
 import os
 import signal
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -300,3 +302,58 @@ def test_fit_leaves_the_callers_model_usable(dm, tmp_path):
     t2 = trainer(max_epochs=1, default_root_dir=tmp_path / "again")
     t2.fit(model, dm, state=state)  # the same objects again: their buffers were not donated away
     assert np.isfinite(t2.logged_metrics["train/loss"])
+
+
+def test_two_checkpoint_callbacks_resume_each_its_own_state(dm, tmp_path):
+    """Two ModelCheckpoint and two EarlyStopping callbacks on different monitors: each state is keyed by
+    its monitor and mode, so a resumed fit gives each its own (they once shared the class name's key)."""
+    def callbacks(root):
+        return [ModelCheckpoint(dirpath=root / "by_nll", monitor="val/nll", mode="min", save_top_k=2),
+                ModelCheckpoint(dirpath=root / "by_acc", monitor="val/accuracy", mode="max", save_top_k=2,
+                                filename="epoch={epoch}-acc={val/accuracy:.4f}"),
+                EarlyStopping(monitor="val/nll", patience=50), EarlyStopping(monitor="val/accuracy", mode="max",
+                                                                             patience=50)]
+
+    model, state = small("simplenn")
+    first = callbacks(tmp_path)
+    trainer(max_epochs=2, callbacks=first, default_root_dir=tmp_path).fit(model, dm, state=state)
+    again = callbacks(tmp_path)
+    model, state = small("simplenn")
+    trainer(max_epochs=2, callbacks=again, default_root_dir=tmp_path).fit(
+        model, dm, state=state, ckpt_path=tmp_path / "by_nll" / "last")
+    meta = pidx.training.read_meta(tmp_path / "by_nll" / "last")
+    assert {cb.state_key for cb in again} <= set(meta["callbacks"]) and len({cb.state_key for cb in again}) == 4
+    for before, after in zip(first, again):
+        assert after.state_key == before.state_key
+        saved = {k: v for k, v in meta["callbacks"][after.state_key].items() if k != "__weights__"}
+        restored = {k: v for k, v in after.state_dict().items() if k != "weights"}
+        assert json.loads(json.dumps(restored)) == saved  # each callback got its own entry back
+    assert {Path(p).parent for _, p in again[0].best_k} == {tmp_path / "by_nll"}
+    assert {Path(p).parent for _, p in again[1].best_k} == {tmp_path / "by_acc"}
+    assert again[2].best != again[3].best  # an NLL and an accuracy, each restored to its own callback
+    with pytest.raises(TrainingError, match="share the checkpoint state key"):
+        model, state = small("simplenn")
+        trainer(max_epochs=1, callbacks=[ModelCheckpoint(dirpath=tmp_path / "a"), ModelCheckpoint(dirpath=tmp_path / "b")],
+                default_root_dir=tmp_path / "c").fit(model, dm, state=state)
+
+
+def test_checkpoints_keyed_by_class_name_still_resume(dm, tmp_path):
+    """A checkpoint written when callback states were keyed by their class name alone (and EarlyStopping's
+    best weights stored as extra-EarlyStopping.eqx) gives its state back to the one callback of that class."""
+    straight = fit_fse(dm, tmp_path / "straight", 3, name="simplenn")
+    fit_fse(dm, tmp_path / "old", 2, name="simplenn")
+    last = tmp_path / "old" / "checkpoints" / "last"
+    last = last.parent / os.readlink(last) if last.is_symlink() else last
+    meta = json.loads((last / "meta.json").read_text())
+    for cls in ("ModelCheckpoint", "EarlyStopping"):
+        key = next(k for k in meta["callbacks"] if k.startswith(cls + "{"))
+        meta["callbacks"][cls] = meta["callbacks"].pop(key)
+    new_name = next(f for f in meta["files"] if f.startswith("extra-EarlyStopping"))
+    (last / new_name).rename(last / "extra-EarlyStopping.eqx")
+    meta["files"]["extra-EarlyStopping.eqx"] = meta["files"].pop(new_name)
+    (last / "meta.json").write_text(json.dumps(meta))
+    resumed = fit_fse(dm, tmp_path / "old", 3, ckpt_path=tmp_path / "old" / "checkpoints" / "last", name="simplenn")
+    early = next(cb for cb in resumed.callbacks if isinstance(cb, EarlyStopping))
+    assert early.best_epoch >= 0 and early.best_weights is not None
+    for x, y in zip(leaves(straight), leaves(resumed)):
+        np.testing.assert_array_equal(x, y)

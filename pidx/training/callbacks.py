@@ -61,7 +61,9 @@ class Callback:
 
     @property
     def state_key(self) -> str:
-        return type(self).__qualname__
+        """The key of this callback's state in a checkpoint: the class name, unless the callback
+        sets `_state_key` (two callbacks of one class must have different keys)."""
+        return getattr(self, "_state_key", None) or type(self).__qualname__
 
     def setup(self, trainer, stage: str): ...
     def on_fit_start(self, trainer): ...
@@ -88,6 +90,12 @@ class Callback:
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+
+def monitored_state_key(callback: Callback, monitor: str, mode: str) -> str:
+    """`Class{monitor=…,mode=…}`: stable across runs, different for callbacks of one class that watch
+    different metrics (Lightning's habit since its #7187)."""
+    return f"{type(callback).__qualname__}{{monitor={monitor},mode={mode}}}"
 
 
 def wants_batch_hooks(cb: Callback) -> bool:
@@ -146,13 +154,17 @@ class EarlyStopping(Callback):
     - `min_delta`: smallest change that counts as an improvement.
     - `restore_best_weights`: at the end of fit, put back the best epoch's weights.
     - `check_finite`: stop at once if the monitored value is NaN or inf.
+    - `state_key`: the key of its state in checkpoints (default `EarlyStopping{monitor=…,mode=…}`,
+      so two EarlyStopping callbacks on different monitors resume each its own state).
     """
 
     runs_last = True
 
     def __init__(self, monitor: str = "val/nll", mode: str = "min", patience: int = 15,
-                 min_delta: float = 0.0, restore_best_weights: bool = True, check_finite: bool = True):
+                 min_delta: float = 0.0, restore_best_weights: bool = True, check_finite: bool = True,
+                 state_key: str | None = None):
         check_mode(mode, "EarlyStopping")
+        self._state_key = state_key or monitored_state_key(self, monitor, mode)
         if patience < 0:
             raise TrainingError(f"EarlyStopping: patience must be >= 0, got {patience}")
         self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, patience, min_delta
@@ -221,5 +233,5 @@ class TerminateOnNaN(Callback):
                                 f"step {step}; stopped (TerminateOnNaN)")
 
 
-__all__ = ["HOOKS", "Callback", "wants_batch_hooks", "ValidationMetrics", "EarlyStopping", "ModelCheckpoint",
+__all__ = ["HOOKS", "Callback", "monitored_state_key", "wants_batch_hooks", "ValidationMetrics", "EarlyStopping",
            "TerminateOnNaN"]

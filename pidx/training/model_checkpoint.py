@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import TrainingError
 from ..utils import parse_duration
-from .callbacks import Callback, check_mode, check_monitor_exists, improved, monitored_value
+from .callbacks import Callback, check_mode, check_monitor_exists, improved, monitored_state_key, monitored_value
 
 
 class _Formatter(dict):
@@ -34,6 +34,8 @@ class ModelCheckpoint(Callback):
       that much (`--resume last` continues inside the epoch, exactly). Checked every
       `trainer.log_every_n_steps` steps: a multiple of it saves at exact step counts. The best-k
       checkpoints stay per epoch, since their monitor is a validation metric.
+    - `state_key`: the key of its state in checkpoints (default `ModelCheckpoint{monitor=…,mode=…}`,
+      so two ModelCheckpoint callbacks on different monitors resume each its own state).
     """
 
     runs_last = True
@@ -41,8 +43,10 @@ class ModelCheckpoint(Callback):
     def __init__(self, dirpath: str | Path | None = None, monitor: str = "val/nll", mode: str = "min",
                  save_top_k: int = 1, save_last: bool = True,
                  filename: str = "epoch={epoch}-val_nll={val/nll:.4f}", every_n_epochs: int = 1,
-                 every_n_train_steps: int | None = None, train_time_interval: float | str | None = None):
+                 every_n_train_steps: int | None = None, train_time_interval: float | str | None = None,
+                 state_key: str | None = None):
         check_mode(mode, "ModelCheckpoint")
+        self._state_key = state_key or monitored_state_key(self, monitor, mode)
         if every_n_train_steps is not None and (isinstance(every_n_train_steps, bool) or every_n_train_steps < 1):
             raise TrainingError(f"ModelCheckpoint: every_n_train_steps must be >= 1, got {every_n_train_steps!r}")
         try:

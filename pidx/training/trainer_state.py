@@ -6,6 +6,7 @@ Split from trainer.py to keep each file to one job; `Trainer` inherits these met
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import sys
 import threading
@@ -74,10 +75,15 @@ class CheckpointingMixin:
             "config": self.config, "callbacks": {},
         }
         trees = {"model": self.params, "model_state": self.model_state, "opt_state": self.opt_state}
+        keys = [cb.state_key for cb in self.callbacks]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise TrainingError(f"two callbacks share the checkpoint state key {twice[0]!r}; give one of them another "
+                                "state_key (or another monitor or mode)")
         for cb in self.callbacks:
             st = dict(cb.state_dict())
             if "weights" in st:
-                trees[f"extra-{cb.state_key}"] = st.pop("weights")
+                trees[_tree_name(cb.state_key)] = st.pop("weights")
                 st["__weights__"] = True
             meta["callbacks"][cb.state_key] = st
         self._call_hook("on_save_checkpoint", meta)
@@ -125,16 +131,26 @@ class CheckpointingMixin:
         self.should_stop = bool(meta["should_stop"])
         self.stop_reason = meta["stop_reason"] if self.should_stop else None  # e.g. max_time's: not this fit's
         self.logged_metrics = dict(meta["metrics"])
+        classes = [type(cb).__qualname__ for cb in self.callbacks]
         for cb in self.callbacks:
-            st = meta["callbacks"].get(cb.state_key)
+            key = cb.state_key
+            if key not in meta["callbacks"] and classes.count(type(cb).__qualname__) == 1:
+                key = type(cb).__qualname__  # written before states were keyed by monitor and mode
+            st = meta["callbacks"].get(key)
             if st is None:
                 continue
             if st.pop("__weights__", False):
-                st["weights"] = load_tree(path, f"extra-{cb.state_key}", (self.params, self.model_state))
+                st["weights"] = load_tree(path, _tree_name(key), (self.params, self.model_state))
             cb.load_state_dict(st)
         self._call_hook("on_load_checkpoint", meta)
         return meta
 
+
+
+def _tree_name(state_key: str) -> str:
+    """The file stem of a callback's pytree in a checkpoint: `extra-<state key>`, made filename-safe
+    (a plain class name, as older checkpoints have it, stays as it is)."""
+    return "extra-" + re.sub(r"[^A-Za-z0-9_.=-]+", "_", state_key)
 
 
 __all__ = ["CheckpointingMixin"]
