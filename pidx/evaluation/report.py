@@ -143,10 +143,12 @@ def _markdown(header: ReportHeader, metrics, figs, importance, ablation, top, st
                 _f(m.get("gap_to_vector_oracle_pp"), 2)]
 
     rows = [row("**" + header.model + "**", t)] + [row(name, m) for name, m in base.items()]
-    lines.append(markdown_table(["method", "accuracy", "balanced acc.", "macro AUC", "NLL", "gap to oracle (pp)",
+    lines.append(markdown_table(["method", "accuracy", "balanced acc. (weighted decision)", "macro AUC", "NLL",
+                                 "gap to oracle (pp)",
                                 "balanced gap (pp)", "gap to vector oracle (pp)"], rows))
-    lines += ["Accuracy is that of the argmax of the posteriors; balanced accuracy that of the class-weighted "
-              "decision argmax P(c|x)/π_c (π: the training sample's abundances), the decision that maximises it.", ""]
+    lines += ["Accuracy is that of the argmax of the posteriors; the balanced accuracy here is that of the "
+              "class-weighted decision argmax P(c|x)/π_c (π: the training sample's abundances), the decision that "
+              "maximises it (the console's `balanced accuracy (argmax)` is that of the argmax).", ""]
     if "oracle" in base:
         lines += ["The **oracle** is the simulator's exact posterior: no classifier can beat its accuracy, macro AUC "
                   "or NLL on this data; the gaps are measured against it.", ""]

@@ -33,7 +33,7 @@ def print_metrics(title: str, test: dict, extra: dict | None = None) -> None:
                       fmt_number(m["f1"]), str(m.get("n_true", "")))
     out = Console()
     out.print(table)
-    line = (f"accuracy [bold]{test['accuracy']:.4f}[/]  balanced accuracy {test['balanced_accuracy']:.4f}  "
+    line = (f"accuracy [bold]{test['accuracy']:.4f}[/]  balanced accuracy (argmax) {test['balanced_accuracy']:.4f}  "
             f"macro AUC {fmt_number(test['macro_auc'])}  on {test['n_tracks']:,} tracks")
     for k, v in (extra or {}).items():
         line += f"  {k} {v}"

@@ -134,7 +134,7 @@ class ProgressBar(Callback):
                                       TextColumn("{task.fields[info]}"),
                                       console=self.console, refresh_per_second=self.refresh_per_second)
             self._progress.start()
-            self._epochs = self._progress.add_task("epoch", total=trainer.max_epochs,
+            self._epochs = self._progress.add_task("epochs done", total=trainer.max_epochs,
                                                    completed=trainer.current_epoch, info="compiling…")
 
     def on_train_epoch_start(self, trainer):
@@ -163,7 +163,8 @@ class ProgressBar(Callback):
         if self._progress is not None:
             self._progress.update(self._epochs, completed=trainer.current_epoch + 1, info=info)
         else:
-            self.console.print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {info}",
+            # epochs count from 0 everywhere (history.csv, checkpoint names, best epoch), as in Lightning
+            self.console.print(f"epoch {trainer.current_epoch}/{trainer.max_epochs - 1}  {info}",
                                highlight=False)
 
     def teardown(self, trainer, stage):
