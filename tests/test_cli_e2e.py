@@ -100,7 +100,7 @@ def test_print_config_and_recipe_errors_are_one_line(tmp_path, capsys):
     bad.write_text("trainer: {max_epoch: 3}\n")
     assert main(["fit", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "did you mean 'max_epochs'" in err and "Traceback" not in err
+    assert "did you mean 'trainer.max_epochs'" in err and "Traceback" not in err
 
 
 def test_console_script_entry_point():

@@ -1,9 +1,13 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
+from pidx.cli import main
 from pidx.errors import RecipeError
-from pidx.recipe import CallbackSpec, LossSection, apply_overrides, load_recipe, validate_recipe
+from pidx.recipe import (
+    CallbackSpec, LossSection, annotated_recipe, apply_overrides, dump_recipe, load_recipe, validate_recipe,
+)
 
 RECIPES = sorted(Path(__file__).parent.parent.joinpath("recipes").glob("*.yaml"))
 
@@ -48,9 +52,9 @@ def write(tmp_path, text, name="r.yaml"):
 
 
 @pytest.mark.parametrize("text, pattern", [
-    ("trainer: {max_epoch: 5}", r"unknown key 'trainer.max_epoch'; did you mean 'max_epochs'"),
+    ("trainer: {max_epoch: 5}", r"unknown key 'trainer.max_epoch'; did you mean 'trainer.max_epochs'"),
     ("trainr: {}", r"unknown key 'trainr'; did you mean 'trainer'"),
-    ("model: {name: fse_phase1, hiden_dim: 8}", r"unknown key 'model.hiden_dim'; did you mean 'hidden_dim'"),
+    ("model: {name: fse_phase1, hiden_dim: 8}", r"unknown key 'model.hiden_dim'; did you mean 'model.hidden_dim'"),
     ("model: {name: simplenn, hidden_dim: 8}", r"unknown key 'model.hidden_dim'"),
     ("model: {name: fse_phase2}", r"unknown model 'fse_phase2' \(did you mean 'fse_phase1'"),
     ("trainer: {batch_size: big}", r"'trainer.batch_size' must be an integer, got 'big'"),
@@ -60,7 +64,7 @@ def write(tmp_path, text, name="r.yaml"):
     ("callbacks: [{EarlyStop: {}}]", r"unknown callback 'EarlyStop' \(did you mean 'EarlyStopping'"),
     ("optimizer: {schedule: warmup_cosine, warmup_epochs: 5}\ntrainer: {max_epochs: 5}",
      r"'optimizer.warmup_epochs' must be >= 0 and < trainer.max_epochs \(5\) for warmup_cosine, got 5"),
-    ("callbacks: [{EarlyStopping: {patiense: 3}}]", r"unknown key 'callbacks\[0\].EarlyStopping.patiense'; did you mean 'patience'"),
+    ("callbacks: [{EarlyStopping: {patiense: 3}}]", r"unknown key 'callbacks\[0\].EarlyStopping.patiense'; did you mean 'callbacks\[0\].EarlyStopping.patience'"),
     ("callbacks: [{'nosuch.module:Thing': {}}]", r"cannot import callback 'nosuch.module:Thing'"),
     ("callbacks: [{'pidx.models:SimpleNN': {}}]", r"is not a pidx Callback subclass"),
     ("data: [1, 2]", r"'data' must be a mapping"),
@@ -96,7 +100,7 @@ def test_overrides_and_defaults(tmp_path):
     assert cfg.optimizer.learning_rate == 3e-4 and cfg.data.drop_unknown_pdg is True
     assert cfg.model.params["hidden"] == [32, 16] and cfg.name == "r" and cfg.seed == 231
     assert cfg.to_dict()["data"]["momentum_range"] == [0.5, 2] and validate_recipe(cfg.to_dict()) == cfg
-    with pytest.raises(RecipeError, match="did you mean 'max_epochs'"):
+    with pytest.raises(RecipeError, match="did you mean 'trainer.max_epochs'"):
         load_recipe(path, ["trainer.max_epoch=5"])
     with pytest.raises(RecipeError, match="key.path=value"):
         apply_overrides({}, ["trainer.max_epochs"])
@@ -135,3 +139,60 @@ def test_group_embedding_by_name_builds_the_mlp_embedding():
     embeddings = model.encoder.embeddings
     assert len(embeddings) == layout.num_groups and all(isinstance(e, MLPGroupEmbedding) for e in embeddings)
     assert [e.hidden.weight.shape for e in embeddings] == [(16, len(g.columns)) for g in layout.groups]
+
+
+# ----------------------------------------------------------------------------- composed recipes
+FROZEN = Path(__file__).parent / "data" / "resolved_recipes"
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_shipped_recipes_resolve_as_frozen(path):
+    """The 12 recipes are a base and short files that extend it; each resolves to the recipe frozen in
+    tests/data/resolved_recipes (the flat files they replaced resolved the same, byte for byte).
+    A deliberate change of a default or a recipe refreezes them: python tests/scripts/freeze_recipes.py"""
+    assert dump_recipe(load_recipe(path)) == (FROZEN / path.name).read_text()
+    assert sum(line.startswith("#") for line in path.read_text().splitlines()) <= 2
+
+
+def test_extends_merges_mappings_and_replaces_values(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "a.yaml").write_text("seed: 1\ntrainer: {max_epochs: 5, batch_size: 64}\n"
+                                              "model: {name: simplenn, hidden: [32, 16]}\n")
+    (tmp_path / "b.yaml").write_text("extends: base/a.yaml\ntrainer: {max_epochs: 2}\nmodel: {hidden: [8]}\n")
+    sources = {}
+    cfg = load_recipe(tmp_path / "b.yaml", ["seed=3"], sources=sources)
+    assert (cfg.seed, cfg.trainer.max_epochs, cfg.trainer.batch_size) == (3, 2, 64)
+    assert cfg.model.params["hidden"] == [8] and cfg.name == "b"  # a list is replaced whole
+    assert sources[("trainer", "max_epochs")] == str(tmp_path / "b.yaml")
+    assert sources[("trainer", "batch_size")] == str(tmp_path / "base" / "a.yaml")
+    assert sources[("seed",)] == "--set seed=3"
+    text = annotated_recipe(cfg, sources)
+    assert f"batch_size: 64  # {tmp_path / 'base' / 'a.yaml'}" in text and "seed: 3  # --set seed=3" in text
+    assert "momentum_range: full  # default" in text
+    assert yaml.safe_load(text)["trainer"]["max_epochs"] == 2  # the comments leave it YAML
+
+
+def test_several_configs_merge_in_order(tmp_path, capsys):
+    (tmp_path / "one.yaml").write_text("trainer: {max_epochs: 4, batch_size: 32}\n")
+    (tmp_path / "two.yaml").write_text("trainer: {max_epochs: 9}\n")
+    cfg = load_recipe([tmp_path / "one.yaml", tmp_path / "two.yaml"])
+    assert (cfg.trainer.max_epochs, cfg.trainer.batch_size, cfg.name) == (9, 32, "one")
+    # --config goes over each recipe (a site's settings over every shipped recipe), --set over both
+    assert main(["fit", str(RECIPES[0]), "--config", str(tmp_path / "one.yaml"), "--set", "trainer.max_epochs=7",
+                 "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert f"batch_size: 32  # {tmp_path / 'one.yaml'}" in out and "max_epochs: 7  # --set" in out
+    assert f"n_tracks: 4160000  # {RECIPES[0].parent / 'base' / 'training.yaml'}" in out
+
+
+def test_extends_errors_name_the_file(tmp_path):
+    (tmp_path / "loop.yaml").write_text("extends: loop.yaml\n")
+    with pytest.raises(RecipeError, match="loop.yaml: extends itself"):
+        load_recipe(tmp_path / "loop.yaml")
+    (tmp_path / "orphan.yaml").write_text("extends: nowhere.yaml\n")
+    with pytest.raises(RecipeError, match=r"orphan.yaml: 'extends: nowhere.yaml' names no file"):
+        load_recipe(tmp_path / "orphan.yaml")
+    (tmp_path / "typo_base.yaml").write_text("trainer: {max_epoch: 3}\n")
+    (tmp_path / "child.yaml").write_text("extends: typo_base.yaml\n")
+    with pytest.raises(RecipeError, match="did you mean 'trainer.max_epochs'"):
+        load_recipe(tmp_path / "child.yaml")

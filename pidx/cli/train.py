@@ -48,24 +48,33 @@ def simulate(
 
 @app.command()
 def fit(
-    recipes: list[Path] = typer.Argument(..., help="Recipe YAML file(s); several run in sequence."),
+    recipes: list[Path] = typer.Argument(None, help="Recipe YAML file(s); several run in sequence."),
+    config: list[Path] = typer.Option([], "--config", "-c", help="A recipe file merged over every recipe (or, with no "
+                                      "recipe, the recipe itself); repeat to merge several in order; --set goes last."),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe key: --set trainer.max_epochs=5"),
     output: Path | None = typer.Option(None, "--output", "-o", help="Run directory (default runs/<recipe>/<time>)."),
     resume: str | None = typer.Option(None, "--resume", help="Checkpoint directory; 'last' (the latest run's last "
                                       "checkpoint, or --output's); or 'auto': the newest of --output's interrupted/"
                                       "last checkpoints if it has one, else a fresh start (for job scripts)."),
-    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved recipe and exit."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved recipe, each value with the "
+                                      "file, --set or default it came from, and exit."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --output directory."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ):
     """Train from recipe(s), test on the held-out split and write the run directory."""
-    from ..recipe import dump_recipe, load_recipe
+    from ..recipe import annotated_recipe, load_recipe
 
-    configs = [load_recipe(r, set_) for r in recipes]  # validate all before training any
+    recipes = list(recipes or [])
+    if not recipes and not config:
+        raise PidxError("give a recipe file (pidx fit recipes/fse_phase1_mid.yaml) or --config FILE")
+    stacks = [[r, *config] for r in recipes] or [list(config)]
+    sources = [{} for _ in stacks]
+    configs = [load_recipe(stack, set_, sources=src) for stack, src in zip(stacks, sources)]  # all before training
     if print_config:
-        for cfg in configs:
-            typer.echo(dump_recipe(cfg))
+        for cfg, src in zip(configs, sources):
+            typer.echo(annotated_recipe(cfg, src), nl=False)
         return
+    recipes = [stack[0] for stack in stacks]
     if output is not None and len(configs) > 1:
         raise PidxError("--output names one run directory; with several recipes omit it (runs/<recipe>/<time>)")
     enable_jax_cache()

@@ -36,7 +36,7 @@ from ..training.losses import compute_class_weights, make_loss
 from ..training.posterior import abundances
 from ..utils import resolve_named_class
 from .sections import SIMULATOR_KEYS, CallbackSpec, DataSection, ExtraGroup, ModelSection, Recipe, yaml_form
-from .yamlio import apply_overrides, dump_yaml, read_yaml
+from .yamlio import annotate, dump_yaml, read_recipes
 
 _NUMBER = (int, float)
 
@@ -282,14 +282,31 @@ def validate_recipe(raw: dict | None, *, name: str | None = None) -> Recipe:
     return recipe if recipe.name is not None else recipe.replace(name=name or "recipe")
 
 
-def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
-    """Read, override and validate a recipe file; errors name the file."""
-    path = Path(path)
-    raw = apply_overrides(read_yaml(path), list(overrides))
+def load_recipe(path, overrides: list[str] = (), *, sources: dict | None = None) -> Recipe:
+    """Read, compose, override and validate a recipe; errors name the file.
+
+    **Arguments:**
+
+    - `path`: a recipe file, or several merged in order (LightningCLI's `--config` habit); each may
+      `extends:` other files (merged underneath it). The run is named after the first file.
+    - `overrides`: `--set key.path=value` items, applied last.
+    - `sources`: if given, filled with where each value came from (key path → file or `--set`).
+    """
+    paths = [Path(p) for p in ([path] if isinstance(path, (str, Path)) else path)]
+    if not paths:
+        raise RecipeError("no recipe given")
+    sources = {} if sources is None else sources
+    raw = read_recipes(paths, list(overrides), sources)
+    sources.setdefault(("name",), f"the name of {paths[0]}")
     try:
-        return validate_recipe(raw, name=path.stem)
+        return validate_recipe(raw, name=paths[0].stem)
     except RecipeError as exc:
-        raise RecipeError(f"{path}: {exc}") from None
+        raise RecipeError(f"{paths[-1] if len(paths) == 1 else ' + '.join(map(str, paths))}: {exc}") from None
+
+
+def annotated_recipe(recipe: Recipe, sources: dict) -> str:
+    """The resolved recipe's YAML with `# <file>`, `# --set …` or `# default` after every value."""
+    return annotate(recipe.to_dict(), sources)
 
 
 def dump_recipe(recipe: Recipe) -> str:
@@ -345,4 +362,4 @@ def reference_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["validate_recipe", "load_recipe", "dump_recipe", "callback_class", "reference_markdown"]
+__all__ = ["validate_recipe", "load_recipe", "annotated_recipe", "dump_recipe", "callback_class", "reference_markdown"]

@@ -1,4 +1,5 @@
-"""Recipe files as YAML: reading (errors name file and line), `--set` overrides, writing."""
+"""Recipe files as YAML: reading (errors name file and line), composing (`extends`), `--set`
+overrides, writing, and where each value came from."""
 
 from __future__ import annotations
 
@@ -82,8 +83,108 @@ def read_yaml(path: str | Path) -> dict:
     return raw if raw is not None else {}
 
 
-def dump_yaml(data: dict) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+EXTENDS = "extends"
 
 
-__all__ = ["yaml_load", "parse_override", "apply_overrides", "read_yaml", "dump_yaml"]
+def merge(base: dict, top: dict, sources: dict, source: str, path: tuple = ()) -> dict:
+    """`top` over `base`: mappings merge key by key, anything else (values, lists) is replaced whole.
+    `sources` maps each key path set by `top` to `source`."""
+    out = dict(base)
+    for key, value in top.items():
+        where = path + (str(key),)
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and value:
+            out[key] = merge(out[key], value, sources, source, where)
+        else:
+            out[key] = copy.deepcopy(value)
+            for stale in [k for k in sources if k[:len(where)] == where]:
+                del sources[stale]
+            _mark(value, sources, source, where)
+    return out
+
+
+def _mark(value, sources: dict, source: str, path: tuple) -> None:
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            _mark(v, sources, source, path + (str(k),))
+    else:
+        sources[path] = source
+
+
+def read_composed(path: str | Path, sources: dict | None = None, _chain: tuple = ()) -> dict:
+    """A recipe file with what it `extends` (a path or a list of paths, relative to the file) merged
+    underneath, in order; `sources` (key path → file) records where each value came from."""
+    path = Path(path)
+    sources = {} if sources is None else sources
+    if path.resolve() in _chain:
+        raise RecipeError(f"{path}: extends itself (through {' → '.join(str(p) for p in _chain)})")
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}")
+    parents = raw.pop(EXTENDS, [])
+    parents = [parents] if isinstance(parents, str) else parents
+    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+        raise RecipeError(f"{path}: '{EXTENDS}' must be a recipe path or a list of them, got {parents!r}")
+    merged: dict = {}
+    for parent in parents:
+        target = path.parent / parent
+        if not target.is_file():
+            raise RecipeError(f"{path}: '{EXTENDS}: {parent}' names no file ({target} not found)")
+        deeper: dict = {}
+        merged = merge(merged, read_composed(target, deeper, _chain + (path.resolve(),)), sources, str(target))
+        sources.update(deeper)  # each value's own file, not the parent that brought it
+    return merge(merged, raw, sources, str(path))
+
+
+def read_recipes(paths, overrides=(), sources: dict | None = None) -> dict:
+    """Several recipe files merged in order (each with what it extends), then `--set` overrides."""
+    sources = {} if sources is None else sources
+    merged: dict = {}
+    for path in paths:
+        file_sources: dict = {}
+        layer = read_composed(path, file_sources)
+        merged = merge(merged, layer, sources, str(path))
+        sources.update({k: v for k, v in file_sources.items() if k in sources})
+    merged = apply_overrides(merged, list(overrides))
+    for item in overrides:
+        keys, _ = parse_override(item)
+        for stale in [k for k in sources if k[:len(keys)] == tuple(keys)]:
+            del sources[stale]
+        sources[tuple(keys)] = f"--set {item}"
+    return merged
+
+
+def annotate(data: dict, sources: dict) -> str:
+    """`data` as block YAML, one line per value, each followed by `# <source>`: the file, `--set …` or
+    `default` it came from (`sources`: key path → source). Values that are lists or mappings set as
+    one are written inline."""
+    def flow(value) -> str:
+        return yaml.safe_dump(value, default_flow_style=True, width=float("inf")).strip().removesuffix("\n...")
+
+    def lines(node: dict, path: tuple, indent: str):
+        for key, value in node.items():
+            where = path + (str(key),)
+            if isinstance(value, dict) and value and where not in sources:
+                yield f"{indent}{key}:"
+                yield from lines(value, where, indent + "  ")
+            else:
+                yield f"{indent}{key}: {flow(value)}  # {_source_of(where, sources)}"
+
+    return "\n".join(lines(data, (), "")) + "\n"
+
+
+def _source_of(path: tuple, sources: dict) -> str:
+    """Where the value at `path` came from: its own source, an enclosing value's, or (a mapping written
+    on one line) the sources of what was set inside it; `default` when none."""
+    if path in sources:
+        return sources[path]
+    outer = next((v for k, v in sources.items() if path[:len(k)] == k), None)
+    inner = sorted({v for k, v in sources.items() if k[:len(path)] == path})
+    return outer or ", ".join(inner) or "default"
+
+
+def dump_yaml(data: dict, *, width: float = 80) -> str:
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=width)
+
+
+__all__ = ["yaml_load", "parse_override", "apply_overrides", "read_yaml", "dump_yaml", "EXTENDS", "merge",
+           "read_composed", "read_recipes", "annotate"]
