@@ -16,7 +16,7 @@ Sections:
   path, with early stopping; wall time each and in total, compile apart.
 - `inference`: `Predictor` tracks/s on a warm model, and ONNX Runtime per-track latency at batch 1
   (CUDA provider when there is one) and tracks/s at batch 65536.
-- `scaling`: the devices JAX sees; data-parallel training is issue 16, so it is stated, not timed.
+- `scaling`: the devices JAX sees; data-parallel training is stated, not timed.
 - `precision`: test accuracy of `fse_phase1_mid` in f32 and bf16 over several seeds.
 """
 
@@ -148,7 +148,7 @@ def inference(cfg, args, _):
 def scaling(cfg, args, _):
     devices = jax.devices()
     yield [{"devices": len(devices), "kind": devices[0].device_kind, "platform": devices[0].platform,
-            "data_parallel": "not timed: pidx trains on one device until issue 16's jax.sharding path lands"
+            "data_parallel": "not timed here (docs/scale.md)"
             if len(devices) > 1 else "one device visible: nothing to scale"}]
 
 
@@ -173,7 +173,7 @@ SECTIONS = {"throughput": throughput, "recipes": recipes, "inference": inference
 
 # ----------------------------------------------------------------------------- report
 def verdicts(results: dict) -> list[dict]:
-    """The issue's targets against what was measured (None where the section did not run)."""
+    """The GPU targets against what was measured (None where the section did not run)."""
     tp = results["sections"].get("throughput", {}).get("rows", [])
 
     def fse256(batch):

@@ -128,7 +128,9 @@ def main(argv=None) -> dict:
             whole = run_measured([sys.executable, "-c", IN_MEMORY, str(run), str(path), str(out)], env)
             rows.append({"tracks": n, "path": "in memory", **whole, "tracks_per_s": n / whole["wall_s"]})
         out.unlink(missing_ok=True)
-    result = {"command": "python benchmarks/predict_stream.py " + " ".join(argv or sys.argv[1:]),
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    result = {"command": "python benchmarks/predict_stream.py " + " ".join(argv or sys.argv[1:]), "commit": commit,
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {memory:.0f} GB",
               "chunk_tracks": args.chunk_tracks, "date": time.strftime("%Y-%m-%d"), "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)

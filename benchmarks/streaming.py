@@ -1,6 +1,6 @@
 """Data bigger than memory: peak host memory and training speed of streamed `pidx fit` runs.
 
-    python benchmarks/streaming.py                                  # 8 files × 5 M tracks (issue 16's size)
+    python benchmarks/streaming.py                                  # 8 files × 5 M tracks (40 M)
     python benchmarks/streaming.py --files 2 --tracks-per-file 1000000
 
 1. Simulates a folder of `--files` Parquet files of `--tracks-per-file` O2-layout tracks each

@@ -1,4 +1,4 @@
-"""Long runs (issue 16): max_time, checkpoints inside epochs, the in-epoch progress bar, TensorBoard."""
+"""Long runs: max_time, checkpoints inside epochs, the in-epoch progress bar, TensorBoard."""
 
 import struct
 import time

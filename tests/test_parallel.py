@@ -1,4 +1,4 @@
-"""Data-parallel training over a jax.sharding mesh and across jax.distributed processes (issue 16).
+"""Data-parallel training over a jax.sharding mesh and across jax.distributed processes .
 
 Both run in fresh interpreters (tests/scripts/parallel_fit.py): XLA_FLAGS must give the CPU
 4 devices before JAX starts, and jax.distributed joins two processes over 127.0.0.1.

@@ -1,4 +1,4 @@
-"""Data bigger than memory (issue 16): the hash split, the seeded sample, the cache, chunked training."""
+"""Data bigger than memory: the hash split, the seeded sample, the cache, chunked training."""
 
 import json
 import os

@@ -1,0 +1,136 @@
+"""Write the measurement tables of docs/results.md and README.md from the benchmarks' JSON.
+
+    python benchmarks/render.py            # rewrite the tables from benchmarks/results/*.json
+    python benchmarks/render.py --check    # exit 1 if a page differs from what the JSON gives
+
+Each table sits between `<!-- results:NAME -->` and `<!-- /results:NAME -->` in a page and is
+written only from `benchmarks/results/<source>.json`, the file a benchmark script wrote with
+`--out benchmarks/results`; its caption gives the command, commit, device and date. Nothing
+between the markers is written by hand (tests/test_results.py holds it), so prose and numbers
+cannot drift: to update a table, rerun its benchmark and render.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+TREES = ("[gbdt]", "[xgboost]", "[lightgbm]")
+RANGES = {"full": "full (p > 0.1 GeV/c)", "mid": "mid (0.7–1.5 GeV/c)", "high": "high (1–3 GeV/c)"}
+
+
+def _n(value, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _caption(data: dict) -> str:
+    return (f"*`{data['command']}` at commit {data['commit']} on {data['device']}, {data['date']}.*")
+
+
+def _table(head: list[str], rows: list[list]) -> str:
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+                      *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)])
+
+
+def headline(physics: dict) -> str:
+    """Per range: FSE Phase 1, the best tree on accuracy, and the ceiling of its inputs (the vector oracle)."""
+    rows = []
+    for rng in (r for r in RANGES if any(x["range"] == r for x in physics["rows"])):
+        own = [x for x in physics["rows"] if x["range"] == rng and x["tracks_of"] == rng]
+        model = next(x for x in own if x["method"] == "fse_phase1")
+        trees = [x for x in own if x["method"] in TREES]
+        best = max(trees, key=lambda x: x["accuracy"]) if trees else None
+        ceiling = next((x for x in own if x["method"] == "[vector_oracle]"), None)
+        for name, x in (("**pidx FSE Phase 1**", model), (f"best tree ({best['method'][1:-1]})" if best else None, best),
+                        ("ceiling: exact posterior of the same inputs", ceiling)):
+            if x is not None:
+                rows.append([RANGES[rng], name, _n(x["accuracy"]), _n(x["macro_auc"]), _n(x["nll"])])
+    return _table(["range", "method", "accuracy", "macro AUC", "NLL"], rows) + "\n\n" + _caption(physics) + \
+        f" {physics['rows'][0]['tracks']:,} test tracks in the full range; every row on the same test tracks."
+
+
+def physics_table(physics: dict) -> str:
+    rows = [[x["range"], x["method"], _n(x["accuracy"]), _n(x["balanced_accuracy"]), _n(x["macro_auc"]), _n(x["nll"]),
+             _n(x["ece"]), _n(x.get("vector_gap_pp"), 2), _n(x.get("vector_auc_gap")), _n(x.get("vector_nll_gap")),
+             _n(x.get("gap_pp"), 2), f"{x['tracks']:,}"] for x in physics["rows"]]
+    head = ["range", "method", "accuracy", "bal. acc. (weighted)", "macro AUC", "NLL", "ECE",
+            "from vector oracle (pp)", "AUC", "NLL", "from oracle (pp)", "test tracks"]
+    return _table(head, rows) + "\n\n" + _caption(physics) + f" Recipe overrides: `{' '.join(physics['overrides'])}`."
+
+
+def main_job_line(job: dict) -> str:
+    return (f"On a {job['device']} the main job takes **{job['wall_s'] / 60:.0f} minutes** ({job['epochs_run']} epochs "
+            f"on {job['train_tracks']:,} train tracks at {job['tracks_per_s']:,.0f} tracks/s, then its baselines and "
+            f"report; peak host memory {job['peak_rss_gb']:.1f} GB); on a GPU it has not been measured "
+            f"([results](docs/results.md)).")
+
+
+def main_job_table(job: dict) -> str:
+    rows = [[f"{job['wall_s']:.0f}", f"{job['train_s']:.0f}", job["epochs_run"], f"{job['train_tracks']:,}",
+             f"{job['tracks_per_s']:,.0f}", f"{job['peak_rss_gb']:.2f}", _n(job["accuracy"]), _n(job["macro_auc"]),
+             _n(job["nll"]), f"{job['test_tracks']:,}"]]
+    head = ["wall (s)", "training (s)", "epochs", "train tracks", "tracks/s", "peak host memory (GB)", "accuracy",
+            "macro AUC", "NLL", "test tracks"]
+    return _table(head, rows) + "\n\n" + _caption(job)
+
+
+def predict_table(bench: dict) -> str:
+    rows = [[f"{r['tracks']:,}", r["path"], "–" if r["wall_s"] is None else f"{r['wall_s']:.0f}",
+             "–" if r["tracks_per_s"] is None else f"{r['tracks_per_s']:,.0f}",
+             r.get("note") or f"{r['peak_rss_gb']:.2f}"] for r in bench["rows"]]
+    commit = f" at commit {bench['commit']}" if "commit" in bench else ""
+    caption = (f"*`{bench['command'].split(' --out')[0]}`{commit} on {bench['machine']}, {bench['date']}, chunks "
+               f"of {bench['chunk_tracks']:,} tracks.*")
+    return _table(["tracks", "path", "wall (s)", "tracks/s", "peak host memory (GB)"], rows) + "\n\n" + caption
+
+
+# (page, block name) → (JSON source, renderer)
+BLOCKS = {
+    ("README.md", "headline"): ("physics", headline),
+    ("README.md", "main_job"): ("main_job", main_job_line),
+    ("docs/results.md", "physics"): ("physics", physics_table),
+    ("docs/results.md", "main_job"): ("main_job", main_job_table),
+    ("docs/results.md", "predict_stream"): ("predict_stream", predict_table),
+}
+
+
+def rendered(text: str, page: str, results: Path = RESULTS) -> str:
+    """`text` (a page) with each of its result blocks rewritten from the JSON in `results`."""
+    for (name_page, block), (source, render) in BLOCKS.items():
+        if name_page != page:
+            continue
+        data = json.loads((results / f"{source}.json").read_text())
+        pattern = re.compile(rf"(<!-- results:{block} -->\n).*?(\n<!-- /results:{block} -->)", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"{page}: no <!-- results:{block} --> … <!-- /results:{block} --> block")
+        text = pattern.sub(lambda m: m.group(1) + render(data) + m.group(2), text)
+    return text
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="only compare; exit 1 where a page differs")
+    args = ap.parse_args(argv)
+    stale = []
+    for page in sorted({p for p, _ in BLOCKS}):
+        path = ROOT / page
+        text = path.read_text()
+        new = rendered(text, page)
+        if new != text:
+            stale.append(page)
+            if not args.check:
+                path.write_text(new)
+    if args.check and stale:
+        print(f"out of date: {', '.join(stale)} (run python benchmarks/render.py)", file=sys.stderr)
+        return 1
+    print(("rewrote " if stale else "up to date: ") + ", ".join(stale or sorted({p for p, _ in BLOCKS})))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
