@@ -17,7 +17,7 @@ import numpy as np
 
 from pidx.data.layouts import ITS_BITS, ITS_LAYERS, O2_VECTOR_COLUMNS, o2_vector
 from pidx.data.schema import CLASS_NAMES, CLASS_PDG
-from pidx.data.simulate import SimulatorConfig, simulate
+from pidx.simulation import SimulatorConfig, simulate
 
 
 def main():

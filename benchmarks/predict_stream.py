@@ -64,7 +64,7 @@ def make_files(folder: Path, sizes: list[int]) -> dict[int, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     block = folder / "block.parquet"
     if not block.exists():
-        code = ("import sys; from pidx.data import simulate; from pidx.data.files import write_table; "
+        code = ("import sys; from pidx.simulation import simulate; from pidx.data.files import write_table; "
                 f"write_table(simulate(n_tracks={BLOCK}, seed=11), sys.argv[1])")
         subprocess.run([sys.executable, "-c", code, str(block)], check=True)
     paths = {}

@@ -38,7 +38,7 @@ def make_folder(folder: Path, files: int, tracks: int) -> list[Path]:
     for i in range(files):
         path = folder / f"tracks-{i:02d}.parquet"
         if not path.exists():  # a subprocess, so the simulation's memory is not this process's
-            code = ("import sys; from pidx.data import simulate; from pidx.data.files import write_table; "
+            code = ("import sys; from pidx.simulation import simulate; from pidx.data.files import write_table; "
                     f"write_table(simulate(n_tracks={tracks}, seed={i}), sys.argv[1])")
             subprocess.run([sys.executable, "-c", code, str(path)], check=True)
         paths.append(path)

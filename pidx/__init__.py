@@ -2,7 +2,8 @@
 
 The public API, re-exported explicitly:
 
-- data: `simulate`, `SimulatorConfig`, `load_tracks`, `TrackDataModule`, `ArrayDataModule`,
+- simulation: `simulate`, `SimulatorConfig` (`pidx.simulation`: the embedded simulator and its oracles);
+- data: `load_tracks`, `TrackDataModule`, `ArrayDataModule`,
   `TrackArrays`, `Preprocessor`, `DetectorGroup`, `FeatureLayout`, `make_layout`, `DEFAULT_LAYOUT`,
   `TrackSelection`, the file layouts `O2` and `LEGACY` (`pidx.data.layouts`);
 - models: `SimpleNN`, `DNN`, `FSEAttention`, `DetectorAwareFSE`, `PIDModel`, `build_model`,
@@ -21,8 +22,9 @@ The public API, re-exported explicitly:
 
 from .data import (
     CLASS_NAMES, DEFAULT_LAYOUT, FEATURE_COLUMNS, ArrayDataModule, DetectorGroup, FeatureLayout, Preprocessor,
-    LEGACY, O2, SimulatorConfig, TrackArrays, TrackDataModule, TrackSelection, load_tracks, make_layout, simulate,
+    LEGACY, O2, TrackArrays, TrackDataModule, TrackSelection, load_tracks, make_layout,
 )
+from .simulation import SimulatorConfig, simulate
 from .errors import CheckpointError, DataError, ExportError, PidxError, RecipeError, TrainingError
 from .evaluation import classification_metrics
 from .models import DNN, DetectorAwareFSE, Ensemble, FSEAttention, PIDModel, SimpleNN, build_model, make_ensemble

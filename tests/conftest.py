@@ -22,7 +22,7 @@ def _isolated_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def sim_df():
     """20k simulated tracks (run3 TOF), NaN-encoded, with oracle columns."""
-    from pidx.data import simulate
+    from pidx.simulation import simulate
 
     return simulate(n_tracks=20_000, seed=7, layout="legacy")
 

@@ -2,7 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pidx.data import TrackDataModule, SimulatorConfig, validate_tracks
+from pidx.data import TrackDataModule, validate_tracks
+from pidx.simulation import SimulatorConfig
 from pidx.evaluation.baselines import add_oracle_gaps, bayes_pid, nsigma, nsigma_scores, run_baselines
 from pidx.training import compute_class_weights
 

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from pidx.data import TrackDataModule, SimulatorConfig
+from pidx.data import TrackDataModule
+from pidx.simulation import SimulatorConfig
 from pidx.errors import DataError
 
 
@@ -68,14 +69,14 @@ def test_too_few_tracks_of_a_class(tmp_path, sim_df):
 
 
 def test_simulation_is_cached_by_parameters(monkeypatch):
-    from pidx.data import datamodule
+    from pidx.simulation import cache
 
     calls = []
-    real = datamodule.simulate
-    monkeypatch.setattr(datamodule, "simulate", lambda cfg: calls.append(cfg) or real(cfg))
+    real = cache.simulate
+    monkeypatch.setattr(cache, "simulate", lambda cfg: calls.append(cfg) or real(cfg))
     cfg = SimulatorConfig(n_tracks=3000, seed=99)
-    a = datamodule.simulated_tracks(cfg)
-    b = datamodule.simulated_tracks(cfg)
-    datamodule.simulated_tracks(SimulatorConfig(n_tracks=3000, seed=98))
+    a = cache.simulated_tracks(cfg)
+    b = cache.simulated_tracks(cfg)
+    cache.simulated_tracks(SimulatorConfig(n_tracks=3000, seed=98))
     assert len(calls) == 2
     assert a.equals(b)

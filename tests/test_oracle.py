@@ -5,7 +5,7 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import log_loss
 
-from pidx.data import simulate
+from pidx.simulation import simulate
 from pidx.data.schema import CLASS_PDG, FEATURE_COLUMNS, ORACLE_COLUMNS
 
 

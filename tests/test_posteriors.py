@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pidx.data.schema import CLASS_NAMES
-from pidx.data.simulate import SimulatorConfig, simulate
+from pidx.simulation import SimulatorConfig, simulate
 from pidx.evaluation.calibration import fit_posterior_map, negative_log_likelihood
 from pidx.evaluation.priors import estimate_priors
 from pidx.evaluation.working_points import (

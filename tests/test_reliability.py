@@ -195,7 +195,7 @@ cell = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.i
 @given(st.lists(st.sampled_from(COLUMNS), unique=True, max_size=len(COLUMNS)), st.data())
 def test_fuzz_tables_only_raise_data_error(cols, data):
     from pidx.data import validate_tracks
-    from pidx.data.simulate import simulate
+    from pidx.simulation import simulate
 
     n = data.draw(st.integers(0, 6))
     base = _base_table()
@@ -219,7 +219,7 @@ _BASE = {}
 
 def _base_table():
     if "t" not in _BASE:
-        from pidx.data.simulate import simulate
+        from pidx.simulation import simulate
 
         _BASE["t"] = simulate(layout="legacy", n_tracks=50, seed=1)
     return _BASE["t"]

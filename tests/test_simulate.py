@@ -1,8 +1,8 @@
 import numpy as np
 import pandas as pd
 
-from pidx.data import simulate
-from pidx.data.physics import tof_min_pt
+from pidx.simulation import simulate
+from pidx.simulation.physics import tof_min_pt
 from pidx.data.schema import CLASS_PDG, FEATURE_COLUMNS, ORACLE_COLUMNS
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from helpers import CrashAt
-from pidx.data import simulate
+from pidx.simulation import simulate
 from pidx.data.datamodule import TrackDataModule
 from pidx.data.files import write_table
 from pidx.data.group import file_shares

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from pidx.data import detectors as det
-from pidx.data import physics
+from pidx.simulation import detectors as det
+from pidx.simulation import physics
 from pidx.data.layouts import its_cluster_sizes
 from pidx.data.schema import CLASS_PDG, MASSES_GEV, ORACLE_COLUMNS, VECTOR_ORACLE_COLUMNS
-from pidx.data.simulate import SimulatorConfig, simulate
-from pidx.data.simulate_o2 import mean_tof_mismatch_fraction, tof_mismatch_fraction
+from pidx.simulation import SimulatorConfig, simulate
+from pidx.simulation.o2 import mean_tof_mismatch_fraction, tof_mismatch_fraction
 
 CFG = SimulatorConfig(n_tracks=200_000, seed=11, tof_scenario="seed_scarce")
 

@@ -31,8 +31,8 @@ def simulate(
     from ..data.io import encode_missing, write_table
     from ..data.layouts import O2_FILE_BRANCHES
     from ..data.schema import ORACLE_COLUMNS, VECTOR_ORACLE_COLUMNS
-    from ..data.simulate import SimulatorConfig
-    from ..data.simulate import simulate as run_simulation
+    from ..simulation import SimulatorConfig
+    from ..simulation import simulate as run_simulation
 
     start = time.perf_counter()
     df = run_simulation(SimulatorConfig(n_tracks=n, seed=seed, tof_scenario=tof_scenario, layout=layout))

@@ -1,4 +1,4 @@
-"""Track data: schema, simulator, file reading, preprocessing, data module."""
+"""Track data: schema, layouts, file reading, validation, preprocessing, the data module (the simulator is `pidx.simulation`)."""
 
 from .datamodule import MOMENTUM_RANGES, ArrayDataModule, TrackArrays, TrackDataModule, arrays_from_table, resolve_momentum_range
 from .io import TrackTable, encode_missing, load_tracks, read_table, tracks_from_frame, validate_tracks, write_table
@@ -9,12 +9,11 @@ from .schema import (
     CLASS_NAMES, CLASS_PDG, DEFAULT_LAYOUT, FEATURE_COLUMNS, LABEL_COLUMN, NUM_CLASSES, DetectorGroup,
     FeatureLayout, make_layout,
 )
-from .simulate import SimulatorConfig, simulate
 
 __all__ = [
     "MOMENTUM_RANGES", "ArrayDataModule", "TrackArrays", "TrackDataModule", "arrays_from_table", "resolve_momentum_range",
     "TrackTable", "encode_missing", "load_tracks", "read_table", "tracks_from_frame", "validate_tracks", "write_table",
     "LEGACY", "O2", "O2_VECTOR_COLUMNS", "TrackLayout", "detect_layout", "o2_vector", "TrackSelection",
     "Preprocessor", "CLASS_NAMES", "CLASS_PDG", "DEFAULT_LAYOUT", "FEATURE_COLUMNS", "LABEL_COLUMN",
-    "NUM_CLASSES", "DetectorGroup", "FeatureLayout", "make_layout", "SimulatorConfig", "simulate",
+    "NUM_CLASSES", "DetectorGroup", "FeatureLayout", "make_layout",
 ]

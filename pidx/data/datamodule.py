@@ -6,6 +6,7 @@ import dataclasses
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,13 +15,13 @@ from ..utils import parse_bytes, stable_hash
 from .arrays import ArrayDataModule, TrackArrays, arrays_from_table
 from .files import DEFAULT_TREE, expand_sources
 from .group import ProcessGroup
-from .io import TrackTable, load_tracks, read_table, tracks_from_frame, write_table
+from .io import TrackTable, load_tracks, tracks_from_frame
 from .validate import set_aside_other_species
 from .layouts import get_layout
 from .preprocess import DEFAULT_CLIP, DEFAULT_KNEE, Preprocessor
 from .schema import CLASS_NAMES, DEFAULT_SENTINELS, NUM_CLASSES, DetectorGroup, FeatureLayout
 from .selection import TrackSelection
-from .simulate import SimulatorConfig, simulate
+from .sources import read_named
 from .stream import SPLITS, estimated_memory
 from .stream_build import build_stream_cache
 from .stream_cache import STREAM_CACHE_VERSION, ChunkedTracks, StreamCache
@@ -30,7 +31,6 @@ MOMENTUM_RANGES: dict[str, tuple[float, float]] = {
     "mid": (0.7, 1.5),
     "high": (1.0, 3.0),
 }
-SIMULATION_CACHE_VERSION = 3  # bump when the simulator's output for a config changes (3: vector oracle)
 
 
 def resolve_momentum_range(value) -> tuple[float, float]:
@@ -56,19 +56,6 @@ def physical_memory() -> int:
 
 def cache_dir() -> Path:
     return Path(os.environ.get("PIDX_CACHE_DIR", Path.home() / ".cache" / "pidx"))
-
-
-def simulated_tracks(config: SimulatorConfig, *, use_cache: bool = True):
-    """Simulate (or read from the on-disk cache, keyed by every parameter) a track table."""
-    if not use_cache:
-        return simulate(config)
-    key = stable_hash({"v": SIMULATION_CACHE_VERSION, **config.to_dict()})
-    path = cache_dir() / f"simulated-{key}.parquet"
-    if path.is_file():
-        return read_table(path)
-    df = simulate(config)
-    write_table(df, path)
-    return df
 
 
 @dataclasses.dataclass
@@ -114,7 +101,7 @@ class TrackDataModule:
     """
 
     source: str = "simulate"
-    simulator: SimulatorConfig | dict | None = None
+    simulator: Any = None  # a pidx.simulation.SimulatorConfig, or a dict of its fields
     momentum_range: str | tuple[float, float] = "full"
     momentum_variable: str = "p"
     seed: int = 231
@@ -139,8 +126,6 @@ class TrackDataModule:
     group: ProcessGroup | None = None
 
     def __post_init__(self):
-        if isinstance(self.simulator, dict):
-            self.simulator = SimulatorConfig.from_dict(self.simulator)
         self.bounds = resolve_momentum_range(self.momentum_range)
         if self.momentum_variable not in ("p", "pt"):
             raise DataError(f"momentum_variable must be 'p' or 'pt', got {self.momentum_variable!r}")
@@ -169,12 +154,10 @@ class TrackDataModule:
     def load_table(self) -> TrackTable:
         """Read (or simulate), select and validate the tracks; fixes `layout` on first use."""
         kwargs = self._reading_rules()
-        if self.source == "simulate":
-            cfg = self.simulator or SimulatorConfig()
-            if self.track_layout != "auto" and cfg.layout != self.track_layout:
-                cfg = dataclasses.replace(cfg, layout=self.track_layout)
-            table = tracks_from_frame(simulated_tracks(cfg, use_cache=self.use_cache), track_layout=cfg.layout,
-                                      source=f"simulator(n_tracks={cfg.n_tracks}, seed={cfg.seed})", **kwargs)
+        if self.source == "simulate":  # the embedded simulator (pidx.simulation), cached on disk
+            frame, layout, what = read_named("simulate", self.simulator, track_layout=self.track_layout,
+                                             use_cache=self.use_cache)
+            table = tracks_from_frame(frame, track_layout=layout, source=what, **kwargs)
         else:
             table = load_tracks(self.source, tree=self.tree, track_layout=self.track_layout, **kwargs)
         self._fix_layout(table)
@@ -387,4 +370,4 @@ class TrackDataModule:
 
 
 __all__ = ["physical_memory", "MOMENTUM_RANGES", "TrackArrays", "TrackDataModule", "ArrayDataModule", "resolve_momentum_range",
-           "simulated_tracks", "arrays_from_table", "cache_dir"]
+           "arrays_from_table", "cache_dir"]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..data.datamodule import resolve_momentum_range
-from ..data.simulate import SimulatorConfig
+from ..simulation import SimulatorConfig
 from ..errors import PidxError, RecipeError
 from ..evaluation.working_points import WorkingPoint
 from ..models.base import ACTIVATIONS, resolve_model_class

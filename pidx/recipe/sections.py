@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..data.preprocess import DEFAULT_CLIP, DEFAULT_KNEE
-from ..data.simulate import SimulatorConfig
+from ..simulation import SimulatorConfig
 
 ExtraInput = Literal["its_cluster_sizes", "centrality"]  # the keys of pidx.data.layouts.O2_EXTRA_INPUTS
 BaselineName = Literal["bayes_pid", "nsigma", "gbdt", "xgboost", "lightgbm", "oracle", "vector_oracle"]

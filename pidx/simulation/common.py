@@ -10,7 +10,7 @@ import math
 import numpy as np
 
 from . import physics
-from .schema import MASSES_GEV, NUM_CLASSES
+from ..data.schema import MASSES_GEV, NUM_CLASSES
 
 
 # ----------------------------------------------------------------------------- spectra

@@ -17,9 +17,9 @@ import numpy as np
 
 from . import detectors as det
 from . import physics
-from .layouts import O2_BRANCHES
-from .schema import CLASS_PDG, MASSES_GEV, ORACLE_COLUMNS, VECTOR_ORACLE_COLUMNS
-from .sim_common import draw_mix_normal, expected_signals, log_mix_normal, sample_kinematics, tof_efficiency
+from ..data.layouts import O2_BRANCHES
+from ..data.schema import CLASS_PDG, MASSES_GEV, ORACLE_COLUMNS, VECTOR_ORACLE_COLUMNS
+from .common import draw_mix_normal, expected_signals, log_mix_normal, sample_kinematics, tof_efficiency
 
 EMCAL_RADIUS_M = 4.4
 _SENTINEL = np.float32(-999.0)

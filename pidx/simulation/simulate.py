@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .schema import NUM_CLASSES
-from .sim_common import SpectrumTable, tof_efficiency
-from .simulate_legacy import simulate_legacy_chunk
-from .simulate_o2 import simulate_o2_chunk
+from ..data.schema import NUM_CLASSES
+from .common import SpectrumTable, tof_efficiency
+from .legacy import simulate_legacy_chunk
+from .o2 import simulate_o2_chunk
 
 TOF_SCENARIOS = ("run3", "seed_scarce")
 # TOF matching plateau of each scenario. `seed_scarce` reproduces the seed data's
@@ -190,7 +190,7 @@ def simulate(config: SimulatorConfig | None = None, *, return_truth: bool = Fals
     - `chunk_size`: tracks generated at a time (bounds memory; part of the RNG stream).
 
     **Returns:** a `pandas.DataFrame`: with `layout="o2"` every branch of `pid_features` with
-    O2's missing-value conventions and MC truth (`pidx.data.simulate_o2`); with `"legacy"` the
+    O2's missing-value conventions and MC truth (`pidx.simulation.o2`); with `"legacy"` the
     21 feature columns (missing values NaN) and `mc_pdg`; both with `oracle_prob_{pi,ka,pr,el}`,
     the O2 layout also with `vector_oracle_prob_{pi,ka,pr,el}` (the oracle given the 46-value vector).
     """

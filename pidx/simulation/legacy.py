@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import physics
-from .schema import BAYES_COLUMNS, CLASS_PDG, FEATURE_COLUMNS, LABEL_COLUMN, ORACLE_COLUMNS
-from .sim_common import draw_mix_normal as _draw_mix_normal
-from .sim_common import expected_signals as _expected
-from .sim_common import log_mix_normal as _log_mix_normal
-from .sim_common import sample_kinematics
-from .sim_common import tof_efficiency
+from ..data.schema import BAYES_COLUMNS, CLASS_PDG, FEATURE_COLUMNS, LABEL_COLUMN, ORACLE_COLUMNS
+from .common import draw_mix_normal as _draw_mix_normal
+from .common import expected_signals as _expected
+from .common import log_mix_normal as _log_mix_normal
+from .common import sample_kinematics
+from .common import tof_efficiency
 
 
 def simulate_legacy_chunk(cfg, table, rng: np.random.Generator, n: int):
