@@ -116,3 +116,17 @@ class SlowEpochs(Callback):
 
     def on_train_epoch_end(self, trainer):
         time.sleep(self.seconds)
+
+
+def assert_beats_quick_baselines(metrics: dict, *, accuracy_margin: float = 0.05, nll_margin: float = 0.15):
+    """A fit's model must beat, on its own test tracks, the majority class and the n-sigma method (where
+    it was measured) by `accuracy_margin` in accuracy, and the species abundances alone (the NLL of the
+    train split's priors) by `nll_margin`: margins a broken model (uniform, constant, blind to the
+    detectors) cannot reach, unlike a fixed floor such as accuracy > 0.5."""
+    test = metrics["test"]
+    train = np.array(list(metrics["data"]["train"]["class_counts"].values()), float)
+    counts = np.array(list(metrics["data"]["test"]["class_counts"].values()), float)
+    prior_nll = float(-(counts * np.log(np.maximum(train / train.sum(), 1e-12))).sum() / counts.sum())
+    best = max(metrics["majority_baseline"], metrics.get("baselines", {}).get("nsigma", {}).get("accuracy", 0.0))
+    assert test["accuracy"] > best + accuracy_margin, (test["accuracy"], best)
+    assert test["nll"] < prior_nll - nll_margin, (test["nll"], prior_nll)

@@ -123,8 +123,16 @@ def test_progress_bar_off_a_terminal_keeps_the_epoch_one_scan(dm, tmp_path, monk
     monkeypatch.delenv("FORCE_COLOR", raising=False)
     monkeypatch.setenv("TTY_COMPATIBLE", "0")
     bar = ProgressBar()
-    fit(dm, tmp_path, max_epochs=1, callbacks=[bar])
+    t = fit(dm, tmp_path, max_epochs=1, callbacks=[bar])
     assert not bar.wants_train_batch_end
+    assert t.summary["scan_lengths"] == [t.summary["steps_per_epoch"]]  # what the Trainer ran: one scan an epoch
+    on_terminal = fit(dm, tmp_path / "tty", max_epochs=1, callbacks=[RecorderOfBatches()])
+    assert max(on_terminal.summary["scan_lengths"]) == 2  # a callback that wants batches: chunks of log_every_n_steps
+
+
+class RecorderOfBatches(Callback):
+    def on_train_batch_end(self, trainer, outputs, batch_idx):
+        pass
 
 
 def _events(directory):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import assert_beats_quick_baselines
 from pidx.errors import TrainingError
 from pidx.training import Trainer
 from pidx.training.parallel import initialize_distributed, resolve_devices
@@ -105,7 +106,7 @@ def test_pidx_fit_as_two_processes(tmp_path):
     run = tmp_path / "run"
     args = [sys.executable, "-m", "pidx.cli", "fit", "recipes/fse_phase1_mid.yaml", "--output", str(run),
             "--set", "data.n_tracks=20000", "--set", "trainer.max_epochs=2", "--set", "trainer.batch_size=256",
-            "--set", "evaluation.baselines=[oracle]", "--set", "evaluation.report=false", "--quiet"]
+            "--set", "evaluation.baselines=[oracle, nsigma]", "--set", "evaluation.report=false", "--quiet"]
     procs = [subprocess.Popen(args, cwd=Path(__file__).parent.parent, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT,
                               env=_env(PIDX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", PIDX_NUM_PROCESSES="2",
@@ -117,7 +118,8 @@ def test_pidx_fit_as_two_processes(tmp_path):
     assert all(p.returncode == 0 for p in procs), both  # both outputs: a failure in one often shows in the other
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["training"]["devices"] == 2 and metrics["training"]["processes"] == 2
-    assert metrics["training"]["epochs_run"] == 2 and 0.5 < metrics["test"]["accuracy"] <= 1
+    assert metrics["training"]["epochs_run"] == 2
+    assert_beats_quick_baselines(metrics)  # uniform or constant probabilities score the majority's 0.62 here
     assert "done fse_phase1_mid" in outputs[0] and "done" not in outputs[1]  # process 1 trains in silence
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import CrashAt
+from helpers import assert_beats_quick_baselines, CrashAt
 from pidx.simulation import simulate
 from pidx.data.datamodule import TrackDataModule
 from pidx.data.files import write_table
@@ -166,6 +166,7 @@ def test_pidx_fit_streams_a_folder_end_to_end(files, tmp_path):
     assert sample["tracks"] == 1500 and "gap_to_oracle_pp" in sample
     assert metrics["test"]["n_tracks"] == metrics["data"]["test"]["n_tracks"] > 1500
     assert len(pd.read_parquet(out / "test_predictions.parquet")) == 1500
+    assert_beats_quick_baselines(metrics)  # streamed training learns, not only runs
 
 
 def _free_port() -> int:

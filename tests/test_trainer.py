@@ -78,6 +78,22 @@ def test_each_model_learns_in_bf16_with_f32_weights_and_state(name, dm):
     assert t.test()["accuracy"] > 0.99
     leaves = [x for x in jax.tree.leaves((t.params, t.model_state)) if hasattr(x, "dtype") and x.dtype.kind == "f"]
     assert leaves and all(x.dtype == jax.numpy.float32 for x in leaves)
+    # what ran, not what the flag says: the train program's matrix products are bf16 (f32 in an f32 fit)
+    assert dot_dtypes(t) == {"bf16"}
+    model, state = build_model(name, DEFAULT_LAYOUT, key=jax.random.PRNGKey(0), dropout=0.1)
+    f32 = trainer(max_epochs=1, batch_size=128)
+    f32.fit(model, dm, state=state)
+    assert dot_dtypes(f32) == {"f32"}
+
+
+def dot_dtypes(t) -> set[str]:
+    """The element types of the results of every matrix product in the Trainer's lowered train programs."""
+    import re
+
+    text = "\n".join(p.as_text() for p in t.train_programs.values())
+    found = {m.group(1) for m in re.finditer(r"stablehlo\.dot_general[^\n]*-> tensor<[0-9x]*x(\w+)>", text)}
+    assert found, "no matrix product found in the train program"
+    return found
 
 
 class Recorder(Callback):

@@ -264,6 +264,7 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
             perm_root, dropout_root = par.replicate((perm_root, dropout_root))
             self.class_weights = par.replicate(self.class_weights)
         compiled, compile_s = {}, 0.0
+        self.train_programs = {}  # (steps, batch) → the lowered train program
         fit_start = time.perf_counter()
         train_time, tracks_seen = 0.0, 0
         self.summary = {"batch_size": batch, "steps_per_epoch": n_steps, "train_tracks": n,
@@ -291,9 +292,12 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
                     shape = (steps, data[0].shape[0])
                     if shape not in compiled:  # AOT so compile time is measured apart from training
                         c0 = time.perf_counter()
-                        compiled[shape] = train_chunk.lower(carry, idx, data, self.class_weights, dropout_root,
-                                                            jnp.uint32(0)).compile()
+                        lowered = train_chunk.lower(carry, idx, data, self.class_weights, dropout_root,
+                                                    jnp.uint32(0))
+                        self.train_programs[shape] = lowered  # what runs, inspectable (e.g. its dtypes)
+                        compiled[shape] = lowered.compile()
                         compile_s += time.perf_counter() - c0
+                        self.summary["scan_lengths"] = sorted({s for s, _ in compiled})  # steps per on-device scan
                         t0 += time.perf_counter() - c0
                     carry, (loss, correct) = compiled[shape](carry, idx, data, self.class_weights, dropout_root,
                                                              jnp.uint32(self.global_step))
