@@ -16,7 +16,7 @@ from .arrays import ArrayDataModule, TrackArrays, arrays_from_table
 from .files import DEFAULT_TREE, expand_sources
 from .group import ProcessGroup
 from .io import TrackTable, load_tracks, tracks_from_frame
-from .validate import set_aside_other_species
+from .species import set_aside_other_species
 from .layouts import get_layout
 from .preprocess import DEFAULT_CLIP, DEFAULT_KNEE, Preprocessor
 from .schema import CLASS_NAMES, DEFAULT_SENTINELS, NUM_CLASSES, DetectorGroup, FeatureLayout

@@ -19,7 +19,8 @@ from .files import DEFAULT_TREE, check_root_types, read_table, read_tracks_raw, 
 from .layouts import O2_FILE_BRANCHES, PLAUSIBLE_RANGES, TrackLayout, detect_layout
 from .schema import BAYES_COLUMNS, BAYES_FLAG, DEFAULT_LAYOUT, DetectorGroup, FeatureLayout
 from .selection import TrackSelection, apply_selection
-from .validate import TrackTable, _flag_column, validate_tracks
+from .table import TrackTable
+from .validate import _flag_column, validate_tracks
 
 
 def load_tracks(

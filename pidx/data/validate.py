@@ -29,120 +29,12 @@ from .schema import (
     BAYES_FLAG, BAYES_MISSING_ROWS, CLASS_PDG, DEFAULT_LAYOUT, DEFAULT_SENTINELS, LABEL_COLUMN, ORACLE_COLUMNS,
     VECTOR_ORACLE_COLUMNS, DetectorGroup, FeatureLayout, pdg_to_class,
 )
+from .species import species_counts
+from .table import TrackTable
 
 OTHER_SPECIES_POLICIES = ("contamination", "exclude", "error")
 IMPLAUSIBLE_POLICIES = ("absent", "error")
 ON_INVALID = ("error", "drop", "keep")
-# names of the species ALICE MC has besides π, K, p, e (|PDG code| → name)
-SPECIES_NAMES = {0: "fake (PDG 0)", 13: "mu", 1000010020: "d", 1000010030: "t", 1000020030: "He3",
-                 1000020040: "alpha", 3222: "Sigma+", 3112: "Sigma-", 3312: "Xi-", 3334: "Omega-"}
-
-
-def species_name(code: int) -> str:
-    """A short name for a PDG code of a species pidx does not classify (either sign)."""
-    return SPECIES_NAMES.get(abs(int(code)), f"PDG {abs(int(code))}")
-
-
-def species_counts(pdg) -> dict[str, int]:
-    """Tracks per species name, most frequent first."""
-    names, counts = np.unique([species_name(c) for c in np.asarray(pdg).tolist()], return_counts=True)
-    order = np.argsort(-counts, kind="stable")
-    return {str(names[i]): int(counts[i]) for i in order}
-
-
-@dataclasses.dataclass
-class TrackTable:
-    """A validated track table.
-
-    **Arguments:**
-
-    - `frame`: the layout's input columns (float64, NaN = missing), the group flags
-      (int8, including `bayes_available`) and, where present, the oracle columns.
-    - `labels`: class indices (0..3, pion/kaon/proton/electron; -1 for a track of another
-      species kept as contamination) or `None` if unlabelled.
-    - `source`: file name or description, used in messages.
-    - `dropped`: rows dropped on request, by reason.
-    - `layout`: the file layout (`o2` or `legacy`), see `pidx.data.layouts`.
-    - `summary`: what loading did: the DPG selection's cut-flow, per detector group the tracks
-      whose flag said present but whose values were NaN/sentinel (made absent), per column the
-      values no detector produces, the other species found.
-    - `pdg`: the MC truth PDG codes where labels were read (names the other species).
-    - `unscored`: rows kept although no model can score them (prediction only), or None.
-    """
-
-    frame: pd.DataFrame
-    labels: np.ndarray | None
-    source: str
-    dropped: dict[str, int] = dataclasses.field(default_factory=dict)
-    layout: str = "legacy"
-    summary: dict = dataclasses.field(default_factory=dict)
-    pdg: np.ndarray | None = None
-    unscored: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.frame)
-
-    @property
-    def momentum(self) -> np.ndarray:
-        """Total momentum: the `p` column where the layout has one, else p = pT cosh η."""
-        if "p" in self.frame:
-            return self.frame["p"].to_numpy(np.float64)
-        return self.frame["pt"].to_numpy() * np.cosh(self.frame["eta"].to_numpy())
-
-    @property
-    def oracle(self) -> np.ndarray | None:
-        return self._columns_if_present(ORACLE_COLUMNS)
-
-    @property
-    def vector_oracle(self) -> np.ndarray | None:
-        return self._columns_if_present(VECTOR_ORACLE_COLUMNS)
-
-    def _columns_if_present(self, columns: tuple[str, ...]) -> np.ndarray | None:
-        if all(c in self.frame for c in columns):
-            return self.frame[list(columns)].to_numpy(np.float64)
-        return None
-
-    def subset(self, rows: np.ndarray) -> "TrackTable":
-        def take(a):
-            return None if a is None else a[rows]
-
-        return TrackTable(self.frame.iloc[rows].reset_index(drop=True), take(self.labels), self.source,
-                          dict(self.dropped), self.layout, dict(self.summary), take(self.pdg), take(self.unscored))
-
-    @staticmethod
-    def concat(tables: list["TrackTable"]) -> "TrackTable":
-        """Rows of `tables` one after the other (labels, PDG codes and flags alike)."""
-        first = tables[0]
-
-        def join(name):
-            parts = [getattr(t, name) for t in tables]
-            return None if any(p is None for p in parts) else np.concatenate(parts)
-
-        return TrackTable(pd.concat([t.frame for t in tables], ignore_index=True), join("labels"), first.source,
-                          dict(first.dropped), first.layout, dict(first.summary), join("pdg"), join("unscored"))
-
-
-def set_aside_other_species(table: TrackTable, *, seed: int, test_fraction: float, val_fraction: float):
-    """(the π/K/p/e tracks, to split and train on; the other species' validation and test shares, kept as
-    contamination; per split, the other species' tracks per species).
-
-    Tracks of other species (label -1) are never trained on. A seeded share of them, in the split's
-    proportions, goes to validation and test; the rest is counted as left out of training. The
-    π/K/p/e tracks are untouched, so their split is the one a file without other species gets."""
-    other = table.labels < 0
-    if not other.any():
-        return table, {}, {}
-    rows = np.flatnonzero(other)
-    share = np.random.default_rng([seed, 0x07E5]).random(len(rows))
-    where = {"test": share < test_fraction,
-             "val": (share >= test_fraction) & (share < test_fraction + val_fraction)}
-    where["train"] = ~(where["test"] | where["val"])
-    others = table.subset(rows)
-    counts = {name: species_counts(others.pdg[sel]) if sel.any() else {} for name, sel in where.items()}
-    contamination = {name: others.subset(np.flatnonzero(where[name])) for name in ("val", "test")
-                     if where[name].any()}
-    return table.subset(np.flatnonzero(~other)), contamination, counts
-
 
 def _numeric_column(df: pd.DataFrame, col: str, source: str) -> np.ndarray:
     series = df[col]
@@ -394,5 +286,4 @@ def _bayes_present(probs: np.ndarray, sentinels: np.ndarray) -> np.ndarray:
     return ~missing
 
 
-__all__ = ["TrackTable", "validate_tracks", "set_aside_other_species", "species_name", "species_counts", "OTHER_SPECIES_POLICIES",
-           "IMPLAUSIBLE_POLICIES", "ON_INVALID", "SPECIES_NAMES"]
+__all__ = ["TrackTable", "validate_tracks", "OTHER_SPECIES_POLICIES", "IMPLAUSIBLE_POLICIES", "ON_INVALID"]

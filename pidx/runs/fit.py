@@ -15,7 +15,7 @@ import numpy as np
 from ..data.datamodule import TrackDataModule
 from ..data.group import ProcessGroup
 from ..data.layouts import get_layout
-from ..data.validate import TrackTable
+from ..data.table import TrackTable
 from ..evaluation.baselines import add_oracle_gaps, decision_metrics, run_baselines
 from ..evaluation.calibration import calibration_summary, fit_posterior_map, negative_log_likelihood
 from ..evaluation.importance import importance_and_ablation
