@@ -64,10 +64,11 @@ def physics_table(physics: dict) -> str:
 
 
 def main_job_line(job: dict) -> str:
-    return (f"On a {job['device']} the main job takes **{job['wall_s'] / 60:.0f} minutes** ({job['epochs_run']} epochs "
-            f"on {job['train_tracks']:,} train tracks at {job['tracks_per_s']:,.0f} tracks/s, then its baselines and "
-            f"report; peak host memory {job['peak_rss_gb']:.1f} GB); on a GPU it has not been measured "
-            f"([results](docs/results.md)).")
+    return (f"The main job takes **{job['wall_s'] / 60:.0f} minutes** on this project's {job['device']} "
+            f"({job['epochs_run']} epochs on {job['train_tracks']:,} train tracks at {job['tracks_per_s']:,.0f} "
+            f"tracks/s, then its baselines and report; peak host memory {job['peak_rss_gb']:.1f} GB) and reaches "
+            f"accuracy {job['accuracy']:.4f}, macro AUC {job['macro_auc']:.4f}, NLL {job['nll']:.4f} on "
+            f"{job['test_tracks']:,} test tracks; on a GPU it has not been measured ([results](docs/results.md)).")
 
 
 def main_job_table(job: dict) -> str:
@@ -105,10 +106,10 @@ def rendered(text: str, page: str, results: Path = RESULTS) -> str:
         if name_page != page:
             continue
         data = json.loads((results / f"{source}.json").read_text())
-        pattern = re.compile(rf"(<!-- results:{block} -->\n).*?(\n<!-- /results:{block} -->)", re.S)
+        pattern = re.compile(rf"(<!-- results:{block} -->\n).*?(<!-- /results:{block} -->)", re.S)
         if not pattern.search(text):
             raise SystemExit(f"{page}: no <!-- results:{block} --> … <!-- /results:{block} --> block")
-        text = pattern.sub(lambda m: m.group(1) + render(data) + m.group(2), text)
+        text = pattern.sub(lambda m: m.group(1) + render(data) + "\n" + m.group(2), text)
     return text
 
 
