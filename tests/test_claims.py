@@ -22,7 +22,7 @@ from pidx.runs import export_run
 from pidx.training import CrossEntropy, EarlyStopping, TensorBoardLogger, Trainer, read_meta
 from pidx.training.checkpoint import save_checkpoint
 
-RECIPE = str(Path(__file__).parent.parent / "recipes" / "fse_phase1_mid.yaml")
+RECIPE = str(Path(__file__).parent.parent / "recipes" / "fse_phase1_full.yaml")  # full range: exports to O2Physics
 QUICK = ["--set", "data.n_tracks=20000", "--set", "trainer.max_epochs=1", "--set", "evaluation.baselines=[]",
          "--set", "evaluation.report=false", "--set", "model.hidden_dim=16", "--quiet"]
 
