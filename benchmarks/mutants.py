@@ -119,7 +119,11 @@ MUTANTS = {
 def run_mutant(name: str, spec, workdir: Path) -> dict:
     what, path, old, new, tests = spec
     copy = workdir / name
-    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", "runs", "__pycache__", "*.egg-info"))
+    def skip(directory, names):  # the repository's own run directories, not the pidx.runs package
+        return {n for n in names if n in (".git", "__pycache__") or n.endswith(".egg-info")
+                or (Path(directory) == ROOT and n in ("runs", "benchmarks/out"))}
+
+    shutil.copytree(ROOT, copy, ignore=skip)
     target = copy / path
     text = target.read_text()
     if text.count(old) != 1:

@@ -142,7 +142,7 @@ def _build(cls, raw, path: str, *, special: dict | None = None):
         elif key in known:
             values[key] = _convert(hints[key], value, where)
         else:
-            raise _unknown(str(key), path, known)
+            raise _unknown(str(key), path, [f.name for f in dataclasses.fields(cls)])
     return cls(**values)
 
 
