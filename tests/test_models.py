@@ -167,3 +167,29 @@ def test_extra_group_grows_a_token():
                    key=jax.random.PRNGKey(1))
     assert out.shape == (4,)
     assert isinstance(SimpleNN(layout, key=jax.random.PRNGKey(0)), SimpleNN) and DNN
+
+
+def test_an_absent_group_is_as_if_the_layout_had_none():
+    """Masked attention and masked pooling: with TOF absent, Phase 0 gives exactly what the same weights
+    give on a layout without a TOF group at all (an absent token neither attends, is attended to, nor
+    counts in the mean)."""
+    from pidx.data.schema import FeatureLayout
+
+    full = eqx.nn.inference_mode(FSEAttention(DEFAULT_LAYOUT, hidden_dim=32, key=jax.random.PRNGKey(0)))
+    names = DEFAULT_LAYOUT.group_names
+    keep = [i for i, n in enumerate(names) if n != "tof"]
+    small_layout = FeatureLayout(tuple(DEFAULT_LAYOUT.groups[i] for i in keep))
+    small = FSEAttention(small_layout, hidden_dim=32, key=jax.random.PRNGKey(1))
+    small = eqx.tree_at(lambda m: (m.encoder.embeddings, m.encoder.attention, m.encoder.norm, m.encoder.gate, m.head),
+                        small, (tuple(full.encoder.embeddings[i] for i in keep), full.encoder.attention,
+                                full.encoder.norm, full.encoder.gate, full.head))
+    small = eqx.nn.inference_mode(small)
+    x = jax.random.normal(jax.random.PRNGKey(2), (DEFAULT_LAYOUT.num_features,))
+    mask = jnp.array([n != "tof" for n in names])
+    slices = dict(zip(names, DEFAULT_LAYOUT.group_slices))
+    parts = [x[slices[n][0]:slices[n][1]] for n in names if n != "tof"]
+    flags = jnp.ones(len(small_layout.flagged_groups))
+    x_small = jnp.concatenate(parts + [flags])
+    a, _ = full(x, mask, eqx.nn.State(full))
+    b, _ = small(x_small, jnp.ones(len(keep), bool), eqx.nn.State(small))
+    np.testing.assert_allclose(a, b, atol=1e-5)

@@ -231,6 +231,17 @@ def test_implausible_values_are_absent_and_counted_or_refused(mc_run, sim, tmp_p
     ref_probs = pd.read_parquet(ref)[PROBS].to_numpy()
     for r in (rows["huge"], rows["inf"]):
         np.testing.assert_allclose(pred.loc[r, PROBS].to_numpy(float), ref_probs[r], atol=1e-6)
+    # the exported graph decides the same: groups absent, no probabilities for the track without a momentum
+    import onnxruntime as ort
+    from test_o2_deploy import TOGGLES, _tracks, run_inference_vector
+
+    assert main(["export", str(mc_run), "--output", str(tmp_path / "m.onnx")]) == 0
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    x = np.array([run_inference_vector(t, {k: True for k in TOGGLES}) for t in _tracks(path)], np.float32)
+    graph = session.run(None, {session.get_inputs()[0].name: x})[-1]
+    ours = pred[PROBS].to_numpy(float)
+    assert (np.isnan(graph) == np.isnan(ours)).all() and np.isnan(graph[rows["negative_p"]]).all()
+    np.testing.assert_allclose(np.nan_to_num(graph), np.nan_to_num(ours), atol=1e-5)
 
 
 # ----------------------------------------------------------------------------- streamed predict

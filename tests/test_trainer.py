@@ -344,6 +344,19 @@ def test_fit_leaves_the_callers_model_usable(dm, tmp_path):
     assert np.isfinite(t2.logged_metrics["train/loss"])
 
 
+def test_early_stopping_and_checkpoint_keep_the_best_epoch(dm, tmp_path):
+    """The monitored minimum is what EarlyStopping restores and what ModelCheckpoint keeps."""
+    model, state = small("simplenn")
+    early, ckpt = EarlyStopping(patience=3), ModelCheckpoint(save_top_k=1)
+    t = trainer(max_epochs=5, callbacks=[early, ckpt], default_root_dir=tmp_path, learning_rate=3e-2)
+    t.fit(model, dm, state=state)
+    nll = [h["val/nll"] for h in t.history]
+    best = int(np.argmin(nll))
+    assert early.best_epoch == best and early.best == pytest.approx(min(nll)) and t.restored_epoch == best
+    (kept,) = [Path(p).name for _, p in ckpt.best_k]
+    assert kept.startswith(f"epoch={best}-")
+
+
 def test_two_checkpoint_callbacks_resume_each_its_own_state(dm, tmp_path):
     """Two ModelCheckpoint and two EarlyStopping callbacks on different monitors: each state is keyed by
     its monitor and mode, so a resumed fit gives each its own (they once shared the class name's key)."""

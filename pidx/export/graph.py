@@ -111,13 +111,16 @@ def extra_input_columns(pre) -> tuple[str, ...]:
     return get_layout(pre.track_layout).extra_columns(pre.layout)
 
 
-def preprocessing_graph(g: GraphBuilder, raw: str, pre, sentinels) -> tuple[str, str]:
-    """Nodes that turn raw `f32[N, C]` into the model's features `f32[N, F]` and mask `bool[N, G]`.
+def preprocessing_graph(g: GraphBuilder, raw: str, pre, sentinels, ranges=None) -> tuple[str, str, str | None]:
+    """Nodes that turn raw `f32[N, C]` into the model's features `f32[N, F]`, mask `bool[N, G]` and the
+    rows no model can score `bool[N, 1]` (None when the layout cannot have them).
 
-    Mirrors `validate_tracks` + `Preprocessor.transform` exactly, in float64 like numpy:
-    the flags decide presence; NaN, ±inf and sentinels become the train median in
-    scaled columns; an absent group takes its `missing_fill`; the Bayes group is absent
-    when a value is NaN/sentinel or the row is all 0 or all 0.25.
+    Mirrors `validate_tracks` (with `implausible="absent"`) + `Preprocessor.transform` exactly, in
+    float64 like numpy: the flags decide presence; a value no detector produces (±inf, or outside
+    `ranges`) under a present flag makes its group absent; NaN, ±inf and sentinels become the train
+    median in scaled columns; an absent group takes its `missing_fill`; the Bayes group is absent when
+    a value is NaN/sentinel or the row is all 0 or all 0.25; a row whose always-present values (the
+    kinematics) are implausible, or whose momentum is missing, cannot be scored.
 
     **Arguments:**
 
@@ -125,9 +128,11 @@ def preprocessing_graph(g: GraphBuilder, raw: str, pre, sentinels) -> tuple[str,
     - `raw`: name of the raw input tensor, columns in `input_columns(pre)` order.
     - `pre`: the run's fitted `Preprocessor`.
     - `sentinels`: the run's `data.sentinels` (values that mean "missing").
+    - `ranges`: plausible `(low, high)` per column (`pidx.data.layouts.PLAUSIBLE_RANGES`).
     """
     layout = pre.layout
     cols = {c: i for i, c in enumerate(input_columns(pre))}
+    ranges = ranges or {}
     x = g.op("Cast", raw, to=11)  # float64: numpy computes the scaling in double
 
     def missing(values: str) -> str:
@@ -135,11 +140,32 @@ def preprocessing_graph(g: GraphBuilder, raw: str, pre, sentinels) -> tuple[str,
         conds += [g.op("Equal", values, g.const(float(s), "sentinel", np.float64)) for s in sentinels]
         return g.any_of(conds)
 
-    features, presence = [], []
+    def absent_value(values: str) -> str:  # NaN or a sentinel: missing, not implausible
+        return g.any_of([g.op("IsNaN", values)] + [g.op("Equal", values, g.const(float(s), "sentinel", np.float64))
+                                                   for s in sentinels])
+
+    def implausible(group) -> str:
+        """Per row: any value of `group` no detector produces (validate_tracks' `_implausible`)."""
+        odd = []
+        for c in group.columns:
+            v = g.columns(x, [cols[c]])
+            conds = [g.op("IsInf", v)]
+            if c in ranges:
+                lo, hi = ranges[c]
+                conds += [g.op("Less", v, g.const(float(lo), "low", np.float64)),
+                          g.op("Greater", v, g.const(float(hi), "high", np.float64))]
+            odd.append(g.op("And", g.any_of(conds), g.op("Not", absent_value(v))))
+        return g.any_of(odd)
+
+    features, presence, unscorable = [], [], []
     for group in layout.groups:
         values = g.columns(x, [cols[c] for c in group.columns])
         if group.flag is None:
             present = None
+            unscorable.append(implausible(group))
+            momentum = [cols[c] for c in ("pt", "eta", "p") if c in group.columns]
+            if momentum:  # no momentum, no track (validate_tracks: missing momentum is invalid)
+                unscorable.append(g.row_reduce(absent_value(g.columns(x, momentum)), "ReduceMax"))
         elif group.flag == BAYES_FLAG:
             absent = [g.row_reduce(missing(values), "ReduceMax")]
             absent += [g.row_reduce(g.op("Equal", values, g.const(float(v), "fill", np.float64)), "ReduceMin")
@@ -147,6 +173,7 @@ def preprocessing_graph(g: GraphBuilder, raw: str, pre, sentinels) -> tuple[str,
             present = g.op("Not", g.any_of(absent))
         else:
             present = g.op("Equal", g.columns(x, [cols[group.flag]]), g.const(1.0, "one", np.float64))
+            present = g.op("And", present, g.op("Not", implausible(group)))
             if group.absent_if_invalid:  # a NaN/sentinel under a "present" flag: the group is absent
                 present = g.op("And", present, g.op("Not", g.row_reduce(missing(values), "ReduceMax")))
         if group.scale:
@@ -179,7 +206,7 @@ def preprocessing_graph(g: GraphBuilder, raw: str, pre, sentinels) -> tuple[str,
     flags = [g.op("Cast", p, to=1) for p, grp in zip(presence, layout.groups) if grp.flag is not None]
     feats = g.op("Concat", *features, *flags, axis=1)
     mask = g.op("Concat", *mask_cols, axis=1)
-    return feats, mask
+    return feats, mask, (g.any_of(unscorable) if unscorable else None)
 
 
 __all__ = ["OPSET", "GraphBuilder", "input_columns", "extra_input_columns", "preprocessing_graph"]

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.io import validate_tracks
+from ..data.layouts import PLAUSIBLE_RANGES
 from ..data.schema import BAYES_FLAG, CLASS_NAMES, PROB_COLUMNS
 from ..errors import ExportError
 from ..models.ensemble import is_ensemble
@@ -32,7 +33,7 @@ INPUT_NAME, OUTPUT_NAME = "tracks", "probabilities"
 
 
 def build_onnx(model, state, preprocessor, *, sentinels=(-999.0,), ensemble: bool = False,
-               posterior: PosteriorMap | None = None):
+               posterior: PosteriorMap | None = None, ranges=PLAUSIBLE_RANGES):
     """The `onnx.ModelProto`: raw tracks `f32[N, C]` → class probabilities `f32[N, 4]`.
 
     **Arguments:**
@@ -43,10 +44,13 @@ def build_onnx(model, state, preprocessor, *, sentinels=(-999.0,), ensemble: boo
     - `sentinels`: values that mean "missing" besides NaN (the run's `data.sentinels`).
     - `posterior`: the run's `PosteriorMap` (class weights undone, recalibration, abundances),
       applied as softmax(log p / T + c); None: the network's raw probabilities.
+    - `ranges`: plausible values per column: one outside (or inf) under a present flag makes its
+      group absent, as `pidx predict` does; a track whose kinematics are implausible or whose
+      momentum is missing gets NaN probabilities, as `pidx predict` gives it.
     """
     onnx, helper, _ = _onnx()
     g = GraphBuilder()
-    feats, mask = preprocessing_graph(g, INPUT_NAME, preprocessor, sentinels)
+    feats, mask, unscorable = preprocessing_graph(g, INPUT_NAME, preprocessor, sentinels, ranges)
     if ensemble:
         members = [model.member(i, state) for i in range(model.size)]
         probs = [g.op("Softmax", model_graph(g, m, s, feats, mask), axis=1) for m, s in members]
@@ -58,6 +62,9 @@ def build_onnx(model, state, preprocessor, *, sentinels=(-999.0,), ensemble: boo
         scaled = g.op("Mul", logp, g.const(1.0 / posterior.temperature, "inverse_temperature"))
         shift = g.const(np.asarray(posterior.logit_shift(), np.float32)[None, :], "posterior_shift")
         probs = g.op("Softmax", g.op("Add", scaled, shift), axis=1)
+    if unscorable is not None:
+        probs = g.op("Where", unscorable, g.const(np.full((1, len(CLASS_NAMES)), np.nan, np.float32), "unscored"),
+                     probs)
     g.nodes.append(helper.make_node("Identity", [probs], [OUTPUT_NAME]))
     n_in = len(input_columns(preprocessor))
     graph = helper.make_graph(
@@ -78,6 +85,7 @@ def synthetic_tracks(preprocessor, *, n_per_pattern: int = 64, sentinels=(-999.0
     """
     rng = np.random.default_rng(seed)
     layout = preprocessor.layout
+    sentinel = sentinels[0] if sentinels else np.nan
     flagged = [g for g in layout.groups if g.flag is not None]
     patterns = list(itertools.product((0, 1), repeat=len(flagged)))
     n = n_per_pattern * len(patterns)
@@ -94,16 +102,22 @@ def synthetic_tracks(preprocessor, *, n_per_pattern: int = 64, sentinels=(-999.0
         if group.flag is not None:
             present = present_all[:, flagged.index(group)]
             if group.flag == BAYES_FLAG:
-                fills = np.array([np.nan, 0.0, 0.25])[rng.integers(0, 3, n)]
+                fills = np.array([np.nan, 0.0, 0.25, sentinel])[rng.integers(0, 4, n)]
             else:
                 fills = np.where(rng.random(n) < 0.5, np.nan, sentinels[0] if sentinels else np.nan)
                 cols[group.flag] = present.astype(float)
             v = np.where(present[:, None], v, fills[:, None])
-            if group.absent_if_invalid:  # a NaN under a "present" flag: pidx and the graph make the group absent
-                broken = present & (rng.random(n) < 0.05)
-                v[broken, rng.integers(0, k, int(broken.sum()))] = np.nan
+            if group.absent_if_invalid:  # a NaN or a sentinel under a "present" flag: pidx and the graph make the group absent
+                broken = np.flatnonzero(present & (rng.random(n) < 0.05))
+                v[broken, rng.integers(0, k, len(broken))] = np.where(rng.random(len(broken)) < 0.5, np.nan, sentinel)
+            if group.flag != BAYES_FLAG:  # values no detector produces under a "present" flag: the group is absent
+                odd = np.flatnonzero(present & (rng.random(n) < 0.03))
+                v[odd, rng.integers(0, k, len(odd))] = np.where(rng.random(len(odd)) < 0.5, np.inf, 1e30)
         for j, c in enumerate(group.columns):
             cols[c] = v[:, j]
+    for c in ("p", "pt"):  # a few tracks with a momentum no detector measures: NaN probabilities, in both
+        if c in cols:
+            cols[c] = np.where(rng.random(n) < 0.01, -1.0, cols[c])
     return pd.DataFrame(cols).astype(np.float32).astype(np.float64)
 
 
@@ -112,9 +126,9 @@ def pidx_probs(model, state, preprocessor, frame: pd.DataFrame, *, sentinels=(-9
     """pidx's own probabilities for a raw table: the same validation, preprocessing and jitted
     evaluation pass as `pidx predict` (members' mean for an ensemble) [+ the posterior map]."""
     table = validate_tracks(frame, source="export check", layout=preprocessor.layout, require_label=False,
-                            sentinels=tuple(sentinels))
+                            sentinels=tuple(sentinels), ranges=PLAUSIBLE_RANGES, on_invalid="keep")
     predictor = Predictor(model, state, preprocessor, posterior=posterior, eval_batch_size=len(table))
-    return predictor.predict_table(table)
+    return np.where(table.unscored[:, None], np.nan, predictor.predict_table(table))  # as pidx predict writes them
 
 
 def onnx_probs(proto_or_path, frame: pd.DataFrame, columns) -> np.ndarray:
@@ -158,14 +172,16 @@ def export_onnx(model, state, preprocessor, path: str | Path, *, sentinels=(-999
         "output": {"name": OUTPUT_NAME, "shape": ["N", len(CLASS_NAMES)], "columns": list(PROB_COLUMNS),
                    "classes": list(CLASS_NAMES), "pdg": [211, 321, 2212, 11]},
         "sentinels": list(sentinels), "ensemble_members": model.size if ensemble else 1,
+        "plausible_ranges": {c: list(b) for c, b in PLAUSIBLE_RANGES.items() if c in columns},
         "posterior": None if posterior is None else posterior.to_dict(),
         **(metadata or {}),
     }
     if check:
         frame = synthetic_tracks(preprocessor, sentinels=sentinels)
-        diff = float(np.max(np.abs(onnx_probs(proto, frame, columns)
-                                   - pidx_probs(model, state, preprocessor, frame, sentinels=sentinels,
-                                                posterior=posterior))))
+        ours, theirs = pidx_probs(model, state, preprocessor, frame, sentinels=sentinels, posterior=posterior), \
+            onnx_probs(proto, frame, columns)
+        same_nan = np.isnan(ours) == np.isnan(theirs)
+        diff = float(np.max(np.abs(np.nan_to_num(ours) - np.nan_to_num(theirs)))) if same_nan.all() else float("inf")
         if not diff <= tolerance:
             raise ExportError(f"ONNX Runtime and pidx differ by {diff:.3g} > {tolerance:g} on {len(frame)} synthetic "
                               "tracks; nothing was written (report this with the run directory)")
