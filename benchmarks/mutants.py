@@ -97,7 +97,8 @@ MUTANTS = {
         ["tests/test_trainer.py::test_early_stopping_and_checkpoint_keep_the_best_epoch"]),
     "onnx_missing_sentinel": (
         "export: the graph does not treat the sentinel as missing", "pidx/export/graph.py",
-        "for s in sentinels", "for s in ()",
+        'conds += [g.op("Equal", values, g.const(float(s), "sentinel", np.float64)) for s in sentinels]',
+        'conds += [g.op("Equal", values, g.const(float(s), "sentinel", np.float64)) for s in ()]',
         ["tests/test_export.py"]),
     "o2_values_form_dropped": (
         "export: vector options written as bare lists again", "pidx/export/o2physics.py",
