@@ -108,16 +108,6 @@ def open_root_trees(path: Path, tree: str):
         yield trees
 
 
-@contextlib.contextmanager
-def open_root_tree(path: Path, tree: str):
-    """The one TTree `tree` of the ROOT file `path` (errors name the file and list its trees)."""
-    with open_root_trees(path, tree) as trees:
-        if len(trees) > 1:
-            raise DataError(f"{path}: '{tree}' names {len(trees)} trees ({', '.join(n for n, _ in trees[:4])}, ...); "
-                            "name one")
-        yield trees[0][1]
-
-
 def _read_root(path: Path, tree: str) -> tuple[pd.DataFrame, dict[str, np.dtype], dict[str, int]]:
     frames, counts, dtypes = [], {}, None
     with open_root_trees(path, tree) as trees:
@@ -340,5 +330,5 @@ class TableWriter:
 
 
 __all__ = ["TableWriter", "root_branches", "SUFFIXES", "DEFAULT_TREE", "expand_sources", "track_file_kind", "resolve_trees", "open_root_trees",
-           "open_root_tree", "RawTracks", "read_one", "read_tracks_raw", "read_table",
+           "RawTracks", "read_one", "read_tracks_raw", "read_table",
            "check_root_types", "write_root", "write_table"]

@@ -129,10 +129,17 @@ def read_composed(path: str | Path, sources: dict | None = None, _chain: tuple =
         target = path.parent / parent
         if not target.is_file():
             raise RecipeError(f"{path}: '{EXTENDS}: {parent}' names no file ({target} not found)")
-        deeper: dict = {}
-        merged = merge(merged, read_composed(target, deeper, _chain + (path.resolve(),)), sources, str(target))
-        sources.update(deeper)  # each value's own file, not the parent that brought it
+        merged = _merge_composed(merged, target, sources, _chain + (path.resolve(),))
     return merge(merged, raw, sources, str(path))
+
+
+def _merge_composed(merged: dict, path: Path, sources: dict, chain: tuple = ()) -> dict:
+    """`merged` with the composed recipe `path` over it; each value keeps its own file as its source,
+    not the file that brought it in."""
+    own: dict = {}
+    merged = merge(merged, read_composed(path, own, chain), sources, str(path))
+    sources.update(own)
+    return merged
 
 
 def read_recipes(paths, overrides=(), sources: dict | None = None) -> dict:
@@ -140,10 +147,7 @@ def read_recipes(paths, overrides=(), sources: dict | None = None) -> dict:
     sources = {} if sources is None else sources
     merged: dict = {}
     for path in paths:
-        file_sources: dict = {}
-        layer = read_composed(path, file_sources)
-        merged = merge(merged, layer, sources, str(path))
-        sources.update({k: v for k, v in file_sources.items() if k in sources})
+        merged = _merge_composed(merged, Path(path), sources)
     merged = apply_overrides(merged, list(overrides))
     for item in overrides:
         keys, _ = parse_override(item)
