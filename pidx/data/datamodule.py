@@ -181,11 +181,16 @@ class TrackDataModule:
     def _momentum(self, table: TrackTable) -> np.ndarray:
         return table.momentum if self.momentum_variable == "p" else table.frame["pt"].to_numpy(np.float64)
 
-    def _in_range(self, table: TrackTable) -> np.ndarray:
-        """Rows inside the momentum range."""
+    def in_momentum_range(self, table: TrackTable) -> np.ndarray:
+        """Whether each track of `table` is inside the momentum range (a missing momentum is not)."""
         lo, hi = self.bounds
         value = self._momentum(table)
-        return np.flatnonzero((value > lo) & (value < hi))
+        with np.errstate(invalid="ignore"):
+            return (value > lo) & (value < hi)
+
+    def _in_range(self, table: TrackTable) -> np.ndarray:
+        """Rows inside the momentum range."""
+        return np.flatnonzero(self.in_momentum_range(table))
 
     def select_momentum(self, table: TrackTable) -> TrackTable:
         lo, hi = self.bounds
@@ -347,7 +352,7 @@ class TrackDataModule:
             out["dropped"] = dropped
         if self.other_species_split:  # in the momentum range, per split: where the contamination went
             out["other_species"] = {**out.get("other_species", {}), "policy": self.species_policy,
-                                    "in_range": {k: v for k, v in self.other_species_split.items()},
+                                    "in_range": dict(self.other_species_split),
                                     "excluded_from_training": sum(self.other_species_split["train"].values()),
                                     "contamination": {k: len(t) for k, t in self.contamination.items()}}
         return out

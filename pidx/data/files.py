@@ -297,27 +297,22 @@ class TableWriter:
             self._sink = self._file.mktree(DEFAULT_TREE, {name: v.dtype for name, v in branches.items()})
         self._sink.extend(branches)
 
+    def _close_sink(self) -> None:
+        if self._sink is not None:  # CSV has none: each chunk is appended and closed
+            (self._sink if self.kind == "parquet" else self._file).close()
+
     def close(self) -> Path:
         """Finish the file and move it onto `path`."""
-        if self.kind == "parquet" and self._sink is not None:
-            self._sink.close()
-        elif self.kind == "root" and self._sink is not None:
-            self._file.close()
-        elif self.rows == 0 and self.kind == "csv":
-            Path(self._tmp).write_text("")
+        self._close_sink()
         self._atomic.__exit__(None, None, None)
         return self.path
 
     def abort(self) -> None:
         """Remove the temporary file; `path` is left as it was."""
         with contextlib.suppress(Exception):
-            if self.kind == "parquet" and self._sink is not None:
-                self._sink.close()
-            elif self.kind == "root" and self._sink is not None:
-                self._file.close()
-        error = RuntimeError("aborted")
+            self._close_sink()
         with contextlib.suppress(RuntimeError):
-            self._atomic.__exit__(RuntimeError, error, None)
+            self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
     def __enter__(self) -> "TableWriter":
         return self

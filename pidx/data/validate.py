@@ -148,9 +148,10 @@ def validate_tracks(
 
     for group in checked.groups:
         values = {c: _numeric_column(df, c, source) for c in group.columns}
+        missing = {c: is_missing(v) for c, v in values.items()}
         is_passenger = group in passengers
         # values no detector produces, wherever a value is given (flags checked below)
-        odd = {c: _implausible(v, ranges.get(c), is_missing(v)) for c, v in values.items()}
+        odd = {c: _implausible(v, ranges.get(c), missing[c]) for c, v in values.items()}
         if group.flag == BAYES_FLAG:
             present = _bayes_present(np.stack([values[c] for c in group.columns], axis=1), sentinel_arr)
             for c in group.columns:
@@ -166,7 +167,7 @@ def validate_tracks(
             if implausible == "absent":
                 present = present & ~np.any(list(wrong.values()), axis=0)
             if group.absent_if_invalid:
-                broken = present & np.any([is_missing(v) for v in values.values()], axis=0)
+                broken = present & np.any(list(missing.values()), axis=0)
                 if broken.any():
                     made_absent[group.name] = int(broken.sum())
                     present = present & ~broken
@@ -179,9 +180,9 @@ def validate_tracks(
             v = values[c]
             if present is None:  # always-present group: NaN/sentinel is filled later
                 bad = np.isinf(v) if is_passenger else np.zeros(len(v), bool)
-                v = np.where(is_missing(v) | odd[c], np.nan, v)
+                v = np.where(missing[c] | odd[c], np.nan, v)
             else:
-                bad = present & is_missing(v)
+                bad = present & missing[c]
                 v = np.where(present, v, np.nan)
             if bad.any():
                 invalid |= bad

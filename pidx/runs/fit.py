@@ -123,13 +123,13 @@ def evaluate_in_memory(recipe: Recipe, run: RunDir, dm: TrackDataModule, predict
     run.write_calibration(fitted)
     predictor.posterior = posterior
     as_posteriors = (lambda raw: raw) if posterior is None else posterior
-    known_labels = np.asarray(dm.test.label)
+    known_labels, known_test_probs = np.asarray(dm.test.label), as_posteriors(raw_test_probs)
     bins = ev.calibration_bins
-    calibration = {**fitted, "test": calibration_summary(as_posteriors(raw_test_probs), known_labels, bins),
+    calibration = {**fitted, "test": calibration_summary(known_test_probs, known_labels, bins),
                    "test_raw": calibration_summary(raw_test_probs, known_labels, bins)}
     # other species kept as contamination: label -1, after the π/K/p/e tracks, in every purity
     tables, splits = with_contamination(dm, predictor, {"val": as_posteriors(raw_val_probs),
-                                                        "test": as_posteriors(raw_test_probs)})
+                                                        "test": known_test_probs})
     (val_labels, val_probs, _), (labels, test_probs, test_p) = splits["val"], splits["test"]
     test_metrics.update(decision_metrics(labels, test_probs, dm.class_counts))
     entries = {"calibration": calibration}
@@ -162,7 +162,7 @@ def with_contamination(dm: TrackDataModule, predictor: Predictor, probs: dict):
     for name, split_probs in probs.items():
         arrays = getattr(dm, name)
         labels, p = np.asarray(arrays.label), np.asarray(arrays.p)
-        other = getattr(dm, "contamination", {}).get(name)
+        other = dm.contamination.get(name)
         if other is not None:
             tables[name] = TrackTable.concat([dm.tables[name], other])
             other_arrays = dm.to_arrays(other)

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..data.datamodule import resolve_momentum_range
 from ..data.files import TableWriter, expand_sources
 from ..data.io import tracks_from_frame
 from ..data.schema import CLASS_NAMES, PROB_COLUMNS
@@ -36,11 +35,8 @@ CPU_EVAL_BATCH = 4096
 
 
 def in_momentum_range(recipe, table) -> np.ndarray:
-    """Rows of `table` inside the run's momentum range (in p or pT, as the recipe selects)."""
-    lo, hi = resolve_momentum_range(recipe.data.momentum_range)
-    value = table.momentum if recipe.data.momentum_variable == "p" else table.frame["pt"].to_numpy(np.float64)
-    with np.errstate(invalid="ignore"):
-        return (value > lo) & (value < hi)
+    """Whether each track of `table` is inside the run's momentum range, as its data module selects."""
+    return make_datamodule(recipe).in_momentum_range(table)
 
 
 def read_input_chunks(recipe, predictor, input_path, *, tree: str | None = None, disabled_groups=(),
@@ -153,11 +149,11 @@ def _score_chunk(recipe, predictor, table, raw: pd.DataFrame, points, selections
 
 
 def _add_counts(counts: dict, table) -> None:
-    for key in ("made_absent",):
-        for k, v in table.summary.get(key, {}).items():
+    """Add what validating one chunk counted to the totals."""
+    for key, found in (("made_absent", table.summary.get("made_absent", {})),
+                       ("implausible", table.summary.get("implausible", {}).get("columns", {}))):
+        for k, v in found.items():
             counts[key][k] = counts[key].get(k, 0) + v
-    for k, v in table.summary.get("implausible", {}).get("columns", {}).items():
-        counts["implausible"][k] = counts["implausible"].get(k, 0) + v
     counts["unscored"] += int(table.unscored.sum())
 
 
