@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import ExportError
-from ..export.graph import extra_input_columns, input_columns
+from ..export.graph import extra_input_columns
 from ..export.o2physics import (
     CONFIG_FILE, check_o2physics_inputs, join_bins, model_file_names, o2physics_bins, write_o2physics_config,
 )
@@ -79,14 +79,7 @@ def export_o2physics(run_dirs, output: str | Path, *, tolerance: float = 1e-5, c
             window = o2physics_bins(pre.track_layout, d.momentum_range_yaml, d.momentum_variable)
         except ExportError as exc:
             raise ExportError(f"{run_dir}: {exc}") from None
-        loaded.append((run_dir, recipe, predictor, ckpt, window))
-    if len(loaded) > 1:
-        columns = {str(r): tuple(input_columns(p.preprocessor)) for r, _, p, _, _ in loaded}
-        first = next(iter(columns.values()))
-        other = next((r for r, c in columns.items() if c != first), None)
-        if other is not None:
-            raise ExportError(f"{other} reads other inputs than {loaded[0][0]}; one deployment runs models of one "
-                              "input layout (the 46-value vector)")
+        loaded.append((run_dir, recipe, predictor, ckpt, window))  # each reads exactly the 46 values (checked)
     bins, order = join_bins([(str(r), w) for r, _, _, _, w in loaded])
     names = model_file_names(len(loaded))
     output = Path(output)
