@@ -105,13 +105,11 @@ def predict(
 
 def prediction_notes(counts: dict) -> list[str]:
     """What `pidx predict` did to rows that are not plain measurements, one line each."""
-    lines = []
-    if counts["implausible"]:
-        lines.append("values no detector produces (inf or out of range), group treated as absent: " +
-                     ", ".join(f"{k} {v:,}" for k, v in counts["implausible"].items()))
-    if counts["made_absent"]:
-        lines.append("flag set but values NaN/-999, group treated as absent: " +
-                     ", ".join(f"{k} {v:,}" for k, v in counts["made_absent"].items()))
+    from ..evaluation.tables import data_notes
+
+    summary = {"made_absent": counts["made_absent"],
+               "implausible": {"policy": "absent", "columns": counts["implausible"]} if counts["implausible"] else None}
+    lines = data_notes(summary)
     if counts["unscored"]:
         lines.append(f"{counts['unscored']:,} rows not scored (missing or implausible momentum): NaN probabilities, "
                      "empty pred")

@@ -58,9 +58,13 @@ def print_selection(sel: dict) -> None:
 
 
 def data_notes(summary: dict) -> list[str]:
-    """What loading did to tracks that are not plain π/K/p/e measurements, in words: values no detector
-    produces (per column), other species (per species, and where they went), rows dropped."""
+    """What loading did to tracks that are not plain π/K/p/e measurements, in words: groups made absent
+    for a NaN/-999 under a present flag, values no detector produces (per column), other species (per
+    species, and where they went), rows dropped."""
     notes = []
+    if summary.get("made_absent"):
+        notes.append("flag set but values NaN/-999, group treated as absent: " +
+                     ", ".join(f"{k} {v:,}" for k, v in summary["made_absent"].items()))
     odd = summary.get("implausible")
     if odd:
         how = "group treated as absent" if odd["policy"] == "absent" else "refused"

@@ -168,9 +168,6 @@ def data_log_line(recipe: Recipe, dm: TrackDataModule) -> str:
         parts.append(f"read {len(trees)} trees ({shown}{f' and {len(trees) - 6} more' if len(trees) > 6 else ''})")
     if summary.get("selection"):
         parts.append("selection removed " + ", ".join(f"{k} {v:,}" for k, v in summary["selection"].items()))
-    if summary.get("made_absent"):
-        parts.append("flag set but values NaN/-999, group treated as absent: " +
-                     ", ".join(f"{k} {v:,}" for k, v in summary["made_absent"].items()))
     parts += data_notes(summary)
     return "; ".join(parts)
 
