@@ -21,7 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import ROOT, provenance, write_result  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -41,15 +43,13 @@ def main(argv=None) -> dict:
         raise SystemExit(f"{' '.join(cmd)} failed")
     metrics = json.loads((run / "metrics.json").read_text())
     t, test = metrics["training"], metrics["test"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout
-    result = {"command": " ".join(cmd), "commit": commit.strip() or "unknown",
+    result = {**provenance("main_job.py", argv), "command": " ".join(cmd),
               "device": f"CPU, {os.cpu_count()} cores ({platform.machine()})" if t["device"] == "cpu" else t["device"],
-              "date": time.strftime("%Y-%m-%d"), "wall_s": wall, "peak_rss_gb": usage.ru_maxrss * 1024 / 1e9,
+              "wall_s": wall, "peak_rss_gb": usage.ru_maxrss * 1024 / 1e9,
               "train_s": t["train_s"], "epochs_run": t["epochs_run"], "tracks_per_s": t["tracks_per_s"],
               "train_tracks": metrics["data"]["train"]["n_tracks"], "test_tracks": test["n_tracks"],
               "accuracy": test["accuracy"], "macro_auc": test["macro_auc"], "nll": test["nll"]}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "main_job.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_result(args.out, "main_job", result)
     print(json.dumps(result, indent=1))
     return result
 

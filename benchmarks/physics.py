@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
+import sys
 from pathlib import Path
 
 import jax
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import provenance  # noqa: E402
 from pidx.data.datamodule import resolve_momentum_range
 from pidx.data.schema import CLASS_NAMES
 from pidx.evaluation.baselines import CEILINGS, decision_metrics
@@ -133,25 +136,7 @@ def main():
     print(f"total {time.perf_counter() - started:.0f} s")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "physics.md").write_text(table)
-    (args.out / "physics.json").write_text(json.dumps({**provenance(), "overrides": sets, "rows": rows}, indent=1))
-
-
-def provenance() -> dict:
-    """What a results table's caption says: the command, the commit, the device and the date."""
-    import platform
-    import subprocess
-    import sys
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    device = jax.devices()[0]
-    where = f"{device.device_kind} ({device.platform})" if device.platform != "cpu" else \
-        f"CPU, {os.cpu_count()} cores ({platform.processor() or platform.machine()})"
-    return {"command": "python benchmarks/physics.py " + " ".join(sys.argv[1:]), "commit": commit, "device": where,
-            "date": time.strftime("%Y-%m-%d")}
+    (args.out / "physics.json").write_text(json.dumps({**provenance("physics.py"), "overrides": sets, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

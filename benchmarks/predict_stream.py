@@ -17,13 +17,16 @@ Prints a table and writes `predict_stream.json` in `--out`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import provenance, write_result  # noqa: E402
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "fse_phase1_full.yaml"
 BLOCK = 2_000_000
@@ -128,13 +131,10 @@ def main(argv=None) -> dict:
             whole = run_measured([sys.executable, "-c", IN_MEMORY, str(run), str(path), str(out)], env)
             rows.append({"tracks": n, "path": "in memory", **whole, "tracks_per_s": n / whole["wall_s"]})
         out.unlink(missing_ok=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    result = {"command": "python benchmarks/predict_stream.py " + " ".join(argv or sys.argv[1:]), "commit": commit,
+    result = {**provenance("predict_stream.py", argv),
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {memory:.0f} GB",
-              "chunk_tracks": args.chunk_tracks, "date": time.strftime("%Y-%m-%d"), "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "predict_stream.json").write_text(json.dumps(result, indent=1) + "\n")
+              "chunk_tracks": args.chunk_tracks, "rows": rows}
+    write_result(args.out, "predict_stream", result)
     print("| tracks | path | wall (s) | tracks/s | peak host memory (GB) |\n|---|---|---|---|---|")
     for r in rows:
         if r["wall_s"] is None:

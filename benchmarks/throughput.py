@@ -7,7 +7,8 @@ pidx runs through the real `Trainer.fit` path: callbacks (ValidationMetrics with
 validation pass every epoch included, compile time excluded (reported apart). The peer runs a
 plain PyTorch loop with data on the device and a validation pass every epoch. Both train on the
 same preprocessed arrays with the same focal loss, class weights and Adam; the first epoch of each
-is a warm-up and not counted. Prints tracks/s, the ratio and both parameter counts.
+is a warm-up and not counted. Prints tracks/s, the ratio and both parameter counts; with `--out DIR`
+also writes `DIR/throughput.json`, from which `render.py` writes the table in docs/results.md.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 import pidx  # noqa: E402
+from common import provenance, write_result  # noqa: E402
 from pidx.data import ArrayDataModule, TrackArrays  # noqa: E402
 from pidx.models import build_model  # noqa: E402
 
@@ -78,16 +80,18 @@ def main(argv=None):
     ap.add_argument("--precision", default="f32", choices=["f32", "bf16"])
     ap.add_argument("--torch-compile", action="store_true", help="also time the peer with torch.compile")
     ap.add_argument("--no-torch", action="store_true", help="pidx only")
+    ap.add_argument("--out", type=Path, help="write throughput.json in this folder")
     args = ap.parse_args(argv)
 
     device = jax.devices()[0]
     print(f"device: {device.platform} ({device.device_kind}), jax {jax.__version__}", flush=True)
-    torch_device = "cpu"
+    torch_device, peer = "cpu", None
     if not args.no_torch:
         import torch
 
         torch_device = "cuda" if device.platform == "gpu" and torch.cuda.is_available() else "cpu"
-        print(f"peer: torch {torch.__version__} on {torch_device}, {torch.get_num_threads()} threads", flush=True)
+        peer = f"torch {torch.__version__} on {torch_device}, {torch.get_num_threads()} threads"
+        print(f"peer: {peer}", flush=True)
     train, val, counts = data(args.train_tracks, args.val_tracks)
     print(f"{train.num_tracks:,} train / {val.num_tracks:,} validation tracks, {args.epochs} timed epochs\n")
     head = f"{'model':<11} {'batch':>6} {'pidx tracks/s':>14} {'peer tracks/s':>14} {'ratio':>6} " \
@@ -96,23 +100,33 @@ def main(argv=None):
         head += f" {'peer+compile':>13}"
     print(head)
     print("-" * len(head))
+    result = {**provenance("throughput.py", argv), "peer": peer, "precision": args.precision,
+              "fse_size": FSE_KW, "train_tracks": train.num_tracks, "val_tracks": val.num_tracks,
+              "timed_epochs": args.epochs, "rows": []}
     for name in args.models:
         for batch in args.batches:
             if batch > train.num_tracks:
                 continue
             ours = pidx_run(name, train, val, batch, args.epochs, args.precision)
+            row = {"model": name, "batch": batch, "pidx_tracks_per_s": ours["tracks_per_s"],
+                   "pidx_compile_s": ours["compile_s"], "pidx_parameters": ours["parameters"],
+                   "peer_tracks_per_s": None, "peer_parameters": None, "peer_compiled_tracks_per_s": None}
             line = f"{name:<11} {batch:>6} {ours['tracks_per_s']:>14,.0f}"
             if args.no_torch:
                 line += f" {'-':>14} {'-':>6}"
             else:
-                peer = torch_run(name, train, val, counts, batch, args.epochs, torch_device, False)
-                line += f" {peer['tracks_per_s']:>14,.0f} {ours['tracks_per_s'] / peer['tracks_per_s']:>6.2f}"
+                theirs = torch_run(name, train, val, counts, batch, args.epochs, torch_device, False)
+                row.update(peer_tracks_per_s=theirs["tracks_per_s"], peer_parameters=theirs["parameters"])
+                line += f" {theirs['tracks_per_s']:>14,.0f} {ours['tracks_per_s'] / theirs['tracks_per_s']:>6.2f}"
             line += f" {ours['compile_s']:>9.1f} {ours['parameters']:>11,}"
-            line += f" {'-' if args.no_torch else format(peer['parameters'], ','):>11}"
+            line += f" {'-' if args.no_torch else format(theirs['parameters'], ','):>11}"
             if args.torch_compile and not args.no_torch:
                 comp = torch_run(name, train, val, counts, batch, args.epochs, torch_device, True)
+                row["peer_compiled_tracks_per_s"] = comp["tracks_per_s"]
                 line += f" {comp['tracks_per_s']:>13,.0f}"
             print(line, flush=True)
+            result["rows"].append(row)
+    write_result(args.out, "throughput", result)
 
 
 if __name__ == "__main__":
