@@ -37,7 +37,8 @@ class DNN(nn.Module):
         sizes = [NUM_FEATURES, *hidden]
         layers = []
         for a, b in zip(sizes[:-1], sizes[1:]):
-            layers += [nn.Linear(a, b), nn.BatchNorm1d(b, momentum=0.01), nn.ReLU(), nn.Dropout(dropout)]
+            # no bias in front of BatchNorm, as pidx's DNN (the normalisation removes it)
+            layers += [nn.Linear(a, b, bias=False), nn.BatchNorm1d(b, momentum=0.01), nn.ReLU(), nn.Dropout(dropout)]
         self.net = nn.Sequential(*layers, nn.Linear(sizes[-1], NUM_CLASSES))
 
     def forward(self, x, mask):
