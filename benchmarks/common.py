@@ -46,3 +46,12 @@ def write_result(out: Path | None, name: str, result: dict) -> None:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / f"{name}.json", result)
         print(f"wrote {out / f'{name}.json'}")
+
+
+def fit_quietly(path: Path, overrides, directory: Path):
+    """(recipe, metrics) of `pidx fit` on a recipe file: no baselines, no report (training is what is timed)."""
+    from pidx.recipe import load_recipe
+    from pidx.runs import RunDir, fit_recipe
+
+    recipe = load_recipe(path, ["evaluation.baselines=[]", "evaluation.report=false", *overrides])
+    return recipe, fit_recipe(recipe, RunDir.create(recipe.name, directory), quiet=True)

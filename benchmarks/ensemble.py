@@ -7,26 +7,30 @@ Both sides use the real `Trainer.fit` path on the same data split (the recipe's)
 seeds (member i = seed + i) and the same number of epochs (no early stopping, so the
 members of both sides see identical steps). Prints wall time (compile apart), test
 accuracy of the ensemble's mean vs the members', and the largest weight difference
-between ensemble member i and sequential run i.
+between ensemble member i and sequential run i; with `--out DIR` also writes `DIR/ensemble.json`,
+from which `render.py` writes the table in docs/results.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
 import time
 from pathlib import Path
-
-import dataclasses
 
 import equinox as eqx
 
 import jax
 import numpy as np
 
-from pidx.training.metrics import classification_metrics
-from pidx.recipe import load_recipe
-from pidx.runs import make_datamodule, make_model
-from pidx.training import Trainer
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import provenance, write_result  # noqa: E402
+from pidx.recipe import load_recipe  # noqa: E402
+from pidx.runs import make_datamodule, make_model  # noqa: E402
+from pidx.training import Trainer  # noqa: E402
+from pidx.training.metrics import classification_metrics  # noqa: E402
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 
@@ -39,14 +43,15 @@ def fit(cfg, dm, model, state):
     return trainer, time.perf_counter() - t0
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["simplenn", "fse_phase1"])
     ap.add_argument("--members", type=int, default=4)
     ap.add_argument("--range", default="mid")
     ap.add_argument("--n-tracks", type=int, default=400_000)
     ap.add_argument("--epochs", type=int, default=10)
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, help="write ensemble.json in this folder")
+    args = ap.parse_args(argv)
     print(f"device: {jax.devices()[0].device_kind} ({jax.devices()[0].platform}); K={args.members}, "
           f"{args.epochs} epochs, {args.n_tracks:,} simulated tracks before the {args.range} cut")
     rows = []
@@ -58,7 +63,7 @@ def main():
         ens_cfg = cfg.replace(trainer=dataclasses.replace(cfg.trainer, ensemble=args.members))
         ens_trainer, ens_s = fit(cfg, dm, *make_model(ens_cfg, dm.layout))
         m = classification_metrics(labels, ens_trainer.predict(dm.test))
-        ens_acc = (m["accuracy"], m["balanced_accuracy"])
+        ens_acc = (float(m["accuracy"]), float(m["balanced_accuracy"]))
         seq_s, seq_compile, accs, max_diff = 0.0, 0.0, [], 0.0
         for i in range(args.members):
             member_cfg = cfg.replace(seed=cfg.seed + i)
@@ -71,15 +76,27 @@ def main():
             b = jax.tree.leaves(eqx.filter(trainer.model, eqx.is_inexact_array))
             max_diff = max(max_diff, max(float(np.abs(np.asarray(x) - np.asarray(y)).max()) for x, y in zip(a, b)))
         accs = np.array(accs)
-        rows.append((name, dm.train.num_tracks, ens_s, ens_trainer.summary["compile_s"], seq_s, seq_compile,
-                     "{:.4f} / {:.4f}".format(*ens_acc), "{:.4f} / {:.4f}".format(*accs.mean(0)),
-                     "{:.4f} / {:.4f}".format(*accs.max(0)), max_diff))
+        rows.append({"model": name, "train_tracks": dm.train.num_tracks, "ensemble_wall_s": ens_s,
+                     "ensemble_compile_s": ens_trainer.summary["compile_s"], "sequential_wall_s": seq_s,
+                     "sequential_compile_s": seq_compile, "ensemble_accuracy": ens_acc[0],
+                     "ensemble_balanced_accuracy": ens_acc[1], "members_mean_accuracy": float(accs[:, 0].mean()),
+                     "members_mean_balanced_accuracy": float(accs[:, 1].mean()),
+                     "members_best_accuracy": float(accs[:, 0].max()),
+                     "members_best_balanced_accuracy": float(accs[:, 1].max()), "max_weight_difference": max_diff})
+    result = {**provenance("ensemble.py", argv), "members": args.members, "epochs": args.epochs,
+              "range": args.range, "n_tracks": args.n_tracks, "rows": rows}
     print(f"\n| model | train tracks | ensemble wall s (compile) | {args.members} sequential wall s (compile) | "
           "speed-up | ensemble acc / bal. acc | members' mean | members' best | max |Δw| member vs sequential |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r[0]} | {r[1]:,} | {r[2]:.1f} ({r[3]:.1f}) | {r[4]:.1f} ({r[5]:.1f}) | {r[4] / r[2]:.2f}x | "
-              f"{r[6]} | {r[7]} | {r[8]} | {r[9]:.1e} |")
+        print(f"| {r['model']} | {r['train_tracks']:,} | {r['ensemble_wall_s']:.1f} ({r['ensemble_compile_s']:.1f}) | "
+              f"{r['sequential_wall_s']:.1f} ({r['sequential_compile_s']:.1f}) | "
+              f"{r['sequential_wall_s'] / r['ensemble_wall_s']:.2f}x | "
+              f"{r['ensemble_accuracy']:.4f} / {r['ensemble_balanced_accuracy']:.4f} | "
+              f"{r['members_mean_accuracy']:.4f} / {r['members_mean_balanced_accuracy']:.4f} | "
+              f"{r['members_best_accuracy']:.4f} / {r['members_best_balanced_accuracy']:.4f} | "
+              f"{r['max_weight_difference']:.1e} |")
+    write_result(args.out, "ensemble", result)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 import pidx  # noqa: E402
+from common import fit_quietly  # noqa: E402
 from pidx.utils import atomic_write_json, atomic_write_text  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
@@ -79,15 +80,6 @@ def throughput(cfg, args, torch_device):
                         row["torch_compile_tracks_per_s" if compiled else "torch_tracks_per_s"] = peer["tracks_per_s"]
                 rows.append(row)
                 yield rows
-
-
-def fit_quietly(path: Path, overrides, directory: Path):
-    """(recipe, metrics) of `pidx fit` on a recipe file: no baselines, no report (training is what is timed)."""
-    from pidx.recipe import load_recipe
-    from pidx.runs import RunDir, fit_recipe
-
-    recipe = load_recipe(path, ["evaluation.baselines=[]", "evaluation.report=false", *overrides])
-    return recipe, fit_recipe(recipe, RunDir.create(recipe.name, directory), quiet=True)
 
 
 def recipes(cfg, args, _):

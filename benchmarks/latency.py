@@ -10,6 +10,9 @@ Prints one table:
 - `Trainer.predict` tracks/s on preprocessed arrays (warm, eval batch 65536);
 - ONNX Runtime (1 CPU thread) per-track latency at batch 1, as an O2Physics task calls it, and its
   tracks/s at batch 65536, next to the seed's 0.4 ms per track.
+
+With `--out DIR` it also writes `DIR/latency.json`, from which `render.py` writes the table in
+docs/results.md.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import pidx  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from common import provenance, write_result  # noqa: E402
 from pidx.data import ArrayDataModule, TrackArrays  # noqa: E402
 from pidx.data.layouts import get_layout  # noqa: E402
 from pidx.export import export_onnx, input_columns  # noqa: E402
@@ -67,13 +74,14 @@ def onnx_timings(path, x: np.ndarray, provider: str = "CPUExecutionProvider", si
             "batch_tracks_per_s": len(x) / (time.perf_counter() - t0)}
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="fse_phase1")
     ap.add_argument("--tracks", type=int, default=500_000)
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, help="write latency.json in this folder")
+    args = ap.parse_args(argv)
     device = jax.devices()[0]
-    rows = [("import pidx (fresh interpreter)", f"{import_time():.2f} s")]
+    rows = [{"measurement": "import pidx (fresh interpreter, median of 5)", "value": import_time(), "unit": "s"}]
 
     dm = pidx.TrackDataModule(simulator=pidx.SimulatorConfig(n_tracks=args.tracks, seed=5),
                               momentum_range="full").setup()
@@ -85,16 +93,18 @@ def main():
     t0 = time.perf_counter()
     trainer.fit(model, small, state=state)
     s = trainer.summary
-    rows.append((f"first epoch of Trainer.fit ({args.model}, 8 steps of 1024)",
-                 f"{time.perf_counter() - t0:.2f} s (compile {s['compile_s']:.2f} s, steps {s['train_s']:.2f} s)"))
+    rows.append({"measurement": f"first epoch of Trainer.fit ({args.model}, 8 steps of 1024, no compilation cache)",
+                 "value": time.perf_counter() - t0, "unit": "s",
+                 "detail": f"compile {s['compile_s']:.2f} s, steps {s['train_s']:.2f} s"})
 
     arrays = dm.test
     trainer.predict(arrays)  # warm-up: compile
     t0 = time.perf_counter()
     trainer.predict(arrays)
     dt = time.perf_counter() - t0
-    rows.append((f"Trainer.predict, {arrays.num_tracks:,} tracks (warm)", f"{arrays.num_tracks / dt:,.0f} tracks/s "
-                 f"({1e6 * dt / arrays.num_tracks:.2f} µs/track)"))
+    rows.append({"measurement": f"Trainer.predict, {arrays.num_tracks:,} tracks (warm)",
+                 "value": arrays.num_tracks / dt, "unit": "tracks/s",
+                 "detail": f"{1e6 * dt / arrays.num_tracks:.2f} µs/track"})
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -105,15 +115,18 @@ def main():
         # the raw file as the exported graph takes it (the O2 layout: the 46-value vector)
         x = get_layout(dm.preprocessor.track_layout).canonical(table)[list(input_columns(dm.preprocessor))]
         t = onnx_timings(onnx_path, x.to_numpy(np.float32))
-        rows.append(("ONNX Runtime, batch 1, 1 thread (O2Physics style)",
-                     f"median {t['median_us']:.0f} µs/track, p99 {t['p99_us']:.0f} µs (seed: 400 µs)"))
-        rows.append(("ONNX Runtime, batch 65536, 1 thread", f"{t['batch_tracks_per_s']:,.0f} tracks/s"))
+        rows.append({"measurement": "ONNX Runtime, batch 1, 1 thread (as an O2Physics task calls it), median",
+                     "value": t["median_us"], "unit": "µs/track",
+                     "detail": f"p99 {t['p99_us']:.0f} µs; the seed's figure: 400 µs"})
+        rows.append({"measurement": "ONNX Runtime, batch 65536, 1 thread", "value": t["batch_tracks_per_s"],
+                     "unit": "tracks/s"})
 
     print(f"\ndevice: {device.device_kind} ({device.platform}), {os.cpu_count()} CPU cores; model {args.model} "
           f"(default recipe size)\n")
     print("| measurement | result |\n|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+    for r in rows:
+        print(f"| {r['measurement']} | {r['value']:,.2f} {r['unit']} {r.get('detail', '')} |")
+    write_result(args.out, "latency", {**provenance("latency.py", argv), "model": args.model, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -90,6 +90,74 @@ def predict_table(bench: dict) -> str:
     return _table(["tracks", "path", "wall (s)", "tracks/s", "peak host memory (GB)"], rows) + "\n\n" + caption
 
 
+def _rate(value) -> str:
+    return "–" if value is None else f"{value:,.0f}"
+
+
+def throughput_table(bench: dict) -> str:
+    rows = [[r["model"], f"{r['batch']:,}", _rate(r["pidx_tracks_per_s"]), _rate(r["peer_tracks_per_s"]),
+             "–" if r["peer_tracks_per_s"] is None else f"{r['pidx_tracks_per_s'] / r['peer_tracks_per_s']:.2f}",
+             f"{r['pidx_compile_s']:.1f}", f"{r['pidx_parameters']:,}",
+             "–" if r["peer_parameters"] is None else f"{r['peer_parameters']:,}"] for r in bench["rows"]]
+    head = ["model", "batch", "pidx tracks/s", "peer tracks/s", "ratio", "pidx compile (s)", "parameters pidx",
+            "parameters peer"]
+    fse = bench["fse_size"]
+    return _table(head, rows) + "\n\n" + _caption(bench) + (
+        f" Peer: {bench['peer'] or 'not run'}; {bench['precision']}; FSE models at d = {fse['hidden_dim']}, "
+        f"{fse['num_heads']} heads; {bench['train_tracks']:,} train and {bench['val_tracks']:,} validation tracks, "
+        f"{bench['timed_epochs']} timed epochs after a warm-up epoch.")
+
+
+def latency_table(bench: dict) -> str:
+    rows = [[r["measurement"], f"{r['value']:,.2f} {r['unit']}", r.get("detail", "")] for r in bench["rows"]]
+    return _table(["measurement", "result", "detail"], rows) + "\n\n" + _caption(bench) + \
+        f" Model: {bench['model']} at the recipes' size."
+
+
+def ensemble_table(bench: dict) -> str:
+    rows = [[r["model"], f"{r['train_tracks']:,}", f"{r['ensemble_wall_s']:.1f} ({r['ensemble_compile_s']:.1f})",
+             f"{r['sequential_wall_s']:.1f} ({r['sequential_compile_s']:.1f})",
+             f"{r['sequential_wall_s'] / r['ensemble_wall_s']:.2f}×",
+             f"{r['ensemble_accuracy']:.4f} / {r['ensemble_balanced_accuracy']:.4f}",
+             f"{r['members_mean_accuracy']:.4f} / {r['members_mean_balanced_accuracy']:.4f}",
+             f"{r['members_best_accuracy']:.4f} / {r['members_best_balanced_accuracy']:.4f}",
+             f"{r['max_weight_difference']:.1e}"] for r in bench["rows"]]
+    k = bench["members"]
+    head = ["model", "train tracks", "ensemble wall s (compile)", f"{k} sequential wall s (compile)", "speed-up",
+            "ensemble accuracy / bal. acc.", "members' mean", "members' best", "max abs weight difference"]
+    return _table(head, rows) + "\n\n" + _caption(bench) + (
+        f" K = {k} members, {bench['epochs']} epochs without early stopping, {bench['range']} range of "
+        f"{bench['n_tracks']:,} simulated tracks; balanced accuracy of the argmax.")
+
+
+PRECISION_NAMES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy (argmax)",
+                   "macro_auc": "macro AUC", "nll": "NLL"}
+
+
+def precision_table(bench: dict) -> str:
+    def cells(x):
+        return " / ".join(_n(x[m]) for m in PRECISION_NAMES)
+
+    pairs = [[r["seed"], cells(r["f32"]), cells(r["bf16"]), f"{r['f32']['tracks_per_s']:,.0f}",
+              f"{r['bf16']['tracks_per_s']:,.0f}"] for r in bench["rows"]]
+    order = " / ".join(PRECISION_NAMES.values())
+    first = _table(["seed", f"f32: {order}", f"bf16: {order}", "f32 tracks/s", "bf16 tracks/s"], pairs)
+    scale = 100, 100, 1, 1
+
+    def signed(value, factor, digits):
+        return "–" if value is None else f"{factor * value:+.{digits}f}"
+
+    summary = [[PRECISION_NAMES[s["measure"]] + (" (pp)" if f == 100 else ""),
+                f"{signed(s['mean_difference'], f, 2 if f == 100 else 4)} ± "
+                f"{'–' if s['standard_error'] is None else format(f * s['standard_error'], '.2f' if f == 100 else '.4f')}",
+                "–" if s["f32_spread"] is None else format(f * s["f32_spread"], ".2f" if f == 100 else ".4f")]
+               for s, f in zip(bench["summary"], scale)]
+    second = _table(["measure", "bf16 − f32 (standard error)", "spread of f32 over seeds (std)"], summary)
+    return first + "\n\n" + second + "\n\n" + _caption(bench) + (
+        f" `{bench['recipe']}` at {bench['n_tracks']:,} simulated tracks, at most {bench['max_epochs']} epochs "
+        f"(early stopping), each seed fitted once in each precision.")
+
+
 # (page, block name) → (JSON source, renderer)
 BLOCKS = {
     ("README.md", "headline"): ("physics", headline),
@@ -97,6 +165,10 @@ BLOCKS = {
     ("docs/results.md", "physics"): ("physics", physics_table),
     ("docs/results.md", "main_job"): ("main_job", main_job_table),
     ("docs/results.md", "predict_stream"): ("predict_stream", predict_table),
+    ("docs/results.md", "throughput"): ("throughput", throughput_table),
+    ("docs/results.md", "latency"): ("latency", latency_table),
+    ("docs/results.md", "ensemble"): ("ensemble", ensemble_table),
+    ("docs/results.md", "precision"): ("precision", precision_table),
 }
 
 
