@@ -55,15 +55,16 @@ def train_flops_per_track(model, state, batch: int, num_features: int, num_group
 
     from pidx.models.base import batched_forward
 
-    def loss(params, static, x, mask):
-        logits, _ = batched_forward(eqx.combine(params, static), x, mask, state)
+    def loss(params, static, x, mask, keys):  # training mode: dropout and BatchNorm's batch statistics
+        logits, _ = batched_forward(eqx.combine(params, static), x, mask, state, keys)
         return jax.nn.logsumexp(logits, -1).mean()
 
     params, static = eqx.partition(model, eqx.is_inexact_array)
     x = jax.ShapeDtypeStruct((batch, num_features), np.float32)
     mask = jax.ShapeDtypeStruct((batch, num_groups), bool)
+    keys = jax.random.split(jax.random.PRNGKey(0), batch)
     grad = jax.jit(jax.grad(loss), static_argnums=1)
-    cost = grad.lower(params, static, x, mask).compile().cost_analysis()
+    cost = grad.lower(params, static, x, mask, keys).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     return float(cost["flops"]) / batch
 
@@ -148,7 +149,7 @@ def main(argv=None):
     result = {**provenance("throughput.py", argv), "peer": peer, "precision": args.precision,
               "peak_gflops": peak, "peak_how": peak_how, "train_tracks": train.num_tracks, "val_tracks": val.num_tracks,
               "timed_epochs": args.epochs, "rows": []}
-    cases = [(name, size, FSE_SIZES[size]) for name in args.models
+    cases = [(name, size, FSE_SIZES.get(size, {})) for name in args.models
              for size in (args.fse_sizes if name.startswith("fse") else [None])]
     for name, size, kw in cases:
         label = name if size is None else f"{name} d={kw.get('hidden_dim', 64)}"
