@@ -24,14 +24,16 @@ def separable_arrays(n, seed=0, layout=DEFAULT_LAYOUT, noise=0.3, tof_fraction=0
 
 
 def detector_arrays(n, seed=0, layout=DEFAULT_LAYOUT, pair="tpc", within="tof", within_fraction=0.5, shift=3.0,
-                    noise=0.3, leak=False):
+                    noise=0.3, leak=False, others_fraction=1.0):
     """A PID problem readable only through the detector groups: kinematics (and every other group)
     is noise. Group `pair` (always present) says which pair the species is in (π/K or p/e: y // 2),
     group `within` says which of the two (y % 2) and is present on `within_fraction` of the tracks.
     With `within` absent the best accuracy is 0.5; a model that ignores the detectors gets 0.25.
 
     Absent groups hold what preprocessing gives them (the fill 0, availability 0); with `leak` they
-    hold the answer instead, which a model that respects the mask must not read.
+    hold the answer instead, which a model that respects the mask must not read. The other flagged
+    groups (noise) are present on `others_fraction` of the tracks: at 1 their availability features
+    are constant columns, which BatchNorm gives an exactly zero gradient.
     """
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 4, n).astype(np.int32)
@@ -46,6 +48,12 @@ def detector_arrays(n, seed=0, layout=DEFAULT_LAYOUT, pair="tpc", within="tof", 
     if not leak:
         x[~present, b:e] = 0.0
     mask[:, layout.group_names.index(within)] = present
+    for g in layout.flagged_groups:
+        if g.name not in (pair, within) and others_fraction < 1.0:
+            absent = rng.random(n) >= others_fraction
+            b, e = slices[g.name]
+            x[absent, b:e] = 0.0
+            mask[absent, layout.group_names.index(g.name)] = False
     for i, g in enumerate(layout.flagged_groups):  # the availability features, last, as preprocessing writes them
         x[:, layout.num_features - len(layout.flagged_groups) + i] = mask[:, layout.group_names.index(g.name)]
     return TrackArrays(jnp.asarray(x), jnp.asarray(mask), jnp.asarray(y), jnp.ones(n, jnp.float32))

@@ -40,23 +40,39 @@ def _weights(result):
     return np.asarray(result["weights"])
 
 
-def _agree(single, many):
+# a model blind to TOF reaches at best 1/2 on the detector problem (TPC tells the pair; TOF, present on
+# half of the tracks, which of the two); blind to every detector, 1/4
+TOF_BLIND = 0.5
+MARGIN = 0.075  # 3.4 standard errors of an accuracy on 512 test tracks
+
+
+def _agree(single, many, weights=True):
     """Same global batch on more devices = the same training, up to the order of float sums."""
     assert many["devices"] > 1 and single["devices"] == 1
     # the first step is the same computation on the same batch: BatchNorm sees the global batch
     np.testing.assert_allclose(many["first_losses"][0], single["first_losses"][0], rtol=1e-5)
     np.testing.assert_allclose(many["val_nll"], single["val_nll"], rtol=1e-4)
     assert abs(many["test_accuracy"] - single["test_accuracy"]) <= 0.01
-    # dnn too: no bias in front of BatchNorm, whose true gradient of 0 once made Adam step on float noise
-    np.testing.assert_allclose(_weights(many), _weights(single), atol=1e-5)
+    if weights:  # no bias in front of BatchNorm, whose true gradient of 0 once made Adam step on float noise
+        np.testing.assert_allclose(_weights(many), _weights(single), atol=1e-5)
     np.testing.assert_allclose(many["probs"], single["probs"], atol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["dnn", "fse_phase1", "ensemble"])
+# The DNN's weights are compared on the separable problem: on the detector problem some of its
+# gradients sit near zero (the TPC flag is a constant column, whose weights BatchNorm gives a zero
+# gradient; ReLU units a batch barely reaches), where Adam's step m/sqrt(v) takes the sign of float
+# round-off, so a few weights drift by up to ~2e-3 between 1 and 4 devices while the probabilities
+# agree to 1e-5 (asserted); FSE and the ensemble agree in their weights there too.
+CASES = {"dnn": False, "dnn_separable": True, "fse_phase1": True, "ensemble": True}
+
+
+@pytest.mark.parametrize("case", list(CASES))
 def test_four_devices_train_as_one(four_devices, case):
     results, _ = four_devices
-    _agree(results[case]["one"], results[case]["many"])
+    _agree(results[case]["one"], results[case]["many"], weights=CASES[case])
     assert results[case]["many"]["devices"] == 4 and results[case]["many"]["processes"] == 1
+    if case != "dnn_separable":  # learned from the detectors, beyond what a TOF-blind model can reach
+        assert results[case]["many"]["test_accuracy"] > TOF_BLIND + MARGIN, results[case]["many"]["test_accuracy"]
 
 
 def test_indivisible_batch_is_refused(four_devices):
@@ -77,10 +93,12 @@ def test_two_processes_train_one_model(four_devices, tmp_path):
         out, _ = p.communicate(timeout=600)
         assert p.returncode == 0, out.decode()[-3000:]
     results = [json.loads((tmp_path / f"p{i}.json").read_text()) for i in range(2)]
-    for case in ("dnn", "fse_phase1", "ensemble"):
+    for case in CASES:
         for r in results:
             assert r[case]["processes"] == 2 and r[case]["devices"] == 2
-            _agree(single[case]["one"], r[case])
+            _agree(single[case]["one"], r[case], weights=CASES[case])
+            if case != "dnn_separable":
+                assert r[case]["test_accuracy"] > TOF_BLIND + MARGIN, r[case]["test_accuracy"]
         np.testing.assert_array_equal(_weights(results[0][case]), _weights(results[1][case]))
     assert results[0]["any_process"] == results[1]["any_process"] == [True, False]
     # one writer: process 0 wrote checkpoints and history, process 1 nothing
