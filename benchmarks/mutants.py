@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MUTANTS = {
     "fse_ignores_detectors": (
         "FSE models see only kinematics: every detector token is zeroed", "pidx/models/fse.py",
-        "return jnp.stack(toks) * mask[:, None].astype(x.dtype)",
-        "return jnp.stack(toks) * (mask & (jnp.arange(len(mask)) == len(mask) - 1))[:, None].astype(x.dtype)",
+        "return toks * mask[:, None].astype(x.dtype)",
+        "return toks * (mask & (jnp.arange(len(mask)) == len(mask) - 1))[:, None].astype(x.dtype)",
         ["tests/test_trainer.py::test_fifth_detector_group_trains_through_unchanged_trainer",
          "tests/test_trainer.py::test_custom_group_embedding_trains",
          "tests/test_trainer.py::test_each_model_learns_from_the_detectors"]),
@@ -114,6 +114,15 @@ MUTANTS = {
         "pidx/data/preprocess.py", "v = np.clip(squash((v - self.median[c]) / self.scale[c], self.knee), -self.clip, self.clip)",
         "v = np.clip((v - self.median[c]) / self.scale[c], -2.0, 2.0)",
         ["tests/test_physics_regression.py"]),
+    "stacked_padding_reads_features": (
+        "models: the stacked group embeddings pad with a repeated feature instead of zero",
+        "pidx/models/embeddings.py", "jnp.pad(x[a:b], (0, widest - (b - a)))",
+        "jnp.pad(x[a:b], (0, widest - (b - a)), mode='edge')",
+        ["tests/test_models.py::test_stacked_embeddings_are_the_per_group_modules"]),
+    "old_checkpoints_unread": (
+        "training: checkpoints with one embedding module per group are no longer converted",
+        "pidx/training/checkpoint.py", "    if has_stacked_embeddings(like):", "    if False:",
+        ["tests/test_trainer.py::test_checkpoint_with_per_group_embeddings_resumes_converted"]),
 }
 
 

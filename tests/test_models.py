@@ -6,7 +6,7 @@ import pytest
 from jaxtyping import TypeCheckError
 
 from pidx.data.schema import DEFAULT_LAYOUT, DetectorGroup, make_layout
-from pidx.models import DNN, DetectorAwareFSE, FSEAttention, SimpleNN, build_model
+from pidx.models import DNN, DetectorAwareFSE, FSEAttention, SimpleNN, StackedGroupEmbeddings, build_model
 from pidx.training.step import batched_forward
 
 NAMES = ["simplenn", "dnn", "fse_phase0", "fse_phase1"]
@@ -57,8 +57,8 @@ def test_fse_ignores_values_of_missing_groups_and_handles_kinematics_only(cls):
 
 def test_fse_embeds_each_group_separately():
     model = FSEAttention(DEFAULT_LAYOUT, hidden_dim=32, num_heads=4, key=jax.random.PRNGKey(0))
-    in_sizes = [e.linear.in_features for e in model.encoder.embeddings]
-    assert in_sizes == [5, 5, 4, 5] and all(e.linear.out_features == 32 for e in model.encoder.embeddings)
+    in_sizes = [e.linear.in_features for e in model.encoder.group_embeddings()]
+    assert in_sizes == [5, 5, 4, 5] and all(e.linear.out_features == 32 for e in model.encoder.group_embeddings())
 
 
 def test_phase1_group_dropout_only_in_training():
@@ -162,7 +162,7 @@ def test_extra_group_grows_a_token():
     trd = DetectorGroup("trd", ("trd_signal", "trd_nsigma_el"), flag="has_trd")
     layout = make_layout([trd])
     model = FSEAttention(layout, key=jax.random.PRNGKey(0))
-    assert len(model.encoder.embeddings) == 5 and model.encoder.embeddings[3].linear.in_features == 2
+    assert len(model.encoder.group_embeddings()) == 5 and model.encoder.group_embeddings()[3].linear.in_features == 2
     out, _ = model(jnp.ones(layout.num_features), jnp.ones(5, bool), eqx.nn.State(model),
                    key=jax.random.PRNGKey(1))
     assert out.shape == (4,)
@@ -181,7 +181,8 @@ def test_an_absent_group_is_as_if_the_layout_had_none():
     small_layout = FeatureLayout(tuple(DEFAULT_LAYOUT.groups[i] for i in keep))
     small = FSEAttention(small_layout, hidden_dim=32, key=jax.random.PRNGKey(1))
     small = eqx.tree_at(lambda m: (m.encoder.embeddings, m.encoder.attention, m.encoder.norm, m.encoder.gate, m.head),
-                        small, (tuple(full.encoder.embeddings[i] for i in keep), full.encoder.attention,
+                        small, (StackedGroupEmbeddings(tuple(full.encoder.group_embeddings()[i] for i in keep),
+                                               small_layout.group_slices), full.encoder.attention,
                                 full.encoder.norm, full.encoder.gate, full.head))
     small = eqx.nn.inference_mode(small)
     x = jax.random.normal(jax.random.PRNGKey(2), (DEFAULT_LAYOUT.num_features,))
@@ -193,3 +194,36 @@ def test_an_absent_group_is_as_if_the_layout_had_none():
     a, _ = full(x, mask, eqx.nn.State(full))
     b, _ = small(x_small, jnp.ones(len(keep), bool), eqx.nn.State(small))
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+@pytest.mark.parametrize("embedding", ["dense", "mlp"])
+def test_stacked_embeddings_are_the_per_group_modules(embedding, backend, monkeypatch):
+    """The built-in embeddings run as one batched product over stacked, zero-padded weights: outputs and
+    gradients equal those of the same weights called group by group, and the padding gets no gradient
+    (on a CPU the layers past the first take one product per group: both paths traced here)."""
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+    model = DetectorAwareFSE(DEFAULT_LAYOUT, hidden_dim=32, dropout=0.0, group_embedding=embedding,
+                             key=jax.random.PRNGKey(0))
+    stacked = model.encoder.embeddings
+    assert isinstance(stacked, StackedGroupEmbeddings)
+    per_group = eqx.tree_at(lambda m: m.encoder.embeddings, model, model.encoder.group_embeddings())
+    assert isinstance(per_group.encoder.embeddings, tuple)
+    x = jax.random.normal(jax.random.PRNGKey(1), (64, DEFAULT_LAYOUT.num_features))
+    mask = jax.random.bernoulli(jax.random.PRNGKey(2), 0.6, (64, DEFAULT_LAYOUT.num_groups)).at[:, 0].set(True)
+    state = eqx.nn.State(model)
+
+    def loss(m):
+        logits, _ = batched_forward(m, x, mask, state)
+        return jax.nn.logsumexp(logits, axis=-1).mean() - logits[:, 0].mean()
+
+    np.testing.assert_allclose(batched_forward(model, x, mask, state)[0],
+                               batched_forward(per_group, x, mask, state)[0], atol=1e-5)
+    g_stacked, g_group = eqx.filter_grad(loss)(model), eqx.filter_grad(loss)(per_group)
+    for mine, theirs in zip(g_stacked.encoder.embeddings.unstack(), g_group.encoder.embeddings):
+        for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs)):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+    first = g_stacked.encoder.embeddings.weights[0]
+    for g, size in enumerate(stacked.sizes):
+        assert np.all(np.asarray(first[g, size:]) == 0.0)  # padded rows: no gradient, so they stay zero
+        assert np.all(np.asarray(stacked.weights[0][g, size:]) == 0.0)

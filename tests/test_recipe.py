@@ -136,7 +136,7 @@ def test_group_embedding_by_name_builds_the_mlp_embedding():
     assert cfg.model.params["group_embedding"] == "mlp" and cfg.to_dict()["model"]["group_embedding"] == "mlp"
     layout = O2.features
     model, _ = make_model(cfg, layout)
-    embeddings = model.encoder.embeddings
+    embeddings = model.encoder.group_embeddings()
     assert len(embeddings) == layout.num_groups and all(isinstance(e, MLPGroupEmbedding) for e in embeddings)
     assert [e.hidden.weight.shape for e in embeddings] == [(16, len(g.columns)) for g in layout.groups]
 

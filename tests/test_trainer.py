@@ -13,7 +13,7 @@ import pidx.training.trainer as trainer_module
 from pidx.data.schema import DEFAULT_LAYOUT, DetectorGroup, make_layout
 from pidx.errors import CheckpointError, TrainingError
 from pidx.models import FSEAttention, build_model
-from pidx.models.embeddings import GroupEmbedding, dense_group_embedding
+from pidx.models.embeddings import GroupEmbedding, dense_group_embedding, has_stacked_embeddings, per_group_form
 from pidx.training import (
     HOOKS, Callback, CSVLogger, CrossEntropy, EarlyStopping, ModelCheckpoint, TerminateOnNaN, Trainer,
 )
@@ -240,6 +240,33 @@ def test_resume_is_exact(dm, tmp_path, name):
     for x, y in zip(leaves(straight), leaves(resumed)):
         np.testing.assert_array_equal(x, y)
     assert (tmp_path / "resumed" / "history.csv").read_text().count("\n") == 5
+
+
+def test_checkpoint_with_per_group_embeddings_resumes_converted(dm, tmp_path):
+    """A checkpoint written when each FSE group embedding was its own module (before they were stacked
+    into one batched product) loads converted: the weights, Adam's moments and EarlyStopping's copy of
+    the best weights. Resumed, it ends exactly where a straight fit does."""
+    import hashlib
+
+    straight = fit_fse(dm, tmp_path / "straight", 4)
+    first = fit_fse(dm, tmp_path / "old", 2)
+    last = tmp_path / "old" / "checkpoints" / "last"
+    meta = json.loads((last / "meta.json").read_text())
+    likes = {"model.eqx": first.params, "model_state.eqx": first.model_state, "opt_state.eqx": first.opt_state}
+    rewritten = []
+    for fname in meta["files"]:
+        tree = eqx.tree_deserialise_leaves(last / fname, likes.get(fname, (first.params, first.model_state)))
+        if has_stacked_embeddings(tree):
+            eqx.tree_serialise_leaves(last / fname, per_group_form(tree))
+            meta["files"][fname] = hashlib.sha256((last / fname).read_bytes()).hexdigest()
+            rewritten.append(fname)
+    (last / "meta.json").write_text(json.dumps(meta))
+    assert {"model.eqx", "opt_state.eqx"} <= set(rewritten) and any(f.startswith("extra-") for f in rewritten)
+    with pytest.raises(Exception):  # the old form really differs from today's
+        eqx.tree_deserialise_leaves(last / "model.eqx", first.params)
+    resumed = fit_fse(dm, tmp_path / "old", 4, ckpt_path=last)
+    for x, y in zip(leaves(straight), leaves(resumed)):
+        np.testing.assert_array_equal(x, y)
 
 
 def test_signal_after_the_loops_last_look_still_stops_with_a_checkpoint(dm, tmp_path, monkeypatch):

@@ -112,7 +112,7 @@ def _encode(g: GraphBuilder, encoder: FSEEncoder, feats: str, mask: str) -> str:
     layout = encoder.layout
     maskf = g.op("Cast", mask, to=1)
     toks = []
-    for i, (emb, (a, b)) in enumerate(zip(encoder.embeddings, layout.group_slices)):
+    for i, (emb, (a, b)) in enumerate(zip(encoder.group_embeddings(), layout.group_slices)):
         t = _translator(emb, f"embedding of group '{layout.groups[i].name}'")(g, emb, g.columns(feats, range(a, b)))
         t = g.op("Mul", t, g.columns(maskf, [i]))  # zero token where the group is missing
         toks.append(g.op("Unsqueeze", t, g.const([1], "axes", np.int64)))

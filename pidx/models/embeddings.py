@@ -8,6 +8,10 @@ group; the built-in ones are named in `GROUP_EMBEDDINGS` (a recipe's `model.grou
   log-likelihood, quadratic in its n-sigma values in the Gaussian core and flatter in the tails;
   one Dense + ReLU per group approximates it with too few pieces, and the head cannot undo that
   after the groups are pooled (measured in docs/models.md).
+
+The FSE encoder computes the built-in embeddings of all groups together, as one batched product per
+layer (`StackedGroupEmbeddings`: the groups' weights stacked and zero-padded to the widest group),
+not one small product per group; a custom factory's modules are called one group at a time.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from collections.abc import Callable
 
 import equinox as eqx
 import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 from ..data.schema import DetectorGroup
 from ..utils import import_object
@@ -77,6 +83,130 @@ def mlp_group_embedding(group: DetectorGroup, in_size: int, hidden_dim: int, act
 GROUP_EMBEDDINGS: dict[str, Callable] = {"dense": dense_group_embedding, "mlp": mlp_group_embedding}
 
 
+def _layers(module: eqx.Module) -> tuple[eqx.nn.Linear, ...]:
+    return (module.linear,) if type(module) is GroupEmbedding else (module.hidden, module.out)
+
+
+def _pad_rows(weight, rows: int):
+    pad = [(0, 0)] * weight.ndim
+    pad[-2] = (0, rows - weight.shape[-2])
+    return jnp.pad(weight, pad)
+
+
+def _linear_of(weight, bias) -> eqx.nn.Linear:
+    """An `eqx.nn.Linear` holding `weight` `[..., out, in]` and `bias` `[..., out]`."""
+    out_size, in_size = weight.shape[-2:]
+    layer = eqx.nn.Linear(in_size, out_size, key=jax.random.PRNGKey(0))
+    return eqx.tree_at(lambda m: (m.weight, m.bias), layer, (weight, bias))
+
+
+class StackedGroupEmbeddings(eqx.Module):
+    """The built-in embeddings of every group (all `GroupEmbedding` or all `MLPGroupEmbedding`)
+    computed as one batched product per layer.
+
+    Layer l of group g is `weights[l][g]` (`[fan_in, fan_out]`) and `biases[l][g]`; the first layer's
+    rows past a group's own column count are zero, and the track's columns are gathered into a
+    `[group, widest group]` block whose padding is zero, so padded entries neither contribute nor
+    receive a gradient: the same mathematics as calling each group's module on its columns.
+
+    **Arguments:**
+
+    - `modules`: one built-in embedding module per group, in the layout's group order.
+    - `group_slices`: the `(start, stop)` columns of each group in the feature vector.
+    """
+
+    weights: tuple[Float[Array, "group fan_in fan_out"], ...]
+    biases: tuple[Float[Array, "group fan_out"], ...]
+    kind: type = eqx.field(static=True)
+    group_slices: tuple[tuple[int, int], ...] = eqx.field(static=True)
+    activation: Callable = eqx.field(static=True)
+
+    def __init__(self, modules: tuple[eqx.Module, ...], group_slices: tuple[tuple[int, int], ...]):
+        kinds = {type(m) for m in modules}
+        if len(kinds) != 1 or not kinds <= {GroupEmbedding, MLPGroupEmbedding}:
+            raise ValueError("StackedGroupEmbeddings takes GroupEmbedding or MLPGroupEmbedding modules of one "
+                             f"type, got {sorted(k.__name__ for k in kinds)}")
+        if len({m.activation for m in modules}) != 1:
+            raise ValueError("StackedGroupEmbeddings needs one activation for every group")
+        self.kind, self.activation = kinds.pop(), modules[0].activation
+        self.group_slices = tuple((int(a), int(b)) for a, b in group_slices)
+        weights, biases = [], []
+        for layers in zip(*(_layers(m) for m in modules)):
+            # group axis third from last, so members of an ensemble (a leading axis) stack alike
+            fan_in = max(layer.weight.shape[-1] for layer in layers)
+            weights.append(jnp.stack([_pad_rows(jnp.swapaxes(layer.weight, -1, -2), fan_in) for layer in layers],
+                                     axis=-3))
+            biases.append(jnp.stack([layer.bias for layer in layers], axis=-2))
+        self.weights, self.biases = tuple(weights), tuple(biases)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(b - a for a, b in self.group_slices)
+
+    def __call__(self, x: Float[Array, "feature"], *, key=None) -> Float[Array, "group hidden"]:
+        # [group, widest] from static slices padded with zeros (a gather here is 2x slower on a CPU under vmap)
+        widest = max(self.sizes)
+        h = jnp.stack([jnp.pad(x[a:b], (0, widest - (b - a))) for a, b in self.group_slices])
+        # Past the first layer, XLA's CPU backend runs the vmapped batched product (group axis inside the
+        # batch) slower than one product per group (benchmarks/fse_profile.py); accelerators take one product.
+        per_group_after_first = jax.default_backend() == "cpu"
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            if i and per_group_after_first:
+                h = jnp.stack([h[g] @ weight[g] for g in range(len(self.group_slices))])
+            else:
+                h = jnp.einsum("gi,gio->go", h, weight)
+            h = self.activation(h + bias)
+        return h
+
+    def unstack(self) -> tuple[eqx.Module, ...]:
+        """The per-group modules these weights hold (for export and for inspection)."""
+        modules = []
+        for g, size in enumerate(self.sizes):
+            layers = []
+            for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+                w = weight[..., g, :size, :] if i == 0 else weight[..., g, :, :]
+                layers.append(_linear_of(jnp.swapaxes(w, -1, -2), bias[..., g, :]))
+            if self.kind is GroupEmbedding:
+                module = GroupEmbedding(size, layers[0].out_features, self.activation, key=jax.random.PRNGKey(0))
+                modules.append(eqx.tree_at(lambda m: m.linear, module, layers[0]))
+            else:
+                module = MLPGroupEmbedding(size, layers[1].out_features, self.activation,
+                                           width=layers[0].out_features, key=jax.random.PRNGKey(0))
+                modules.append(eqx.tree_at(lambda m: (m.hidden, m.out), module, tuple(layers)))
+        return tuple(modules)
+
+
+STACKABLE = (dense_group_embedding, mlp_group_embedding)
+
+
+def _is_stacked(node) -> bool:
+    return isinstance(node, StackedGroupEmbeddings)
+
+
+def per_group_form(tree):
+    """`tree` (a model, or a pytree shaped like one: optimizer moments, averaged weights) with every
+    `StackedGroupEmbeddings` replaced by its tuple of per-group modules: the form checkpoints written
+    before the embeddings were stacked hold."""
+    return jax.tree.map(lambda n: n.unstack() if _is_stacked(n) else n, tree, is_leaf=_is_stacked)
+
+
+def has_stacked_embeddings(tree) -> bool:
+    return any(_is_stacked(n) for n in jax.tree.leaves(tree, is_leaf=_is_stacked))
+
+
+def from_per_group_form(like, per_group):
+    """The inverse of `per_group_form`: `per_group` (read in that form) restacked where `like` holds a
+    `StackedGroupEmbeddings`, with `like`'s static layout (group columns, activation)."""
+    def restack(node, old):
+        if not _is_stacked(node):
+            return old
+        if not jax.tree.leaves(old):  # a filtered-out subtree (no arrays): nothing to convert
+            return node
+        return StackedGroupEmbeddings(old, node.group_slices)
+
+    return jax.tree.map(restack, like, per_group, is_leaf=_is_stacked)
+
+
 def group_embedding(spec: str | Callable) -> Callable:
     """The factory `spec` names: one of `GROUP_EMBEDDINGS`, a `package.module:name` import path,
     or the callable itself (ValueError naming `spec` and the built-in names otherwise)."""
@@ -93,5 +223,6 @@ def group_embedding(spec: str | Callable) -> Callable:
     return factory
 
 
-__all__ = ["GroupEmbedding", "MLPGroupEmbedding", "dense_group_embedding", "mlp_group_embedding",
-           "GROUP_EMBEDDINGS", "group_embedding"]
+__all__ = ["GroupEmbedding", "MLPGroupEmbedding", "StackedGroupEmbeddings", "dense_group_embedding",
+           "mlp_group_embedding", "GROUP_EMBEDDINGS", "group_embedding", "per_group_form", "from_per_group_form",
+           "has_stacked_embeddings"]

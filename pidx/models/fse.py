@@ -26,6 +26,7 @@ import jax.numpy as jnp
 
 from ..data.schema import NUM_CLASSES, FeatureLayout
 from .base import PIDModel, activation, linear_stack, split_key
+from .embeddings import STACKABLE, StackedGroupEmbeddings
 from .embeddings import group_embedding as _group_embedding
 
 
@@ -66,7 +67,7 @@ class FSEEncoder(eqx.Module):
 
     layout: FeatureLayout = eqx.field(static=True)
     hidden_dim: int = eqx.field(static=True)
-    embeddings: tuple[eqx.Module, ...]
+    embeddings: StackedGroupEmbeddings | tuple[eqx.Module, ...]
     attention: eqx.nn.MultiheadAttention
     norm: eqx.nn.LayerNorm
     gate: eqx.nn.Linear
@@ -78,17 +79,29 @@ class FSEEncoder(eqx.Module):
         self.layout, self.hidden_dim = layout, hidden_dim
         k_emb, k_att, k_gate = model_subkeys(key)[:3]
         factory = _group_embedding(group_embedding)
-        self.embeddings = tuple(factory(g, len(g.columns), hidden_dim, activation, key=k)
-                                for g, k in zip(layout.groups, jax.random.split(k_emb, layout.num_groups)))
+        modules = tuple(factory(g, len(g.columns), hidden_dim, activation, key=k)
+                        for g, k in zip(layout.groups, jax.random.split(k_emb, layout.num_groups)))
+        # the built-in embeddings run as one batched product per layer; a custom factory's group by group
+        self.embeddings = StackedGroupEmbeddings(modules, layout.group_slices) if factory in STACKABLE else modules
         self.attention = eqx.nn.MultiheadAttention(num_heads, hidden_dim, key=k_att)
         self.norm = eqx.nn.LayerNorm(hidden_dim)
         self.gate = eqx.nn.Linear(hidden_dim, hidden_dim, key=k_gate)
 
+    def group_embeddings(self) -> tuple[eqx.Module, ...]:
+        """One embedding module per group, in the layout's order (the stacked weights unstacked)."""
+        if isinstance(self.embeddings, StackedGroupEmbeddings):
+            return self.embeddings.unstack()
+        return self.embeddings
+
     def tokens(self, x, mask, *, key=None):
         """Group tokens `[G, d]`, zero where the group is missing."""
-        keys = split_key(key, self.layout.num_groups)
-        toks = [emb(x[a:b], key=k) for emb, (a, b), k in zip(self.embeddings, self.layout.group_slices, keys)]
-        return jnp.stack(toks) * mask[:, None].astype(x.dtype)
+        if isinstance(self.embeddings, StackedGroupEmbeddings):
+            toks = self.embeddings(x)
+        else:
+            keys = split_key(key, self.layout.num_groups)
+            toks = jnp.stack([emb(x[a:b], key=k)
+                              for emb, (a, b), k in zip(self.embeddings, self.layout.group_slices, keys)])
+        return toks * mask[:, None].astype(x.dtype)
 
     def __call__(self, x, mask, *, key=None):
         k_tok, k_att = split_key(key, 2)

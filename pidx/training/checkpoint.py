@@ -22,6 +22,7 @@ from pathlib import Path
 import equinox as eqx
 
 from ..errors import CheckpointError
+from ..models.embeddings import from_per_group_form, has_stacked_embeddings, per_group_form
 from ..utils import atomic_dir, remove_dir
 
 FORMAT_VERSION = 1
@@ -85,15 +86,25 @@ def read_meta(path: str | Path) -> dict:
 
 
 def load_tree(path: str | Path, name: str, like):
-    """Deserialise one pytree of a checkpoint into the structure of `like`."""
+    """Deserialise one pytree of a checkpoint into the structure of `like`.
+
+    FSE group embeddings written one module per group (before they were stacked into one batched
+    product) are read in that form and converted, in the weights, the optimizer's moments and any
+    callback's copy of them alike."""
     fpath = Path(path) / f"{name}.eqx"
     try:
         return eqx.tree_deserialise_leaves(fpath, like)
     except FileNotFoundError:
         raise CheckpointError(f"{fpath}: missing from checkpoint") from None
     except Exception as exc:  # shape/dtype mismatch or truncated data
-        raise CheckpointError(f"{fpath}: does not match the model being loaded "
-                              f"(different architecture or sizes?): {type(exc).__name__}: {exc}") from None
+        error = exc
+    if has_stacked_embeddings(like):
+        try:
+            return from_per_group_form(like, eqx.tree_deserialise_leaves(fpath, per_group_form(like)))
+        except Exception:  # noqa: BLE001 - not that form either: report the first mismatch
+            pass
+    raise CheckpointError(f"{fpath}: does not match the model being loaded "
+                          f"(different architecture or sizes?): {type(error).__name__}: {error}") from None
 
 
 def remove_checkpoint(path: str | Path) -> None:

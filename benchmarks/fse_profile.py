@@ -1,0 +1,99 @@
+"""Where an FSE train step spends its time: the step taken apart, each part timed compiled on its own.
+
+    python benchmarks/fse_profile.py                        # fse_phase1 at d=64 and d=256, batch 1024
+    python benchmarks/fse_profile.py --batch 8192 --hidden-dims 64
+
+Each row is a jitted function of one batch, forward and backward (gradients with respect to the
+part's own weights and its input), timed over `--repeats` calls after a warm-up: the group
+embeddings alone, the encoder (embeddings, attention, LayerNorm, gate, pooling), the whole model,
+and the whole step with Adam's update. The differences say what attention, the head and the
+optimizer cost. `--per-group` times the embeddings called group by group, as before they were
+stacked, beside the batched product.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from pidx.data.layouts import get_layout
+from pidx.data.schema import DEFAULT_LAYOUT
+from pidx.models import build_model
+from pidx.models.base import batched_forward
+
+
+def timed(fn, *args, repeats: int) -> float:
+    """Median seconds of `fn(*args)` (compiled first)."""
+    jax.block_until_ready(fn(*args))
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        runs.append(time.perf_counter() - t0)
+    return float(np.median(runs))
+
+
+def parts(model, state, x, mask, keys):
+    enc = model.encoder
+    per_group = eqx.tree_at(lambda m: m.embeddings, enc, enc.group_embeddings())
+
+    def embed_loss(e, x):
+        return jax.vmap(lambda xi, mi: e.tokens(xi, mi))(x, mask).sum()
+
+    def encoder_loss(e, x):
+        return jax.vmap(lambda xi, mi: e(xi, mi))(x, mask).sum()
+
+    def model_loss(m, x):
+        logits, _ = batched_forward(m, x, mask, state, keys)
+        return jax.nn.logsumexp(logits, -1).mean()
+
+    optimizer = optax.adam(1e-3)
+    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+
+    def step(m, opt_state, x):
+        grads = eqx.filter_grad(model_loss)(m, x)
+        updates, opt_state = optimizer.update(grads, opt_state, m)
+        return eqx.apply_updates(m, updates), opt_state
+
+    grad = eqx.filter_jit(eqx.filter_grad(embed_loss))
+    return {"group embeddings (batched product)": (grad, enc, x),
+            "group embeddings (group by group)": (eqx.filter_jit(eqx.filter_grad(embed_loss)), per_group, x),
+            "encoder: embeddings, attention, LayerNorm, gate, pooling": (
+                eqx.filter_jit(eqx.filter_grad(encoder_loss)), enc, x),
+            "whole model, forward and backward": (eqx.filter_jit(eqx.filter_grad(model_loss)), model, x),
+            "whole train step with Adam": (eqx.filter_jit(step), model, opt_state, x)}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="fse_phase1")
+    ap.add_argument("--hidden-dims", type=int, nargs="+", default=[64, 256])
+    ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--recipe-config", action="store_true",
+                    help="the recipes' FSE: O2 layout (7 groups), mlp group embeddings, SiLU (default: the legacy "
+                         "layout's 4 groups, dense, ReLU, as benchmarks/throughput.py)")
+    args = ap.parse_args(argv)
+    layout = get_layout("o2").features if args.recipe_config else DEFAULT_LAYOUT
+    extra = {"group_embedding": "mlp", "activation": "silu"} if args.recipe_config else {}
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(args.batch, layout.num_features)), jnp.float32)
+    mask = jnp.asarray(rng.random((args.batch, layout.num_groups)) < 0.6).at[:, -1].set(True)  # kinematics
+    keys = jax.random.split(jax.random.PRNGKey(0), args.batch)
+    print(f"device: {jax.devices()[0].device_kind}; {args.model}, batch {args.batch}, median of {args.repeats}\n")
+    print("| d | part | ms per step | tracks/s |\n|---|---|---:|---:|")
+    for d in args.hidden_dims:
+        model, state = build_model(args.model, layout, key=jax.random.PRNGKey(0), hidden_dim=d, **extra)
+        for name, (fn, *fargs) in parts(model, state, x, mask, keys).items():
+            s = timed(fn, *fargs, repeats=args.repeats)
+            print(f"| {d} | {name} | {1e3 * s:.2f} | {args.batch / s:,.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
