@@ -59,6 +59,8 @@ def train_flops_per_track(model, state, batch: int, num_features: int, num_group
         logits, _ = batched_forward(eqx.combine(params, static), x, mask, state, keys)
         return jax.nn.logsumexp(logits, -1).mean()
 
+    leaves, treedef = jax.tree.flatten(state)
+    state = jax.tree.unflatten(treedef, leaves)  # a copy: a traced BatchNorm marks the state it reads as used
     params, static = eqx.partition(model, eqx.is_inexact_array)
     x = jax.ShapeDtypeStruct((batch, num_features), np.float32)
     mask = jax.ShapeDtypeStruct((batch, num_groups), bool)
