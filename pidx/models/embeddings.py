@@ -144,19 +144,27 @@ class StackedGroupEmbeddings(eqx.Module):
         return tuple(b - a for a, b in self.group_slices)
 
     def __call__(self, x: Float[Array, "feature"], *, key=None) -> Float[Array, "group hidden"]:
+        if len(self.weights) > 1 and jax.default_backend() == "cpu":
+            return self._group_by_group(x)
         # [group, widest] from static slices padded with zeros (a gather here is 2x slower on a CPU under vmap)
         widest = max(self.sizes)
         h = jnp.stack([jnp.pad(x[a:b], (0, widest - (b - a))) for a, b in self.group_slices])
-        # Past the first layer, XLA's CPU backend runs the vmapped batched product (group axis inside the
-        # batch) slower than one product per group (benchmarks/fse_profile.py); accelerators take one product.
-        per_group_after_first = jax.default_backend() == "cpu"
-        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            if i and per_group_after_first:
-                h = jnp.stack([h[g] @ weight[g] for g in range(len(self.group_slices))])
-            else:
-                h = jnp.einsum("gi,gio->go", h, weight)
-            h = self.activation(h + bias)
+        for weight, bias in zip(self.weights, self.biases):
+            h = self.activation(jnp.einsum("gi,gio->go", h, weight) + bias)
         return h
+
+    def _group_by_group(self, x):
+        """The same products one group at a time, from slices of the stacked weights. On a CPU, XLA runs
+        the two-layer (`mlp`) embeddings this way faster than as batched products, whose vmapped group
+        axis costs copies between the layers (benchmarks/fse_profile.py, the main recipe's epoch time);
+        the one-layer (`dense`) embeddings are faster batched there too."""
+        tokens = []
+        for g, (a, b) in enumerate(self.group_slices):
+            h = x[a:b]
+            for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+                h = self.activation(h @ (weight[g, :b - a] if i == 0 else weight[g]) + bias[g])
+            tokens.append(h)
+        return jnp.stack(tokens)
 
     def unstack(self) -> tuple[eqx.Module, ...]:
         """The per-group modules these weights hold (for export and for inspection)."""
