@@ -120,20 +120,67 @@ def test_fit_writes_baselines_and_report(run_dir):
     report = run_dir / "report"
     pngs = {p.name: p.stat().st_size for p in report.glob("*.png")}
     assert set(pngs) == {"roc.png", "efficiency_purity_vs_p.png", "confusion.png", "dedx_vs_p.png",
-                         "training_curves.png", "feature_importance.png", "group_ablation.png", "reliability.png",
-                         "purity_vs_efficiency.png"}
+                         "tof_beta_vs_p.png", "training_curves.png", "feature_importance.png", "group_ablation.png",
+                         "reliability.png", "purity_vs_efficiency.png", "output_train_test.png",
+                         "input_distributions.png", "input_correlations.png"}
     assert min(pngs.values()) > 10_000  # real figures, not empty canvases
     text = (report / "report.md").read_text()
     for section in ("## Model and classic methods", "## Efficiency and purity vs momentum", "## ROC curves",
                     "## What the model uses", "![roc](roc.png)", "## Calibration", "## Working points",
-                    "| method | pion @ 0.9 |"):
+                    "| method | pion @ 0.9 |", "## Overtraining check", "## Inputs", "passed / selected",
+                    "| dcaXY |" if "dcaXY" in text else "| feature |"):
         assert section in text
+    kaon = metrics["test"]["per_class"]["ka"]
+    low, high = kaon["efficiency_interval"]
+    assert f"{kaon['efficiency']:.4f} [{low:.4f}, {high:.4f}]" in text  # the per-species table's interval
     assert f"{metrics['test']['accuracy']:.4f}" in text and f"{base['gbdt']['accuracy']:.4f}" in text
     importance = json.loads((report / "importance.json").read_text())
+    assert set(importance["importance_spread"]) == set(importance["importance"])
+    ks = importance["overtraining"]
+    for sp, count in metrics["data"]["test"]["class_counts"].items():  # the KS test saw every test track of a species
+        assert ks[sp]["test_tracks"] == count and ks[sp]["train_tracks"] > 0.5 * count
     assert set(importance["ablation"]) == {"none", "tpc", "tof", "trd", "its", "emcal", "hmpid", "kinematics"}
     from pidx.data.layouts import O2
 
     assert list(importance["importance"]) == list(O2.features.feature_names)  # 34 values + 6 availability flags
+
+
+def test_report_histograms_root_is_what_metrics_says(run_dir):
+    """report/histograms.root, read back with uproot: per species the passed/total histograms give the
+    efficiency and purity of metrics.json, whose intervals hold them; the confusion counts are the test
+    tracks; the dE/dx and β maps count every track with the signal (per species: the species' tracks)."""
+    import uproot
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    test, counts = metrics["test"], metrics["data"]["test"]["class_counts"]
+    predictions = pd.read_parquet(run_dir / "test_predictions.parquet")
+    with uproot.open(run_dir / "report" / "histograms.root") as f:
+        def total(name):
+            return float(f[name].values(flow=True).sum())
+
+        for sp, m in test["per_class"].items():
+            for var in ("p", "pt"):
+                passed, true = total(f"model/efficiency_vs_{var}/{sp}_passed"), total(f"model/efficiency_vs_{var}/{sp}_total")
+                assert true == m["n_true"] == counts[sp]
+                assert passed / true == pytest.approx(m["efficiency"], abs=1e-12)
+                selected = total(f"model/purity_vs_{var}/{sp}_total")
+                assert selected == m["n_selected"]
+                assert (passed / selected if selected else None) == pytest.approx(m["purity"], abs=1e-12)
+            for key in ("efficiency", "purity"):
+                low, high = m[f"{key}_interval"]
+                if m[key] is None:  # a species never selected: no purity, no interval
+                    assert key == "purity" and m["n_selected"] == 0 and low is None
+                else:
+                    assert low <= m[key] <= high and high - low < 0.3
+        confusion = f["model/confusion"].values()
+        assert confusion.sum() == sum(counts.values()) == test["n_tracks"]
+        np.testing.assert_allclose(confusion / confusion.sum(1, keepdims=True), test["confusion_normalized"], atol=1e-6)
+        assert f["model/efficiency_vs_p/pi_passed"].classname == "TH1D" and f["maps/tpc_dedx_vs_p"].classname == "TH2D"
+        assert total("maps/tpc_dedx_vs_p") == np.isfinite(predictions["tpc_signal"]).sum()
+        assert total("maps/tof_beta_vs_p") == predictions["has_tof"].sum() > 0
+        assert total("maps/tof_beta_vs_p_ka") == (predictions["has_tof"] & (predictions["label"] == 1)).sum()
+        for wp in metrics.get("working_points", []):
+            assert f"wp_{wp['column'].removeprefix('select_')}/efficiency_vs_p" in f
 
 
 def test_report_command_rebuilds_missing_predictions(run_dir, tmp_path):
@@ -166,11 +213,15 @@ def test_compare_table(run_dir, tmp_path, capsys):
     first = rows.iloc[0]
     assert first["accuracy"] == pytest.approx(m["test"]["accuracy"], abs=1e-9)
     assert first["eff_ka"] == pytest.approx(m["test"]["per_class"]["ka"]["efficiency"], abs=1e-9)
+    low, high = m["test"]["per_class"]["ka"]["efficiency_interval"]
+    assert (first["eff_ka_low"], first["eff_ka_high"]) == pytest.approx((low, high), abs=1e-9)
+    assert first["eff_ka_low"] <= first["eff_ka"] < first["eff_ka_high"]
     assert first["gap_to_oracle_pp"] == pytest.approx(m["test"]["gap_to_oracle_pp"], abs=1e-9)
     assert first["gap_to_vector_oracle_pp"] == pytest.approx(m["test"]["gap_to_vector_oracle_pp"], abs=1e-9)
     assert (rows["range"] == "mid").all()
     md = out.with_suffix(".md").read_text()
     assert md.count("\n") == len(rows) + 2 and "| mid | fse_phase1 |" in md
+    assert f"{first['eff_ka']:.4f} [{low:.4f}, {high:.4f}]" in md  # the interval beside the rate
     assert "pidx compare" in capsys.readouterr().out
 
 

@@ -64,6 +64,36 @@ def test_efficiency_purity_in_momentum_bins():
     assert res["pi"]["efficiency"] == [0.5, 1.0] and res["pi"]["purity"] == [1.0, 0.5]
     assert res["ka"]["efficiency"] == [1.0, 0.5] and res["ka"]["purity"] == [0.5, 1.0]
     assert res["pr"]["efficiency"] == [None, None] and res["ka"]["n_true"] == [1, 2]
+    assert res["pi"]["n_passed"] == [1, 1] and res["pi"]["n_selected"] == [1, 2]
+    for sp in ("pi", "ka"):
+        for key in ("efficiency", "purity"):
+            for value, (low, high) in zip(res[sp][key], res[sp][f"{key}_interval"]):
+                assert low <= value <= high
+    assert res["pr"]["efficiency_interval"] == [[None, None], [None, None]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 500), st.data())
+def test_clopper_pearson_is_the_exact_binomial_interval(n, data):
+    """Its ends are where the binomial tail probabilities equal (1 - 0.6827) / 2 (the definition), with
+    the closed forms at k = 0 and k = n; it always holds k / n."""
+    from scipy.stats import binom
+
+    from pidx.training.metrics import clopper_pearson
+
+    k = data.draw(st.integers(0, n))
+    low, high = clopper_pearson(k, n)
+    tail = (1 - 0.6827) / 2
+    assert low <= k / n <= high
+    if k == 0:
+        assert low == 0.0 and high == pytest.approx(1 - tail ** (1 / n), rel=1e-9)
+    else:
+        assert binom.sf(k - 1, n, low) == pytest.approx(tail, rel=1e-6)  # P(X >= k | low) = tail
+    if k == n:
+        assert high == 1.0 and low == pytest.approx(tail ** (1 / n), rel=1e-9)
+    else:
+        assert binom.cdf(k, n, high) == pytest.approx(tail, rel=1e-6)  # P(X <= k | high) = tail
+    assert clopper_pearson(0, 0) == (None, None)
 
 
 @settings(max_examples=60, deadline=None)

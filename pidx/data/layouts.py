@@ -222,6 +222,7 @@ class TrackLayout:
     - `nsigma`: per detector (`tpc`, `tof`), the flag and the 4 n-sigma columns.
     - `bayes`: the 4 Bayesian PID columns; `dedx`: the TPC signal column.
     - `primary`: the column saying the track is a physical primary (or None).
+    - `beta`: the TOF β column (its flag is `nsigma["tof"][0]`).
     """
 
     name: str
@@ -234,6 +235,7 @@ class TrackLayout:
     bayes: tuple[str, ...]
     dedx: str
     primary: str | None = None
+    beta: str = "beta"
 
     def extra_columns(self, features: FeatureLayout) -> tuple[str, ...]:
         """Columns a model with detector groups `features` reads beyond `model_inputs`."""
@@ -267,7 +269,7 @@ LEGACY = TrackLayout(
     features=DEFAULT_LAYOUT, model_inputs=FEATURE_COLUMNS, passengers=(),
     nsigma={"tpc": ("has_tpc", tuple(f"tpc_nsigma_{c}" for c in CLASS_NAMES)),
             "tof": ("has_tof", tuple(f"tof_nsigma_{c}" for c in CLASS_NAMES))},
-    bayes=BAYES.columns, dedx="tpc_signal")
+    bayes=BAYES.columns, dedx="tpc_signal", beta="tof_beta")
 
 TRACK_LAYOUTS: dict[str, TrackLayout] = {"o2": O2, "legacy": LEGACY}
 LAYOUT_CHOICES = ("auto", "o2", "legacy")

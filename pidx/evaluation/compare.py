@@ -43,8 +43,10 @@ def _scores(m: dict) -> dict:
            "macro_auc": m.get("macro_auc")}
     for c in CLASS_NAMES:
         pc = (m.get("per_class") or {}).get(c, {})
-        out[f"eff_{c}"] = pc.get("efficiency")
-        out[f"pur_{c}"] = pc.get("purity")
+        for short, key in (("eff", "efficiency"), ("pur", "purity")):
+            out[f"{short}_{c}"] = pc.get(key)
+            # the 68.27 % Clopper–Pearson interval metrics.json keeps beside the rate (runs before it: none)
+            out[f"{short}_{c}_low"], out[f"{short}_{c}_high"] = (pc.get(f"{key}_interval") or [None, None])
     return out
 
 
@@ -53,17 +55,23 @@ COLUMNS = ["range", "model", "accuracy", "balanced_accuracy", "macro_auc",
            *[f"{k}_{c}" for c in CLASS_NAMES for k in ("eff", "pur")], *GAPS, "train_s", "epochs"]
 
 
+INTERVALS = [f"{k}_{c}_{end}" for c in CLASS_NAMES for k in ("eff", "pur") for end in ("low", "high")]
+
+
 def _cell(row: dict, column: str) -> str:
-    return fmt_number(row.get(column), 2 if column in ("train_s", *GAPS) else 4)
+    text = fmt_number(row.get(column), 2 if column in ("train_s", *GAPS) else 4)
+    low, high = row.get(f"{column}_low"), row.get(f"{column}_high")
+    return text if low is None or high is None else f"{text} [{low:.4f}, {high:.4f}]"
 
 
 def to_markdown(rows: list[dict]) -> str:
+    """The table; efficiencies and purities with their 68.27 % Clopper–Pearson intervals in brackets."""
     return markdown_table(COLUMNS, [[_cell(r, c) for c in COLUMNS] for r in rows])
 
 
 def to_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS + ["run"], extrasaction="ignore")
+    writer = csv.DictWriter(buf, fieldnames=COLUMNS + INTERVALS + ["run"], extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()

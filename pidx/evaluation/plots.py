@@ -11,8 +11,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.metrics import auc as area_under, roc_curve  # noqa: E402
 
-from ..data.schema import CLASS_LABELS, CLASS_NAMES  # noqa: E402
+import mplhep  # noqa: E402
+
+from ..data.schema import CLASS_LABELS, CLASS_NAMES, MASSES_GEV  # noqa: E402
 from ..training.metrics import DEFAULT_MOMENTUM_BINS, efficiency_purity_vs_momentum  # noqa: E402
+from .histograms import momentum_edges  # noqa: E402
 from .working_points import STANDARD_PURITIES, efficiency_purity_curve  # noqa: E402
 
 SPECIES_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red")
@@ -66,25 +69,26 @@ def roc_curves(labels, methods: dict[str, np.ndarray], path, title="") -> Path:
 
 def efficiency_purity(labels, preds: dict[str, np.ndarray], momentum, path, bins=DEFAULT_MOMENTUM_BINS,
                       title="") -> Path:
-    """Efficiency (top row) and purity (bottom row) vs p per species for each method."""
-    lo, hi = float(np.nanmin(momentum)), float(np.nanmax(momentum))
-    edges = np.asarray(bins, dtype=np.float64)
-    edges = np.unique(np.concatenate([[lo], edges[(edges > lo) & (edges < hi)], [hi]]))
-    if len(edges) < 7:  # a narrow range: finer, equal bins
-        edges = np.linspace(lo, hi, 9)
-    centers = 0.5 * (edges[1:] + edges[:-1])
+    """Efficiency (top row) and purity (bottom row) vs p per species for each method, with
+    Clopper–Pearson 68 % intervals as error bars (drawn with mplhep over the bins' widths)."""
+    edges = momentum_edges(momentum, bins)
+    lo, hi = edges[0], edges[-1]
     fig, axes = plt.subplots(2, 4, figsize=(16, 7), sharex=True)
     for name, pred in preds.items():
         res = efficiency_purity_vs_momentum(labels, pred, momentum, edges)
+        style = METHOD_STYLES.get(name, {})
         for c, sp in enumerate(CLASS_NAMES):
             for row, key in enumerate(("efficiency", "purity")):
                 y = np.array([np.nan if v is None else v for v in res[sp][key]])
-                axes[row, c].plot(centers, y, marker="o", ms=3, label=name, **METHOD_STYLES.get(name, {}))
+                band = np.array([[np.nan, np.nan] if v[0] is None else v for v in res[sp][f"{key}_interval"]])
+                yerr = np.vstack([y - band[:, 0], band[:, 1] - y])
+                mplhep.histplot(y, edges, yerr=yerr, histtype="errorbar", ax=axes[row, c], label=name,
+                                color=style.get("color"), markersize=3, capsize=0)
     for c in range(4):
         axes[0, c].set_title(CLASS_LABELS[c])
         for row, key in enumerate(("efficiency", "purity")):
             ax = axes[row, c]
-            ax.set_ylim(0, 1.02)
+            ax.set_ylim(0, 1.05)
             _momentum_axis(ax, lo, hi)
             ax.grid(alpha=0.3)
             ax.set_ylabel(key)
@@ -127,20 +131,37 @@ def training_curves(history, path) -> Path:
     return _save(fig, path)
 
 
-def dedx_map(momentum, signal, labels, pred, path) -> Path:
-    """TPC dE/dx vs p coloured by true and by predicted species."""
-    ok = np.isfinite(signal)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
-    for ax, cls, title in ((axes[0], labels, "true species"), (axes[1], pred, "predicted species")):
-        for c in range(4):
-            sel = ok & (cls == c)
-            ax.scatter(momentum[sel], signal[sel], s=1, alpha=0.3, color=SPECIES_COLORS[c], label=CLASS_LABELS[c],
-                       rasterized=True)
-        _momentum_axis(ax, float(np.nanmin(momentum)), float(np.nanmax(momentum)))
-        ax.set(xlabel="p (GeV/c)", title=f"TPC dE/dx, {title}")
-        ax.legend(markerscale=8, fontsize=8)
-    top = np.nanpercentile(signal[ok], 99.5) if ok.any() else 1
-    axes[0].set(ylabel="dE/dx (a.u.)", ylim=(20, max(top, 100)))
+def signal_map(maps: dict, name: str, expected, path, title: str) -> Path:
+    """A detector signal against p as a 2-D density with a log colour scale (mplhep), all tracks and
+    per true species, with each species' expected signal overlaid.
+
+    **Arguments:**
+
+    - `maps`: `histograms.signal_maps`' output for `name`.
+    - `expected`: `(p, masses) -> [len(p), 4]` expected signal per species (e.g. Bethe–Bloch), or None.
+    """
+    from matplotlib.colors import LogNorm
+
+    fig, axes = plt.subplots(1, 5, figsize=(24, 4.6), sharey=True)
+    panels = [("all tracks", maps[f"maps/{name}_vs_p"])] + [
+        (f"true {CLASS_LABELS[c]}", maps[f"maps/{name}_vs_p_{sp}"]) for c, sp in enumerate(CLASS_NAMES)]
+    for ax, (label, h) in zip(axes, panels):
+        if h.values().sum() > 0:
+            mplhep.hist2dplot(h, ax=ax, norm=LogNorm(), cbar=ax is axes[-1])  # empty bins stay blank
+        p_edges = h.axes[0].edges
+        if p_edges[-1] > 10 * p_edges[0] > 0:
+            ax.set_xscale("log")
+        if expected is not None:
+            grid = np.geomspace(p_edges[0], p_edges[-1], 200) if p_edges[0] > 0 else np.linspace(*p_edges[[0, -1]], 200)
+            curves = expected(grid, np.asarray(MASSES_GEV))
+            for c in range(4):
+                ax.plot(grid, curves[:, c], color=SPECIES_COLORS[c], lw=1.2, label=f"expected {CLASS_LABELS[c]}")
+        ax.set_ylim(*h.axes[1].edges[[0, -1]])
+        ax.set(title=label, xlabel="p (GeV/c)")
+    axes[0].set_ylabel(panels[0][1].axes[1].label)
+    if expected is not None:
+        axes[0].legend(fontsize=7, loc="upper right")
+    fig.suptitle(title)
     return _save(fig, path)
 
 
@@ -195,5 +216,5 @@ def purity_vs_efficiency(labels, methods: dict[str, np.ndarray], path, title="")
     return _save(fig, path)
 
 
-__all__ = ["roc_curves", "efficiency_purity", "purity_vs_efficiency", "confusion", "training_curves", "dedx_map", "bar_chart",
+__all__ = ["roc_curves", "efficiency_purity", "purity_vs_efficiency", "confusion", "training_curves", "signal_map", "bar_chart",
            "reliability_diagram"]

@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 
 from ..data.schema import CLASS_NAMES
-from ..training.metrics import DEFAULT_MOMENTUM_BINS
+from ..training.metrics import DEFAULT_MOMENTUM_BINS, clopper_pearson
 
 STANDARD_PURITIES = (0.90, 0.95, 0.99)
 
@@ -141,9 +141,14 @@ def selection_performance(selected, is_species, momentum=None, bins=DEFAULT_MOME
 
     def perf(sel, true):
         tp, n_true, n_sel = np.sum(w * (sel & true)), np.sum(w * true), np.sum(w * sel)
-        return {"efficiency": float(tp / n_true) if true.any() else None,
-                "purity": float(tp / n_sel) if sel.any() else None, "selected": int(sel.sum()),
-                "n_true": int(true.sum())}
+        out = {"efficiency": float(tp / n_true) if true.any() else None,
+               "purity": float(tp / n_sel) if sel.any() else None, "selected": int(sel.sum()),
+               "n_true": int(true.sum())}
+        if weights is None:  # track counts: Clopper–Pearson (a re-weighted sample has no binomial interval)
+            passed = int(np.sum(sel & true))
+            out["efficiency_interval"] = list(clopper_pearson(passed, out["n_true"]))
+            out["purity_interval"] = list(clopper_pearson(passed, out["selected"]))
+        return out
 
     out = perf(selected, is_species)
     if momentum is not None:

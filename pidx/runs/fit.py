@@ -202,11 +202,19 @@ def write_run_report(recipe: Recipe, run: RunDir, metrics: dict, dm: TrackDataMo
                      history: list[dict], checkpoint, predictions, *, max_tracks: int | None = None) -> Path:
     """The report of a run from data in hand (importance and ablation on the test split)."""
     max_tracks = recipe.evaluation.report_max_tracks if max_tracks is None else max_tracks
-    test = dm.to_arrays(dm.tables["test"]) if getattr(dm, "streamed", False) else dm.test  # streamed: the sample
-    _, importance, ablation = importance_and_ablation(predictor.probs, test, predictor.layout,
-                                                      max_tracks=max_tracks)
+    streamed = getattr(dm, "streamed", False)
+    test = dm.to_arrays(dm.tables["test"]) if streamed else dm.test  # streamed: the sample
+    _, importance, ablation, spread = importance_and_ablation(predictor.probs, test, predictor.layout,
+                                                              max_tracks=max_tracks)
+    train = dm.to_arrays(dm.tables["train"]) if streamed else dm.train
+    # as many train tracks as the test split has (a seeded sample), for the train-against-test output check
+    rows = np.sort(np.random.default_rng(recipe.seed).choice(
+        train.num_tracks, min(train.num_tracks, len(predictions)), replace=False))
+    train = type(train)(*(np.asarray(a)[rows] for a in train))
     return write_report(run / RunDir.REPORT, report_header(recipe, run, checkpoint), metrics=metrics,
-                        predictions=predictions, history=history, importance=importance, ablation=ablation)
+                        predictions=predictions, history=history, importance=importance, ablation=ablation,
+                        importance_spread=spread, train_outputs=(predictor.probs(train), np.asarray(train.label)),
+                        inputs=(dm.tables["test"].frame, predictor.layout))
 
 
 __all__ = ["majority_baseline", "fit_recipe", "write_run", "training_summary", "evaluate_in_memory",

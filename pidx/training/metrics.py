@@ -79,26 +79,48 @@ def confusion_matrix(labels, pred, *, normalize: bool = True) -> np.ndarray:
 DEFAULT_MOMENTUM_BINS = (0.1, 0.3, 0.5, 0.7, 0.9, 1.1, 1.3, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0)
 
 
+def clopper_pearson(passed, total, level: float = 0.6827) -> tuple[float | None, float | None]:
+    """The central Clopper–Pearson interval of a rate `passed / total` at confidence `level` (default
+    one standard deviation, as ROOT's `TEfficiency` default), from `scipy.stats.beta`; (None, None)
+    for `total == 0`."""
+    from scipy.stats import beta
+
+    if total <= 0:
+        return None, None
+    alpha = 1.0 - level
+    low = 0.0 if passed <= 0 else float(beta.ppf(alpha / 2, passed, total - passed + 1))
+    high = 1.0 if passed >= total else float(beta.ppf(1 - alpha / 2, passed + 1, total - passed))
+    return low, high
+
+
 def efficiency_purity_vs_momentum(labels, pred, momentum, bins=DEFAULT_MOMENTUM_BINS) -> dict:
     """Efficiency and purity per species in momentum bins (the standard ALICE PID figure).
 
-    Returns `{"bins": edges, species: {"efficiency": [...], "purity": [...], "n_true": [...]}}`,
-    with None where a bin has no true (efficiency) or no predicted (purity) track.
+    Returns `{"bins": edges, species: {"efficiency": [...], "purity": [...], "n_true": [...],
+    "n_selected": [...], "n_passed": [...], "efficiency_interval": [[low, high], ...],
+    "purity_interval": [...]}}`, with None where a bin has no true (efficiency) or no selected
+    (purity) track; the intervals are Clopper–Pearson at 68.27 % (`clopper_pearson`). A label -1 (another
+    species) counts against purity.
     """
     labels, pred, momentum = map(np.asarray, (labels, pred, momentum))
     edges = np.asarray(bins, dtype=np.float64)
     which = np.digitize(momentum, edges) - 1
     out = {"bins": edges.tolist()}
     for c, name in enumerate(CLASS_NAMES):
-        eff, pur, n_true = [], [], []
+        rows = {k: [] for k in ("efficiency", "purity", "n_true", "n_selected", "n_passed", "efficiency_interval",
+                                "purity_interval")}
         for b in range(len(edges) - 1):
             in_bin = which == b
             true_c, pred_c = in_bin & (labels == c), in_bin & (pred == c)
-            tp = int(np.sum(true_c & (pred == c)))
-            eff.append(tp / true_c.sum() if true_c.any() else None)
-            pur.append(tp / pred_c.sum() if pred_c.any() else None)
-            n_true.append(int(true_c.sum()))
-        out[name] = {"efficiency": eff, "purity": pur, "n_true": n_true}
+            tp, n_true, n_sel = int(np.sum(true_c & (pred == c))), int(true_c.sum()), int(pred_c.sum())
+            rows["efficiency"].append(tp / n_true if n_true else None)
+            rows["purity"].append(tp / n_sel if n_sel else None)
+            rows["n_true"].append(n_true)
+            rows["n_selected"].append(n_sel)
+            rows["n_passed"].append(tp)
+            rows["efficiency_interval"].append(list(clopper_pearson(tp, n_true)))
+            rows["purity_interval"].append(list(clopper_pearson(tp, n_sel)))
+        out[name] = rows
     return out
 
 
@@ -125,7 +147,9 @@ def classification_metrics(labels, probs, *, pred=None) -> dict:
         eff = tp / n_true if n_true else None
         pur = tp / n_pred if n_pred else None
         f1 = 2 * eff * pur / (eff + pur) if eff and pur else (0.0 if n_true else None)
-        per_class[name] = {"auc": aucs[c], "efficiency": eff, "purity": pur, "f1": f1, "n_true": n_true}
+        per_class[name] = {"auc": aucs[c], "efficiency": eff, "purity": pur, "f1": f1, "n_true": n_true,
+                           "n_selected": n_pred, "efficiency_interval": list(clopper_pearson(tp, n_true)),
+                           "purity_interval": list(clopper_pearson(tp, n_pred))}
     return {"accuracy": accuracy(labels, pred), "balanced_accuracy": balanced_accuracy(labels, pred),
             "macro_auc": macro_auc(labels, probs), "micro_auc": micro_auc(labels, probs),
             "n_tracks": int(len(labels)), "per_class": per_class,
@@ -141,6 +165,7 @@ def _with_contamination(labels, probs, pred, other) -> dict:
         tp, n_pred = int(np.sum((pred == c) & (labels == c))), int(np.sum(pred == c))
         m["purity_without_contamination"] = m["purity"]
         m["purity"] = tp / n_pred if n_pred else None
+        m["n_selected"], m["purity_interval"] = n_pred, list(clopper_pearson(tp, n_pred))
         eff, pur = m["efficiency"], m["purity"]
         m["f1"] = 2 * eff * pur / (eff + pur) if eff and pur else (0.0 if m["n_true"] else None)
     out["contamination"] = {"tracks": int(other.sum()),
@@ -148,5 +173,5 @@ def _with_contamination(labels, probs, pred, other) -> dict:
     return out
 
 
-__all__ = ["accuracy", "balanced_accuracy", "per_class_auc", "macro_auc", "micro_auc", "confusion_matrix",
+__all__ = ["clopper_pearson", "accuracy", "balanced_accuracy", "per_class_auc", "macro_auc", "micro_auc", "confusion_matrix",
            "DEFAULT_MOMENTUM_BINS", "efficiency_purity_vs_momentum", "classification_metrics"]
