@@ -95,21 +95,26 @@ def _rate(value) -> str:
 
 
 def throughput_table(bench: dict) -> str:
-    rows = [[r["model"], f"{r['batch']:,}", _rate(r["pidx_tracks_per_s"]), _rate(r["peer_tracks_per_s"]),
+    peak = bench.get("peak_gflops")
+    rows = [[r["label"], f"{r['batch']:,}", _rate(r["pidx_tracks_per_s"]), _rate(r["peer_tracks_per_s"]),
              "–" if r["peer_tracks_per_s"] is None else f"{r['pidx_tracks_per_s'] / r['peer_tracks_per_s']:.2f}",
+             f"{r['pidx_gflops_per_s']:.1f}", "–" if peak is None else f"{100 * r['pidx_gflops_per_s'] / peak:.0f} %",
              f"{r['pidx_compile_s']:.1f}", f"{r['pidx_parameters']:,}",
              "–" if r["peer_parameters"] is None else f"{r['peer_parameters']:,}"] for r in bench["rows"]]
-    head = ["model", "batch", "pidx tracks/s", "peer tracks/s", "ratio", "pidx compile (s)", "parameters pidx",
-            "parameters peer"]
-    fse = bench["fse_size"]
+    head = ["model", "batch", "pidx tracks/s", "peer tracks/s", "ratio", "pidx GFLOP/s", "of FP32 peak",
+            "pidx compile (s)", "parameters pidx", "parameters peer"]
     return _table(head, rows) + "\n\n" + _caption(bench) + (
-        f" Peer: {bench['peer'] or 'not run'}; {bench['precision']}; FSE models at d = {fse['hidden_dim']}, "
-        f"{fse['num_heads']} heads; {bench['train_tracks']:,} train and {bench['val_tracks']:,} validation tracks, "
-        f"{bench['timed_epochs']} timed epochs after a warm-up epoch.")
+        f" Peer: {bench['peer'] or 'not run'}; {bench['precision']}; {bench['train_tracks']:,} train and "
+        f"{bench['val_tracks']:,} validation tracks, {bench['timed_epochs']} timed epochs after a warm-up epoch. "
+        f"GFLOP/s: XLA's cost analysis of the compiled forward and backward pass × tracks/s; FP32 peak "
+        f"{'unknown' if peak is None else f'{peak:.0f} GFLOP/s'} = {bench['peak_how']}. pidx's FSE parameter counts "
+        f"include the zero padding of its stacked group embeddings (rows that never change).")
 
 
 def latency_table(bench: dict) -> str:
-    rows = [[r["measurement"], f"{r['value']:,.2f} {r['unit']}", r.get("detail", "")] for r in bench["rows"]]
+    digits = {"s": 2}  # seconds to the hundredth; rates and microseconds whole
+    rows = [[r["measurement"], f"{r['value']:,.{digits.get(r['unit'], 0)}f} {r['unit']}", r.get("detail", "")]
+            for r in bench["rows"]]
     return _table(["measurement", "result", "detail"], rows) + "\n\n" + _caption(bench) + \
         f" Model: {bench['model']} at the recipes' size."
 
@@ -138,10 +143,10 @@ def precision_table(bench: dict) -> str:
     def cells(x):
         return " / ".join(_n(x[m]) for m in PRECISION_NAMES)
 
-    pairs = [[r["seed"], cells(r["f32"]), cells(r["bf16"]), f"{r['f32']['tracks_per_s']:,.0f}",
-              f"{r['bf16']['tracks_per_s']:,.0f}"] for r in bench["rows"]]
+    pairs = [[r["seed"], cells(r["f32"]), cells(r["bf16"]), f"{r['f32']['epochs']} / {r['bf16']['epochs']}"]
+             for r in bench["rows"]]
     order = " / ".join(PRECISION_NAMES.values())
-    first = _table(["seed", f"f32: {order}", f"bf16: {order}", "f32 tracks/s", "bf16 tracks/s"], pairs)
+    first = _table(["seed", f"f32: {order}", f"bf16: {order}", "epochs f32 / bf16"], pairs)
     scale = 100, 100, 1, 1
 
     def signed(value, factor, digits):

@@ -71,6 +71,21 @@ def test_code_blocks_run(page, tmp_path, monkeypatch):
             assert proc.returncode == 0, f"{page.name} block {i} failed:\n{code}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 
 
+def test_evaluation_shows_the_figures_the_report_writes():
+    """docs/evaluation.md shows docs/img/'s figures, which docs/figures.py renders from a report: every one
+    it shows exists and is one of docs/figures.py's (which the page's own code block checks a report writes)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("figures", ROOT / "docs" / "figures.py")
+    figures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figures)
+    text = (ROOT / "docs" / "evaluation.md").read_text()
+    shown = re.findall(r"!\[[^\]]*\]\(img/([^)]+)\)", text)
+    assert sorted(shown) == sorted(figures.FIGURES)
+    assert all((ROOT / "docs" / "img" / name).stat().st_size > 10_000 for name in shown)
+    assert f"shown = {list(figures.FIGURES)}".replace("'", '"') in " ".join(text.split())
+
+
 def test_recipe_reference_is_current():
     from pidx.recipe import reference_markdown
 
