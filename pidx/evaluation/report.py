@@ -90,7 +90,8 @@ def write_report(out: str | Path, header: ReportHeader, *, metrics: dict, predic
     - `history`: one dict per epoch (history.csv's rows); empty for none.
     - `importance`, `ablation`, `importance_spread`: from `pidx.evaluation.importance.importance_and_ablation`.
     - `train_outputs`: `(posteriors, labels)` of a sample of train tracks, for the overtraining check.
-    - `inputs`: `(frame, feature layout)`: the test tracks' input columns, for the input diagnostics.
+    - `inputs`: `(frame, labels, feature layout)`: the test tracks' columns and species, for the input
+      diagnostics.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,11 +133,9 @@ def write_report(out: str | Path, header: ReportHeader, *, metrics: dict, predic
                                                              labels[test_known], ks, out / "output_train_test.png",
                                                              f"{title}: output on train and test")
     if inputs is not None:
-        frame, layout = inputs
-        known = frame.iloc[:len(labels)]
-        figs["inputs"] = diagnostics.input_distributions(known, layout, labels[:len(known)],
-                                                         out / "input_distributions.png")
-        figs["correlations"], _ = diagnostics.input_correlations(known, layout, out / "input_correlations.png")
+        frame, frame_labels, layout = inputs
+        figs["inputs"] = diagnostics.input_distributions(frame, layout, frame_labels, out / "input_distributions.png")
+        figs["correlations"], _ = diagnostics.input_correlations(frame, layout, out / "input_correlations.png")
     top = sorted(importance, key=importance.get, reverse=True)[:15]
     figs["importance"] = plots.bar_chart(top, [importance[k] for k in top], out / "feature_importance.png",
                                          "permutation importance (accuracy drop)", "Δ accuracy")

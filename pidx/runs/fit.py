@@ -214,7 +214,7 @@ def write_run_report(recipe: Recipe, run: RunDir, metrics: dict, dm: TrackDataMo
     return write_report(run / RunDir.REPORT, report_header(recipe, run, checkpoint), metrics=metrics,
                         predictions=predictions, history=history, importance=importance, ablation=ablation,
                         importance_spread=spread, train_outputs=(predictor.probs(train), np.asarray(train.label)),
-                        inputs=(dm.tables["test"].frame, predictor.layout))
+                        inputs=(dm.tables["test"].frame, dm.tables["test"].labels, predictor.layout))
 
 
 __all__ = ["majority_baseline", "fit_recipe", "write_run", "training_summary", "evaluate_in_memory",
