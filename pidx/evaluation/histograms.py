@@ -31,6 +31,7 @@ import numpy as np
 from ..data.schema import CLASS_NAMES
 from ..training.metrics import DEFAULT_MOMENTUM_BINS
 from ..utils import atomic_path
+from .working_points import WorkingPoint
 
 
 def momentum_edges(momentum, bins=DEFAULT_MOMENTUM_BINS) -> np.ndarray:
@@ -121,14 +122,14 @@ def report_histograms(predictions, probs: np.ndarray, working_points: list[dict]
     - `predictions`: `report.test_predictions_frame`'s columns (`label`, `p`, `pt` and the TOF columns
       where the run wrote them, `tpc_signal`).
     - `probs`: the model's posteriors `[N, 4]`.
-    - `working_points`: metrics.json's `working_points` (name, column, threshold).
+    - `working_points`: metrics.json's `working_points` (each its `working_point` text and `threshold`).
     """
     labels, momentum = predictions["label"].to_numpy(), predictions["p"].to_numpy(np.float64)
     pred = probs.argmax(1)
     selections = {"model": {c: pred == c for c in range(len(CLASS_NAMES))}}
     for wp in working_points:
-        c = CLASS_NAMES.index(wp["column"].split("_")[1])
-        selections["wp_" + wp["column"].removeprefix("select_")] = {c: probs[:, c] >= wp["threshold"]}
+        point = WorkingPoint.parse(wp["working_point"])
+        selections["wp_" + point.column.removeprefix("select_")] = {point.index: probs[:, point.index] >= wp["threshold"]}
     variables = [("p", "p (GeV/c)", momentum)]
     if "pt" in predictions:
         variables.append(("pt", "p_{T} (GeV/c)", predictions["pt"].to_numpy(np.float64)))

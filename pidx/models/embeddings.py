@@ -105,8 +105,8 @@ class StackedGroupEmbeddings(eqx.Module):
     computed as one batched product per layer.
 
     Layer l of group g is `weights[l][g]` (`[fan_in, fan_out]`) and `biases[l][g]`; the first layer's
-    rows past a group's own column count are zero, and the track's columns are gathered into a
-    `[group, widest group]` block whose padding is zero, so padded entries neither contribute nor
+    rows past a group's own column count are zero, and each group's columns are sliced out and padded with
+    zeros into a `[group, widest group]` block, so padded entries neither contribute nor
     receive a gradient: the same mathematics as calling each group's module on its columns.
 
     **Arguments:**
