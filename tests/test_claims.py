@@ -2,7 +2,6 @@
 check fails writes nothing, EarlyStopping counting the checks inside epochs, TensorBoard's val/ metrics
 at each check's step, and the selection's cut-flow per cut."""
 
-import json
 from pathlib import Path
 
 import jax

@@ -27,7 +27,6 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import pytest
-import uproot
 
 import pidx
 from pidx.cli import main

@@ -22,7 +22,6 @@ from pidx.errors import DataError
 from pidx.recipe import load_recipe
 from pidx.runs.build import load_predictor
 from pidx.runs.rundir import RunDir
-from pidx.training.metrics import classification_metrics
 
 RECIPE = str(Path(__file__).parent.parent / "recipes" / "fse_phase1_full.yaml")
 PROBS = ["prob_pi", "prob_ka", "prob_pr", "prob_el"]
