@@ -210,7 +210,7 @@ def write_run_report(recipe: Recipe, run: RunDir, metrics: dict, dm: TrackDataMo
     # as many train tracks as the test split has (a seeded sample), for the train-against-test output check
     rows = np.sort(np.random.default_rng(recipe.seed).choice(
         train.num_tracks, min(train.num_tracks, len(predictions)), replace=False))
-    train = type(train)(*(np.asarray(a)[rows] for a in train))
+    train = type(train)(*(a[rows] for a in train))  # the sample only leaves the device
     return write_report(run / RunDir.REPORT, report_header(recipe, run, checkpoint), metrics=metrics,
                         predictions=predictions, history=history, importance=importance, ablation=ablation,
                         importance_spread=spread, train_outputs=(predictor.probs(train), np.asarray(train.label)),
