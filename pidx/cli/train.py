@@ -24,6 +24,9 @@ def simulate(
     missing: str = typer.Option("nan", help="Legacy layout: missing-value encoding 'nan' or 'sentinel' (-999, Bayes "
                                 "all 0). The o2 layout always writes O2's own conventions."),
     no_oracle: bool = typer.Option(False, "--no-oracle", help="Leave out the oracle_prob_* (and vector_oracle_prob_*) columns."),
+    scenario: str = typer.Option("mc", help="'mc': the detectors as the n-sigma's calibration assumes them; 'data': "
+                                 "collision data's mismatches (TPC n-sigma shifted and wider, TOF offset and resolution, "
+                                 "matching, abundances; pidx.simulation.DATA_SCENARIO), the oracle of that physics."),
 ):
     """Simulate ALICE tracks with MC truth and the exact oracle posterior (oracle_prob_*)."""
     import time
@@ -31,11 +34,14 @@ def simulate(
     from ..data.io import encode_missing, write_table
     from ..data.layouts import O2_FILE_BRANCHES
     from ..data.schema import ORACLE_COLUMNS, VECTOR_ORACLE_COLUMNS
-    from ..simulation import SimulatorConfig
+    from ..simulation import SCENARIOS, SimulatorConfig
     from ..simulation import simulate as run_simulation
 
+    if scenario not in SCENARIOS:
+        raise PidxError(f"--scenario must be one of {sorted(SCENARIOS)}, got {scenario!r}")
     start = time.perf_counter()
-    df = run_simulation(SimulatorConfig(n_tracks=n, seed=seed, tof_scenario=tof_scenario, layout=layout))
+    df = run_simulation(SimulatorConfig(n_tracks=n, seed=seed, tof_scenario=tof_scenario, layout=layout,
+                                        **SCENARIOS[scenario]))
     if no_oracle:
         df = df.drop(columns=[c for c in ORACLE_COLUMNS + VECTOR_ORACLE_COLUMNS if c in df])
     if layout == "legacy":

@@ -46,11 +46,14 @@ class ArrayDataModule:
 
     - `train`, `val`, `test`: `TrackArrays` (test optional).
     - `preprocessor`: travels with checkpoints if given.
+    - `train_weight`: per-track weights of the train split (`[N]`), or `None` (all 1).
+    - `target`: an unlabelled sample (`TrackArrays`, labels ignored) for objectives that adapt to it.
     """
 
     def __init__(self, train: TrackArrays, val: TrackArrays, test: TrackArrays | None = None,
-                 preprocessor: Preprocessor | None = None):
+                 preprocessor: Preprocessor | None = None, *, train_weight=None, target: TrackArrays | None = None):
         self.train, self.val, self.test, self.preprocessor = train, val, test, preprocessor
+        self.train_weight, self.target = train_weight, target
 
     def setup(self) -> "ArrayDataModule":
         return self

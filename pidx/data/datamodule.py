@@ -25,6 +25,7 @@ from .sources import read_named
 from .stream import SPLITS, estimated_memory
 from .stream_build import build_stream_cache
 from .stream_cache import STREAM_CACHE_VERSION, ChunkedTracks, StreamCache
+from .target import load_target, target_summary
 
 MOMENTUM_RANGES: dict[str, tuple[float, float]] = {
     "full": (0.1, math.inf),
@@ -95,6 +96,8 @@ class TrackDataModule:
     - `sample_tracks`: streamed data: tracks per split in the seeded sample (preprocessing statistics
       from the train sample; tree baselines and the report on the samples).
     - `chunk_tracks`: streamed data: tracks per chunk (default: a sixteenth of the budget, in multiples of 65,536).
+    - `target_source`: unlabelled data (file, directory or glob) read as `pidx.data.target` says: `target`
+      (`TrackArrays`) and `target_table`, for objectives that adapt to it and MC-vs-data comparisons.
     - `group`: the processes reading the data together (default: JAX's, `ProcessGroup.current()`). They
       stream if any of them is over its budget, each process reading its share of the files into one
       cache that they must share; under the budget each loads every file.
@@ -123,6 +126,7 @@ class TrackDataModule:
     memory_budget: int | str = "auto"
     sample_tracks: int = 200_000
     chunk_tracks: int | None = None
+    target_source: str | None = None
     group: ProcessGroup | None = None
 
     def __post_init__(self):
@@ -149,6 +153,9 @@ class TrackDataModule:
         self.contamination: dict[str, TrackTable] = {}  # other species' validation and test shares
         self.other_species_split: dict[str, dict[str, int]] = {}
         self._piece_layout: str | None = None
+        self.target: TrackArrays | None = None  # and target_table: the target sample, when given
+        self.target_table: TrackTable | None = None
+        self.train_weight: np.ndarray | None = None  # per-track weights of the train split, when set
 
     # ------------------------------------------------------------------ loading
     def load_table(self) -> TrackTable:
@@ -241,7 +248,13 @@ class TrackDataModule:
                                              track_layout=table.layout)
         for name, t in self.tables.items():
             self._arrays[name] = self.to_arrays(t)
+        self._load_target(table.layout)
         return self
+
+    def _load_target(self, track_layout: str) -> None:
+        if self.target_source is not None:
+            self.target_table, self.target = load_target(self.target_source, tree=self.tree, track_layout=track_layout,
+                rules=self._reading_rules(), in_range=self.in_momentum_range, preprocessor=self.preprocessor)
 
     def _set_aside_other_species(self, table: TrackTable) -> TrackTable:
         table, self.contamination, self.other_species_split = set_aside_other_species(
@@ -301,6 +314,7 @@ class TrackDataModule:
         for name in SPLITS:
             self._arrays[name] = self.stream.split(name, chunk, self.seed)
             self.tables[name], self.sample_positions[name] = self.stream.sample(name)
+        self._load_target(self.stream.meta["track_layout"])
         return self
 
     def to_arrays(self, table: TrackTable) -> TrackArrays:
@@ -335,6 +349,14 @@ class TrackDataModule:
         return np.bincount(np.asarray(self.train.label), minlength=NUM_CLASSES)
 
     def summary(self) -> dict:
+        """What was read: per split the tracks, classes and detector availability, what was dropped and
+        why; with a target sample, its tracks, availability and what reading it dropped."""
+        out = self._summary()
+        if self.target_table is not None:
+            out["target"] = target_summary(self.target_table, self.layout)
+        return out
+
+    def _summary(self) -> dict:
         out = {"source": self.source, "momentum_range": list(self.bounds),
                "momentum_variable": self.momentum_variable}
         if self.streamed:

@@ -94,6 +94,13 @@ class PIDModel(eqx.Module):
     def forward(self, x, mask, state, *, key=None):
         """Logits of one track and the updated state."""
 
+    def represent(self, x, mask, state, *, key=None):
+        """`(logits, representation, state)`: the logits and the input of the classifier head, for
+        objectives that attach to the representation (e.g. `pidx.training.objectives.DANN`). The built-in
+        models define it; a model of one's own defines it to train with such an objective."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its representation: define "
+                                  "represent(x, mask, state, *, key) -> (logits, representation, state)")
+
 
 def batched_forward(model, x, mask, state, keys=None):
     """vmap the one-track `model` over a batch (BatchNorm reduces over `"batch"`).
@@ -110,6 +117,15 @@ def batched_forward(model, x, mask, state, keys=None):
                         out_axes=(0, None))(x, mask)
     return jax.vmap(lambda xi, mi, ki: model(xi, mi, state, key=ki), axis_name=BATCH_AXIS,
                     out_axes=(0, None))(x, mask, keys)
+
+
+def batched_represent(model, x, mask, state, keys=None):
+    """As `batched_forward`, through `model.represent`: `(logits [N, C], representation [N, R], state)`."""
+    if keys is None:
+        return jax.vmap(lambda xi, mi: model.represent(xi, mi, state), axis_name=BATCH_AXIS,
+                        out_axes=(0, 0, None))(x, mask)
+    return jax.vmap(lambda xi, mi, ki: model.represent(xi, mi, state, key=ki), axis_name=BATCH_AXIS,
+                    out_axes=(0, 0, None))(x, mask, keys)
 
 
 def split_key(key: PRNGKeyArray | None, n: int) -> list[PRNGKeyArray | None]:
@@ -177,5 +193,5 @@ def _initialise(cls, layout, key, num_classes, kwargs):
     return eqx.nn.make_with_state(cls)(layout, num_classes=num_classes, key=key, **kwargs)
 
 
-__all__ = ["is_abstract", "PIDModel", "BATCH_AXIS", "ACTIVATIONS", "typechecked", "activation", "batched_forward", "split_key",
+__all__ = ["is_abstract", "PIDModel", "BATCH_AXIS", "ACTIVATIONS", "typechecked", "activation", "batched_forward", "batched_represent", "split_key",
            "linear_stack", "model_names", "resolve_model_class", "build_model"]

@@ -147,8 +147,13 @@ class FSEAttention(PIDModel):
         self.head = ClassifierHead(hidden_dim, head_hidden, num_classes, dropout, key=model_subkeys(key)[3])
 
     def forward(self, x, mask, state, *, key=None):
+        logits, _, state = self.represent(x, mask, state, key=key)
+        return logits, state
+
+    def represent(self, x, mask, state, *, key=None):
         k_enc, k_head = split_key(key, 2)
-        return self.head(self.encoder(x, mask, key=k_enc), key=k_head), state
+        pooled = self.encoder(x, mask, key=k_enc)
+        return self.head(pooled, key=k_head), pooled, state
 
 
 class DetectorAwareFSE(PIDModel):
@@ -201,6 +206,10 @@ class DetectorAwareFSE(PIDModel):
         return mask & ~hide
 
     def forward(self, x, mask, state, *, key=None):
+        logits, _, state = self.represent(x, mask, state, key=key)
+        return logits, state
+
+    def represent(self, x, mask, state, *, key=None):
         k_drop, k_enc, k_head = split_key(key, 3)
         if self.group_dropout > 0 and not self.inference and k_drop is not None:
             mask = self.drop_groups(mask, k_drop)
@@ -208,7 +217,8 @@ class DetectorAwareFSE(PIDModel):
         e = jax.nn.relu(self.pattern_embed(mask.astype(x.dtype)))
         pooled = pooled * jax.nn.sigmoid(self.pattern_gate(e))
         pooled = pooled * (1.0 + self.pattern_scale(e)) + self.pattern_shift(e)
-        return self.head(jnp.concatenate([pooled, e]), key=k_head), state
+        rep = jnp.concatenate([pooled, e])
+        return self.head(rep, key=k_head), rep, state
 
 
 _activation = activation  # the parameter named `activation` shadows the function inside __init__

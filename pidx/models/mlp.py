@@ -40,10 +40,14 @@ class SimpleNN(PIDModel):
         self.dropouts = tuple(eqx.nn.Dropout(dropout) for _ in hidden)
 
     def forward(self, x, mask, state, *, key=None):
+        logits, _, state = self.represent(x, mask, state, key=key)
+        return logits, state
+
+    def represent(self, x, mask, state, *, key=None):
         keys = split_key(key, len(self.dropouts))
         for layer, drop, k in zip(self.layers[:-1], self.dropouts, keys):
             x = drop(self.activation(layer(x)), key=k)
-        return self.layers[-1](x), state
+        return self.layers[-1](x), x, state
 
 
 class DNN(PIDModel):
@@ -85,13 +89,17 @@ class DNN(PIDModel):
         self.dropouts = tuple(eqx.nn.Dropout(dropout) for _ in hidden)
 
     def forward(self, x, mask, state, *, key=None):
+        logits, _, state = self.represent(x, mask, state, key=key)
+        return logits, state
+
+    def represent(self, x, mask, state, *, key=None):
         keys = split_key(key, len(self.dropouts))
         for layer, norm, drop, k in zip(self.layers[:-1], self.norms, self.dropouts, keys):
             h = layer(x)
             # batch statistics in f32: under bf16 compute the running mean/var (model state) stay f32
             y, state = norm(h.astype(jnp.float32), state)
             x = drop(self.activation(y.astype(h.dtype)), key=k)
-        return self.layers[-1](x), state
+        return self.layers[-1](x), x, state
 
 
 def running_statistics(norm: eqx.nn.BatchNorm, state: eqx.nn.State) -> tuple[np.ndarray, np.ndarray]:

@@ -32,10 +32,12 @@ from ..models.base import ACTIVATIONS, resolve_model_class
 from ..models.embeddings import group_embedding
 from ..training.callbacks import Callback
 from ..training.registry import BUILTIN_CALLBACKS
-from ..training.losses import compute_class_weights, make_loss
+from ..training.losses import LOSSES, compute_class_weights, make_loss
 from ..training.posterior import abundances
 from ..utils import resolve_named_class
-from .sections import SIMULATOR_KEYS, CallbackSpec, DataSection, ExtraGroup, ModelSection, Recipe, yaml_form
+from .objective import objective_class
+from .sections import (SIMULATOR_KEYS, CallbackSpec, DataSection, ExtraGroup, LossSection, ModelSection, Recipe,
+                       yaml_form)
 from .yamlio import annotate, dump_yaml, read_recipes
 
 _NUMBER = (int, float)
@@ -239,6 +241,25 @@ def _build_callbacks(entries, path: str) -> tuple[CallbackSpec, ...]:
     return tuple(out)
 
 
+def _check_objective(recipe: Recipe) -> None:
+    loss = recipe.loss
+    if loss.name not in LOSSES:
+        _check_kwargs(objective_class(loss.name), loss.params, "loss.params", skip=("self",))
+        if loss.adaptation != "none":
+            raise RecipeError(f"'loss.adaptation' is {loss.adaptation!r}, but loss.name names an objective of its "
+                              f"own ({loss.name}); adapt inside it, or set loss.adaptation to none")
+    elif loss.params:
+        raise RecipeError(f"'loss.params' sets {sorted(loss.params)}, but {loss.name!r} takes none (they are "
+                          "for an objective named by import path)")
+    if loss.adaptation != "none" and recipe.data.target is None:
+        raise RecipeError(f"'loss.adaptation: {loss.adaptation}' adapts to unlabelled data: set data.target to "
+                          "its file, directory or glob")
+    if not loss.adaptation_weight >= 0:
+        raise RecipeError(f"'loss.adaptation_weight' must be >= 0, got {loss.adaptation_weight}")
+    if not loss.reweight_clip > 1:
+        raise RecipeError(f"'loss.reweight_clip' must be > 1, got {loss.reweight_clip}")
+
+
 def _check_values(recipe: Recipe) -> None:
     """Values that only the library can judge, reported with their key path."""
     try:
@@ -250,6 +271,7 @@ def _check_values(recipe: Recipe) -> None:
             make_loss("focal", gamma=recipe.loss.gamma, alpha=recipe.loss.alpha)
     except ValueError as exc:
         raise RecipeError(f"'loss': {exc}") from None
+    _check_objective(recipe)
     if recipe.evaluation.priors is not None:
         try:
             abundances(recipe.evaluation.priors)
@@ -351,6 +373,8 @@ def reference_markdown() -> str:
                                                           sim_help.get(attr, "simulator parameter"))))
             elif cls is ModelSection and f.name == "params":
                 rows.append((f"{path}.<argument>", "any", "–", "keyword arguments of the model class"))
+            elif cls is LossSection and f.name == "params":
+                rows.append((f"`{where}`", "mapping", "`{}`", f.metadata.get("help", "")))
             elif dataclasses.is_dataclass(hints[f.name]):
                 walk(hints[f.name], where)
             else:

@@ -87,6 +87,8 @@ class DataSection:
         default="auto")
     sample_tracks: int = _help("streamed data: tracks per split in the seeded sample that fits the preprocessing "
                                "(train) and that the tree baselines and the report use", default=200_000)
+    target: str | None = _help("unlabelled data (a ROOT/CSV/Parquet file, directory or glob; labels ignored) read "
+                               "like the training data: what loss.adaptation adapts to", default=None)
     chunk_tracks: int | None = _help("streamed data: tracks per chunk (default: a sixteenth of the memory budget)",
                                      default=None)
     extra_inputs: tuple[ExtraInput, ...] = _help(
@@ -112,7 +114,16 @@ class ModelSection:
 
 @dataclass(frozen=True)
 class LossSection:
-    name: Literal["focal", "cross_entropy"] = "focal"
+    name: str = _help("focal, cross_entropy, or package.module:Class (a pidx.training.objectives.Objective, built "
+                      "with loss.params)", default="focal")
+    params: dict[str, Any] = _help("keyword arguments of an objective named by import path", default_factory=dict)
+    adaptation: Literal["none", "dann", "reweight"] = _help(
+        "MC → data (needs data.target): dann (a domain classifier behind a gradient reversal on the model's "
+        "representation) or reweight (each train track weighted by p/(1-p), p a classifier's probability that it "
+        "is data)", default="none")
+    adaptation_weight: float = _help("dann: the reversal weight reached at the end of training", default=1.0)
+    reweight_clip: float = _help("reweight: the largest weight, after normalising the weights to mean 1",
+                                 default=20.0)
     gamma: float = _help("focal loss focusing parameter", default=2.0)
     alpha: float | tuple[float, ...] = _help("focal loss alpha: a number or one per class", default=0.25)
     class_weights: str | tuple[float, ...] = _help("'balanced', 'none' or [w_pi, w_ka, w_pr, w_el], from the "

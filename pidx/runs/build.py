@@ -19,10 +19,11 @@ from ..errors import CheckpointError, DataError, RecipeError, TrainingError
 from ..evaluation.tables import data_notes
 from ..models.base import build_model
 from ..models.ensemble import make_ensemble, member_key
-from ..recipe import Recipe, callback_class
+from ..recipe import Recipe, callback_class, objective_class
 from ..training.loggers import CSVLogger, ProgressBar
 from ..training.checkpoint import load_tree, read_meta
-from ..training.losses import make_loss
+from ..training.domain import DANN
+from ..training.losses import LOSSES, make_loss
 from ..training.predictor import Predictor
 from ..training.trainer import Trainer
 from .rundir import RunDir
@@ -47,13 +48,13 @@ def _datamodule(recipe: Recipe, d) -> TrackDataModule:
         sentinels=d.sentinels, drop_unknown_pdg=d.drop_unknown_pdg, on_invalid=d.on_invalid,
         other_species=d.other_species, implausible=d.implausible, clip=d.clip,
         knee=d.knee, use_cache=d.cache, memory_budget=d.memory_budget, sample_tracks=d.sample_tracks,
-        chunk_tracks=d.chunk_tracks)
+        chunk_tracks=d.chunk_tracks, target_source=d.target)
 
 
 def model_kwargs(recipe: Recipe) -> dict:
     """The model's keyword arguments, YAML lists as tuples (activation and group-embedding names and
     import paths the models resolve themselves)."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in recipe.model.params.items()}
+    return model_kwargs_of(recipe.model.params)
 
 
 def make_model(recipe: Recipe, layout: FeatureLayout):
@@ -101,20 +102,39 @@ def learning_rate(recipe: Recipe, steps_per_epoch: int | None):
 
 def make_trainer(recipe: Recipe, root_dir: Path, *, quiet: bool = False,
                  steps_per_epoch: int | None = None) -> Trainer:
-    o, t, loss = recipe.optimizer, recipe.trainer, recipe.loss
-    loss_fn = make_loss("focal", gamma=loss.gamma, alpha=loss.alpha) if loss.name == "focal" else make_loss(loss.name)
+    o, t = recipe.optimizer, recipe.trainer
     try:
         # the optimizer by name: the Trainer builds it, with what its callbacks need (WeightAveraging's average)
         return Trainer(max_epochs=t.max_epochs, batch_size=t.batch_size, callbacks=make_callbacks(recipe, quiet=quiet),
                        optimizer=o.name, learning_rate=learning_rate(recipe, steps_per_epoch),
                        weight_decay=o.weight_decay, grad_clip_norm=o.grad_clip_norm,
-                       loss=loss_fn, class_weights=loss.class_weights, seed=recipe.seed,
+                       loss=make_objective(recipe), class_weights=recipe.loss.class_weights, seed=recipe.seed,
                        log_every_n_steps=t.log_every_n_steps, eval_batch_size=t.eval_batch_size,
                        precision=t.precision, enable_progress_bar=False, devices=t.devices, max_time=t.max_time,
                        val_check_interval=t.val_check_interval,
                        default_root_dir=root_dir, config=recipe.to_dict())
     except TrainingError as exc:
         raise RecipeError(f"trainer: {exc}") from None
+
+
+def make_objective(recipe: Recipe):
+    """The training objective of the recipe's `loss` section: the classification loss, with DANN when
+    `loss.adaptation` is `dann`, or the objective class `loss.name` names, built with `loss.params`."""
+    loss = recipe.loss
+    if loss.name not in LOSSES:
+        try:
+            return objective_class(loss.name)(**model_kwargs_of(loss.params))
+        except (TypeError, ValueError) as exc:
+            raise RecipeError(f"loss: {loss.name}: {exc}") from None
+    fn = make_loss("focal", gamma=loss.gamma, alpha=loss.alpha) if loss.name == "focal" else make_loss(loss.name)
+    if loss.adaptation == "dann":
+        return DANN(fn, weight=loss.adaptation_weight)
+    return fn
+
+
+def model_kwargs_of(params: dict) -> dict:
+    """Keyword arguments from a recipe mapping, YAML lists as tuples."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
 
 
 def load_predictor(run: RunDir, checkpoint: str | Path | None = None, *, priors=None,

@@ -22,7 +22,9 @@ from ..evaluation.importance import importance_and_ablation
 from ..evaluation.report import ReportHeader, test_predictions_frame, write_report
 from ..evaluation.working_points import WorkingPoint, evaluate_working_point
 from ..recipe import Recipe
+from ..errors import RecipeError
 from ..training.posterior import PosteriorMap
+from ..training.reweight import domain_weights
 from ..training.predictor import Predictor
 from ..training.parallel import barrier, to_local
 from ..training.trainer import Trainer
@@ -36,6 +38,22 @@ def majority_baseline(train_class_counts, test_labels) -> float:
     """Accuracy of always predicting the train split's most frequent class."""
     majority = int(np.asarray(train_class_counts).argmax())
     return float(np.mean(np.asarray(test_labels) == majority))
+
+
+def reweight_train_split(recipe: Recipe, dm: TrackDataModule) -> dict | None:
+    """With `loss.adaptation: reweight`, weight each train track by a domain classifier's density ratio
+    data/MC (`pidx.training.reweight`); what the weights say goes to metrics.json's `adaptation`."""
+    loss = recipe.loss
+    if loss.adaptation == "none":
+        return None
+    if loss.adaptation == "dann":
+        return {"method": "dann", "reversal_weight": loss.adaptation_weight}
+    if dm.streamed:
+        raise RecipeError("'loss.adaptation: reweight' needs the train split in memory; this data is streamed "
+                          "(over data.memory_budget): raise the budget or use loss.adaptation: dann")
+    found = domain_weights(dm.train, dm.target, clip=loss.reweight_clip, seed=recipe.seed)
+    dm.train_weight = found.weights
+    return {"method": "reweight", **found.summary()}
 
 
 def fit_recipe(recipe: Recipe, run: RunDir, *, resume: str | Path | None = None, quiet: bool = False) -> dict:
@@ -57,6 +75,7 @@ def fit_recipe(recipe: Recipe, run: RunDir, *, resume: str | Path | None = None,
         from rich.console import Console
 
         Console(stderr=True).print(data_log_line(recipe, dm), highlight=False, markup=False, soft_wrap=True)
+    adaptation = reweight_train_split(recipe, dm)
     model, state = make_model(recipe, dm.layout)
     steps = max(1, dm.train.num_tracks // min(recipe.trainer.batch_size, dm.train.num_tracks))
     trainer = make_trainer(recipe, run.path, quiet=quiet, steps_per_epoch=steps)
@@ -68,7 +87,8 @@ def fit_recipe(recipe: Recipe, run: RunDir, *, resume: str | Path | None = None,
     test = trainer.test()
     metrics = {"recipe": recipe.name, "test": {"loss": test["loss"]},
                "majority_baseline": majority_baseline(dm.class_counts, dm.test.label),
-               "training": training_summary(trainer, result, run), "data": dm.summary()}
+               "training": training_summary(trainer, result, run), "data": dm.summary(),
+               **({"adaptation": adaptation} if adaptation else {})}
     if not writer:  # the others trained and tested with it; the rest is process 0's alone
         metrics["test"] = test
     # The others wait here until process 0 has written the run: had they exited, they would wait in

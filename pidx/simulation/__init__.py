@@ -7,6 +7,7 @@ posteriors (the oracle, and the vector oracle of the 46 model inputs).
 """
 
 from .cache import SIMULATION_CACHE_VERSION, simulated_tracks, simulator_source
-from .simulate import SimulatorConfig, simulate
+from .simulate import DATA_SCENARIO, SCENARIOS, SimulatorConfig, simulate
 
-__all__ = ["SIMULATION_CACHE_VERSION", "simulated_tracks", "simulator_source", "SimulatorConfig", "simulate"]
+__all__ = ["SIMULATION_CACHE_VERSION", "simulated_tracks", "simulator_source", "DATA_SCENARIO", "SCENARIOS",
+           "SimulatorConfig", "simulate"]

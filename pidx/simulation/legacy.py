@@ -24,7 +24,8 @@ def simulate_legacy_chunk(cfg, table, rng: np.random.Generator, n: int):
     # TPC dE/dx: relative resolution with a wider-resolution tail population.
     has_tpc = rng.random(n) < cfg.tpc_efficiency
     mean = dedx_exp[rows, species]
-    signal = mean * (1.0 + tpc_res[species] * _draw_mix_normal(rng, n, cfg.tpc_tail_fraction, cfg.tpc_tail_scale))
+    signal = mean * (1.0 + tpc_res[species] * (cfg.tpc_nsigma_shift + cfg.tpc_nsigma_width * _draw_mix_normal(
+        rng, n, cfg.tpc_tail_fraction, cfg.tpc_tail_scale)))
 
     # TOF: matching efficiency, resolution with tail, mismatched hits.
     eff_tof = tof_efficiency(cfg, pt)
@@ -32,8 +33,8 @@ def simulate_legacy_chunk(cfg, table, rng: np.random.Generator, n: int):
     mismatch = rng.random(n) < cfg.tof_mismatch_fraction
     t_light = length / physics.C_M_PER_NS
     lo, hi = cfg.tof_mismatch_window_ns
-    t_true = t_exp[rows, species] + cfg.tof_resolution_ns * _draw_mix_normal(
-        rng, n, cfg.tof_tail_fraction, cfg.tof_tail_scale)
+    t_true = t_exp[rows, species] + cfg.tof_time_offset_ns + cfg.tof_resolution_ns * cfg.tof_nsigma_width * \
+        _draw_mix_normal(rng, n, cfg.tof_tail_fraction, cfg.tof_tail_scale)
     t_meas = np.where(mismatch, t_light + rng.uniform(lo, hi, n), t_true)
 
     # DCA: primary Gaussian core, secondaries with wide Laplace tails.
@@ -100,7 +101,8 @@ def _oracle(cfg, table, pt, signal, t_meas, length, dca, has_tpc, has_tof, dedx_
         logp = np.log(fractions / fractions.sum())[None, :] + table.log_density(pt)
     eff = cfg.tpc_efficiency
     tpc_res = np.asarray(cfg.tpc_resolution)
-    tpc_ll = _log_mix_normal(signal[:, None], dedx_exp, tpc_res * dedx_exp,
+    sigma = tpc_res * dedx_exp
+    tpc_ll = _log_mix_normal(signal[:, None], dedx_exp + cfg.tpc_nsigma_shift * sigma, sigma * cfg.tpc_nsigma_width,
                              cfg.tpc_tail_fraction, cfg.tpc_tail_scale)
     with np.errstate(divide="ignore", invalid="ignore"):
         logp += np.where(has_tpc[:, None], np.log(eff) + tpc_ll, np.log1p(-eff))
@@ -110,7 +112,8 @@ def _oracle(cfg, table, pt, signal, t_meas, length, dca, has_tpc, has_tof, dedx_
         in_window = (delta >= lo) & (delta <= hi)
         log_mis = np.where(in_window, np.log(cfg.tof_mismatch_fraction) - np.log(hi - lo), -np.inf)
         core = np.log1p(-cfg.tof_mismatch_fraction) + _log_mix_normal(
-            t_meas[:, None], t_exp, cfg.tof_resolution_ns, cfg.tof_tail_fraction, cfg.tof_tail_scale)
+            t_meas[:, None], t_exp + cfg.tof_time_offset_ns, cfg.tof_resolution_ns * cfg.tof_nsigma_width,
+            cfg.tof_tail_fraction, cfg.tof_tail_scale)
         tof_ll = np.logaddexp(core, log_mis)
         logp += np.where(has_tof[:, None], np.log(eff_tof) + np.nan_to_num(tof_ll, nan=-np.inf),
                          np.log1p(-eff_tof))

@@ -42,8 +42,10 @@ def simulate_o2_chunk(cfg, table, rng: np.random.Generator, n: int):
     ncls = np.clip(np.round(rng.normal(cfg.tpc_clusters_mean, cfg.tpc_clusters_sigma, n)), 60, 159).astype(np.int32)
     res_scale = np.sqrt(cfg.tpc_clusters_mean / ncls) * (1.0 + cfg.centrality_resolution_slope * occupancy)
     tpc_sigma = np.asarray(cfg.tpc_resolution)[None, :] * res_scale[:, None] * dedx_exp
-    signal = dedx_exp[rows, species] + tpc_sigma[rows, species] * draw_mix_normal(
-        rng, n, cfg.tpc_tail_fraction, cfg.tpc_tail_scale)
+    # the response may differ from the calibration the n-sigma assume (a data scenario): shift and width
+    signal = dedx_exp[rows, species] + tpc_sigma[rows, species] * (cfg.tpc_nsigma_shift + cfg.tpc_nsigma_width
+                                                                   * draw_mix_normal(rng, n, cfg.tpc_tail_fraction,
+                                                                                     cfg.tpc_tail_scale))
     tpc_chi2 = rng.gamma(8.0, 1.0 / 8.0, n)
 
     # TOF: matching, resolution with tail, centrality-dependent mismatches
@@ -53,8 +55,8 @@ def simulate_o2_chunk(cfg, table, rng: np.random.Generator, n: int):
     mismatch = rng.random(n) < f_mis
     lo, hi = cfg.tof_mismatch_window_ns
     t_light = length / physics.C_M_PER_NS
-    t_true = t_exp[rows, species] + cfg.tof_resolution_ns * draw_mix_normal(
-        rng, n, cfg.tof_tail_fraction, cfg.tof_tail_scale)
+    t_true = t_exp[rows, species] + cfg.tof_time_offset_ns + cfg.tof_resolution_ns * cfg.tof_nsigma_width * \
+        draw_mix_normal(rng, n, cfg.tof_tail_fraction, cfg.tof_tail_scale)
     t_meas = np.where(mismatch, t_light + rng.uniform(lo, hi, n), t_true)
 
     # DCA: primaries Gaussian, secondaries Laplace
@@ -192,7 +194,8 @@ def _tof_log_likelihood(cfg, o, t_exp):
         log_eff, log_ineff = np.log(eff_tof), np.log1p(-eff_tof)
         delta = (o["t_meas"] - o["length"] / physics.C_M_PER_NS)[:, None]
         in_window = (delta >= lo) & (delta <= hi)
-        core_density = log_mix_normal(o["t_meas"][:, None], t_exp, cfg.tof_resolution_ns, cfg.tof_tail_fraction,
+        core_density = log_mix_normal(o["t_meas"][:, None], t_exp + cfg.tof_time_offset_ns,
+                                      cfg.tof_resolution_ns * cfg.tof_nsigma_width, cfg.tof_tail_fraction,
                                       cfg.tof_tail_scale)
 
     def at(f_mis) -> np.ndarray:
@@ -208,8 +211,8 @@ def _log_terms_without_its_and_tof(cfg, table, o, dedx_exp, sigma_dca) -> np.nda
     fractions = np.asarray(cfg.species_fractions, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         logp = np.log(fractions / fractions.sum())[None, :] + table.log_density(o["pt"])
-        tpc_ll = log_mix_normal(o["signal"][:, None], dedx_exp, o["tpc_sigma"], cfg.tpc_tail_fraction,
-                                cfg.tpc_tail_scale)
+        tpc_ll = log_mix_normal(o["signal"][:, None], dedx_exp + cfg.tpc_nsigma_shift * o["tpc_sigma"],
+                                o["tpc_sigma"] * cfg.tpc_nsigma_width, cfg.tpc_tail_fraction, cfg.tpc_tail_scale)
         logp += np.where(o["has_tpc"][:, None], tpc_ll, 0.0)  # TPC efficiency: species-independent
         f_sec = np.asarray(cfg.secondary_fraction)
         s_sec = np.asarray(cfg.secondary_dca_scale_cm)

@@ -33,10 +33,16 @@ class TrainFeed:
     - `parallel`: the fit's `DataParallel`, or None on one device.
     - `members`: an ensemble's member-vmapped keys and permutations.
     - `fold`: `fold_in` (vmapped over members for an ensemble).
+    - `weight`: `f32[N]` per-track weights of the train split (all 1 when `None`).
     """
 
-    def __init__(self, train, batch: int, *, parallel: DataParallel | None, members: bool, fold: Callable):
+    def __init__(self, train, batch: int, *, parallel: DataParallel | None, members: bool, fold: Callable,
+                 weight=None):
         self.train, self.batch, self.parallel, self.members, self.fold = train, batch, parallel, members, fold
+        n = train.num_tracks
+        self.weight = None if weight is None else np.asarray(weight, np.float32)
+        if self.weight is not None and self.weight.shape != (n,):
+            raise TrainingError(f"per-track weights: expected one per train track ({n}), got shape {self.weight.shape}")
         self.streamed = isinstance(train, ChunkedTracks)
         self.bounds = train.chunks if self.streamed else [(0, train.num_tracks)]
         self.steps = [(stop - start) // batch for start, stop in self.bounds]
@@ -47,7 +53,13 @@ class TrainFeed:
         self._permutations: dict[int, Callable] = {}
         self._resident = None
         if not self.streamed:
-            self._resident = self._place((train.features, train.group_mask, train.label))
+            self._resident = self._place((train.features, train.group_mask, train.label, self.weights(0, n)))
+
+    def weights(self, start: int, stop: int) -> np.ndarray:
+        """The per-track weights of train tracks `start:stop` (ones when the fit has none)."""
+        if self.weight is None:
+            return np.ones(stop - start, np.float32)
+        return self.weight[start:stop]
 
     @property
     def chunking(self) -> list[int]:
@@ -82,7 +94,7 @@ class TrainFeed:
 
     def epoch(self, epoch_key, epoch: int, skip: int = 0) -> Iterator[tuple]:
         """`(data, idx, first)` per chunk still to train in `epoch` after `skip` steps: the chunk's
-        `(features, mask, label)` on the device, its shuffled rows `[(K,) steps, batch]` and the step
+        `(features, mask, label, weight)` on the device, its shuffled rows `[(K,) steps, batch]` and the step
         to start from."""
         plan, done = [], 0
         for j in self.order(epoch):
@@ -95,7 +107,7 @@ class TrainFeed:
                 yield self._resident, self.permutation(n)(epoch_key), first
             return
         with ThreadPoolExecutor(max_workers=1) as pool:  # reads the next chunk while this one trains
-            read = lambda j: self.train.read(*self.bounds[j])[:3]  # noqa: E731
+            read = lambda j: (*self.train.read(*self.bounds[j])[:3], self.weights(*self.bounds[j]))  # noqa: E731
             pending = pool.submit(read, plan[0][0]) if plan else None
             for i, (j, first) in enumerate(plan):
                 data = self._place(pending.result())  # the host copy goes once it is on the device
@@ -103,6 +115,21 @@ class TrainFeed:
                 n = self.bounds[j][1] - self.bounds[j][0]
                 yield data, self.permutation(n)(self.fold(epoch_key, j)), first
                 del data  # the caller dropped its reference too: one chunk on the device at a time
+
+
+def resident_target(dm, objective, parallel: DataParallel | None):
+    """The data module's unlabelled target sample `(features, mask)` on the device when `objective`
+    trains on one (else `None`); an objective that needs one and data without one is an error."""
+    target = getattr(dm, "target", None)
+    if not objective.needs_target:
+        return None
+    if target is None:
+        raise TrainingError(f"the objective {type(objective).__name__} trains on an unlabelled target sample; "
+                            "the data has none")
+    if target.num_tracks == 0:
+        raise TrainingError("the target sample holds no track")
+    arrays = (target.features, target.group_mask)
+    return parallel.replicate(arrays) if parallel is not None else jax.tree.map(jnp.asarray, arrays)
 
 
 def evaluate_chunks(run: Callable, split: ChunkedTracks) -> tuple[np.ndarray, float]:
@@ -119,4 +146,4 @@ def evaluate_chunks(run: Callable, split: ChunkedTracks) -> tuple[np.ndarray, fl
     return np.concatenate(probs, axis=-2), (total / labelled if labelled else float("nan"))
 
 
-__all__ = ["TrainFeed", "evaluate_chunks"]
+__all__ = ["TrainFeed", "resident_target", "evaluate_chunks"]

@@ -19,25 +19,30 @@ from jaxtyping import Array, Float, Int
 from ..data.schema import CLASS_NAMES, NUM_CLASSES
 
 
-def _weighted_mean(per_sample, labels, class_weights):
+def _weighted_mean(per_sample, labels, class_weights, weights=None):
+    """mean_i w_{y_i} · t_i · ℓ_i over the batch (t: per-track weights, 1 when not given)."""
     w = class_weights[labels]
+    if weights is not None:
+        w = w * weights
     return jnp.sum(w * per_sample) / per_sample.shape[0]
 
 
 @dataclasses.dataclass(frozen=True)
 class CrossEntropy:
-    """Softmax cross-entropy with per-sample class weights: mean_i w_{y_i} · (−log p_{y_i})."""
+    """Softmax cross-entropy with per-sample class weights and optional per-track weights t_i:
+    mean_i w_{y_i} · t_i · (−log p_{y_i})."""
 
     def __call__(self, logits: Float[Array, "batch class"], labels: Int[Array, " batch"],
-                 class_weights: Float[Array, " class"]):
+                 class_weights: Float[Array, " class"], weights: Float[Array, " batch"] | None = None):
         logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
         nll = -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
-        return _weighted_mean(nll, labels, class_weights)
+        return _weighted_mean(nll, labels, class_weights, weights)
 
 
 @dataclasses.dataclass(frozen=True)
 class FocalLoss:
-    """Focal loss (Lin et al. 2017): −α_y (1 − p_y)^γ log p_y, times the class weight.
+    """Focal loss (Lin et al. 2017): −α_y (1 − p_y)^γ log p_y, times the class weight (and the per-track
+    weight, when given).
 
     **Arguments:**
 
@@ -57,7 +62,7 @@ class FocalLoss:
             object.__setattr__(self, "alpha", tuple(float(a) for a in self.alpha))
 
     def __call__(self, logits: Float[Array, "batch class"], labels: Int[Array, " batch"],
-                 class_weights: Float[Array, " class"]):
+                 class_weights: Float[Array, " class"], weights: Float[Array, " batch"] | None = None):
         logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
         logp_y = jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
         p_y = jnp.exp(logp_y)
@@ -65,7 +70,7 @@ class FocalLoss:
         alpha_y = alpha[labels] if alpha.ndim else alpha
         # γ = 0 is exactly cross-entropy (no 0**0 or gradient surprises at p = 1)
         modulator = 1.0 if self.gamma == 0 else (1.0 - p_y) ** self.gamma
-        return _weighted_mean(-alpha_y * modulator * logp_y, labels, class_weights)
+        return _weighted_mean(-alpha_y * modulator * logp_y, labels, class_weights, weights)
 
 
 LOSSES = {"focal": FocalLoss, "cross_entropy": CrossEntropy}

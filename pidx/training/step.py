@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from ..models.base import batched_forward
+from .objectives import Batch, Forward, Tracks
 from .parallel import DataParallel
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -99,55 +100,93 @@ def make_optimizer(name: str = "adam", learning_rate: float | Callable = 1e-3, *
     return optax.inject_hyperparams(build)(learning_rate=learning_rate)
 
 
-def make_train_chunk(static, loss_fn, optimizer: optax.GradientTransformation, compute_dtype=None,
-                     ensemble: bool = False, parallel: DataParallel | None = None):
-    """Build `train_chunk(carry, idx, data, class_weights, dropout_root, step0)`.
+class StepInputs(NamedTuple):
+    """What every step of a train chunk reads besides the carry and the rows: `class_weights` `[C]`,
+    the dropout and target-sampling roots (`[K]` keys for an ensemble), the resident unlabelled
+    `target` sample `(features, mask)` (or `None`) and `total_steps` (for the objective's `progress`)."""
 
-    - `carry`: `(params, opt_state, model_state)`, donated.
-    - `idx`: `i32[steps, batch]` rows of the device-resident `data = (x, mask, label)`.
-    - returns the new carry and per-step `loss` and number of correct predictions.
+    class_weights: Any
+    dropout_root: Any
+    target_root: Any
+    target: Any
+    total_steps: Any
+
+
+def make_train_chunk(static, objective, optimizer: optax.GradientTransformation, compute_dtype=None,
+                     ensemble: bool = False, parallel: DataParallel | None = None, objective_static=None):
+    """Build `train_chunk(carry, idx, data, inputs, step0)`.
+
+    - `carry`: `(params, opt_state, model_state, objective_params, objective_opt_state)`, donated
+      (the objective's entries are `None` when it has no weights of its own).
+    - `idx`: `i32[steps, batch]` rows of the device-resident `data = (x, mask, label, weight)`.
+    - `inputs`: a `StepInputs`; with a `target`, each step draws `batch` of its rows (with replacement,
+      from the target root folded with the step number, so a resumed fit draws the same).
+    - `objective`: a `pidx.training.objectives.Objective` (see there); `objective_static` the
+      non-array part of its own weights (`eqx.partition`), which the carry holds the arrays of.
+    - returns the new carry and per-step `loss`, number of correct predictions and the objective's logs.
 
     With `ensemble=True` (`static` is an `Ensemble`), the whole chunk is vmapped over the
-    member axis of carry, `idx` (`[K, steps, batch]`) and `dropout_root` (`[K]`): each member
+    member axis of carry, `idx` (`[K, steps, batch]`) and the roots (`[K]`): each member
     runs exactly the steps a single run with its seed would, in one program.
 
     With `parallel` (a `DataParallel`), each step's batch is sharded over its mesh and the
     carry comes back replicated: XLA inserts the gradient all-reduce.
     """
 
-    def step(carry, inputs, data, class_weights, dropout_root):
-        params, opt_state, model_state = carry
-        idx, step_no = inputs
-        x_all, m_all, y_all = data
-        x, m, y = x_all[idx], m_all[idx], y_all[idx]
+    def step(carry, idx_step, data, inputs):
+        params, opt_state, model_state, obj_params, obj_opt_state = carry
+        idx, step_no = idx_step
+        x_all, m_all, y_all, w_all = data
+        x, m, y, w = x_all[idx], m_all[idx], y_all[idx], w_all[idx]
+        target = None
+        if inputs.target is not None:
+            xt_all, mt_all = inputs.target
+            rows = jax.random.randint(jax.random.fold_in(inputs.target_root, step_no), idx.shape, 0,
+                                      xt_all.shape[0])
+            target = (xt_all[rows], mt_all[rows])
         if parallel is not None:  # the batch axis split over the devices
-            x, m, y = (jax.lax.with_sharding_constraint(a, parallel.rows(a.ndim, 0)) for a in (x, m, y))
-        keys = jax.random.split(jax.random.fold_in(dropout_root, step_no), idx.shape[0])
+            x, m, y, w = (jax.lax.with_sharding_constraint(a, parallel.rows(a.ndim, 0)) for a in (x, m, y, w))
+            if target is not None:
+                target = tuple(jax.lax.with_sharding_constraint(a, parallel.rows(a.ndim, 0)) for a in target)
+        step_key = jax.random.fold_in(inputs.dropout_root, step_no)
+        batch = Batch(Tracks(x, m, y, w),
+                      None if target is None else Tracks(*target, jnp.full(idx.shape, -1, jnp.int32),
+                                                         jnp.ones(idx.shape, jnp.float32)),
+                      inputs.class_weights,
+                      jnp.minimum(step_no.astype(jnp.float32) / jnp.maximum(inputs.total_steps, 1.0), 1.0))
 
-        def loss_of(p):
+        def loss_of(trainable):
+            p, op = trainable
             model = eqx.combine(p, static)
             if ensemble:  # inside the member vmap: one member's weights
                 model = model.members
-            xin = x
             if compute_dtype is not None:  # mixed precision: low-precision compute, f32 master weights
                 model = jax.tree.map(lambda a: a.astype(compute_dtype) if eqx.is_inexact_array(a) else a, model)
-                xin = x.astype(compute_dtype)
-            logits, new_state = batched_forward(model, xin, m, model_state, keys)
-            logits = logits.astype(jnp.float32)
-            return loss_fn(logits, y, class_weights), (new_state, logits)
+            forward = Forward(model, model_state, step_key, compute_dtype)
+            if op is not None:
+                op = eqx.combine(op, objective_static)
+            loss, logs = objective(op, forward, batch, key=jax.random.fold_in(step_key, 0x0B1E))
+            if forward.first_logits is None:
+                raise TypeError(f"{type(objective).__name__} never called the model (forward)")
+            return loss, (forward.state, forward.first_logits, logs)
 
-        (loss, (new_state, logits)), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
+        (loss, (new_state, logits, logs)), (grads, obj_grads) = jax.value_and_grad(loss_of, has_aux=True)(
+            (params, obj_params))
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
+        if obj_params is not None:
+            obj_updates, obj_opt_state = optimizer.update(obj_grads, obj_opt_state, obj_params)
+            obj_params = optax.apply_updates(obj_params, obj_updates)
         correct = jnp.sum(jnp.argmax(logits, -1) == y)
-        return (params, opt_state, new_state), (loss, correct)
+        return (params, opt_state, new_state, obj_params, obj_opt_state), (loss, correct, logs)
 
-    def train_chunk(carry, idx, data, class_weights, dropout_root, step0):
-        steps = step0 + jnp.arange(idx.shape[0], dtype=jnp.uint32)
-        return jax.lax.scan(lambda c, i: step(c, i, data, class_weights, dropout_root), carry, (idx, steps))
+    def train_chunk(carry, idx, data, inputs, step0):
+        steps = step0 + jnp.arange(idx.shape[-2], dtype=jnp.uint32)
+        return jax.lax.scan(lambda c, i: step(c, i, data, inputs), carry, (idx, steps))
 
     if ensemble:
-        train_chunk = jax.vmap(train_chunk, in_axes=(0, 0, None, None, 0, None))
+        axes = StepInputs(class_weights=None, dropout_root=0, target_root=0, target=None, total_steps=None)
+        train_chunk = jax.vmap(train_chunk, in_axes=(0, 0, None, axes, None))
     return jax.jit(train_chunk, donate_argnums=(0,), **_replicated_outputs(parallel))
 
 
@@ -220,4 +259,4 @@ def _masked_loss(loss_fn, logits, label, class_weights):
 
 
 __all__ = ["OPTIMIZERS", "AverageState", "track_average", "check_decay", "average_of", "make_optimizer",
-           "make_train_chunk", "make_permutation", "make_evaluate"]
+           "StepInputs", "make_train_chunk", "make_permutation", "make_evaluate"]

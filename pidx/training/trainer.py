@@ -31,12 +31,12 @@ from ..errors import TrainingError
 from ..models.ensemble import Ensemble
 from ..utils import parse_duration
 from .callbacks import Callback, ValidationMetrics, wants_batch_hooks
-from .feed import TrainFeed
+from .feed import TrainFeed, resident_target
 from .loggers import ProgressBar
 from .losses import FocalLoss, compute_class_weights
+from .objectives import as_objective, init_objective
 from .parallel import any_process, data_parallel, resolve_devices
-from .posterior import corrected_nll
-from .step import make_optimizer, make_train_chunk
+from .step import StepInputs, make_optimizer, make_train_chunk
 from .trainer_eval import EvaluationMixin
 from .trainer_state import CheckpointingMixin
 from .weight_averaging import WeightAveraging
@@ -58,7 +58,9 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
       `make_optimizer`; `learning_rate` may be an optax schedule. Or pass a ready
       optax transformation as `optimizer`. A `WeightAveraging` callback adds `track_average` to
       an optimizer built by name.
-    - `loss`: a loss object (default `FocalLoss(gamma=2, alpha=0.25)`).
+    - `loss`: a training objective (`pidx.training.objectives.Objective`, e.g. `DANN(...)`) or a loss
+      (`CrossEntropy()`, `FocalLoss(...)`: the classification objective with it; default
+      `FocalLoss(gamma=2, alpha=0.25)`). Validation always uses the objective's classification loss.
     - `class_weights`: `"balanced"`, `"none"` or a list of 4 weights, computed from
       the train split before the first step.
     - `seed`: root of all randomness in training.
@@ -92,7 +94,11 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         if precision not in PRECISIONS:
             raise TrainingError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.max_epochs, self.batch_size, self.seed = max_epochs, batch_size, seed
-        self.loss = loss if loss is not None else FocalLoss()
+        try:
+            self.objective = as_objective(loss if loss is not None else FocalLoss())
+        except TypeError as exc:
+            raise TrainingError(str(exc)) from None
+        self.loss = self.objective.loss  # validation's and the posteriors' loss
         self.class_weights_mode = class_weights
         self.log_every_n_steps, self.eval_batch_size = max(1, log_every_n_steps), eval_batch_size
         self.precision, self.default_root_dir, self.config = precision, Path(default_root_dir), config
@@ -140,6 +146,8 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         self.time_limit_reached = False
         self.summary: dict = {}
         self.params = self.static = self.opt_state = self.model_state = None
+        # the objective's own weights (arrays, their static structure, optimizer state), if it has any
+        self.objective_params = self.objective_static = self.objective_opt_state = None
         self.datamodule = None
         self.feed, self._checkpoint_chunking = None, None
 
@@ -149,8 +157,9 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
                       "throughput/tracks_per_s", "val/loss", "val/accuracy", "val/nll", "time/epoch_s")
 
     def metric_names(self) -> set[str]:
-        """Every metric an epoch logs: the Trainer's own and those its callbacks declare."""
-        return set(self.LOGGED_METRICS).union(*(c.metrics for c in self.callbacks))
+        """Every metric an epoch logs: the Trainer's own, the objective's and those its callbacks declare."""
+        own = set(self.LOGGED_METRICS) | {f"train/{name}" for name in self.objective.log_names}
+        return own.union(*(c.metrics for c in self.callbacks))
 
     def _call_hook(self, name: str, *args):
         ordered = [c for c in self.callbacks if not c.runs_last]
@@ -197,8 +206,10 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
 
     @learning_rate.setter
     def learning_rate(self, value: float):
-        old = self.opt_state.hyperparams["learning_rate"]
-        self.opt_state.hyperparams["learning_rate"] = jnp.full(jnp.shape(old), value, jnp.float32)
+        for opt_state in (self.opt_state, self.objective_opt_state):  # the objective's weights follow the model's
+            if opt_state is not None:
+                old = opt_state.hyperparams["learning_rate"]
+                opt_state.hyperparams["learning_rate"] = jnp.full(jnp.shape(old), value, jnp.float32)
 
     # ------------------------------------------------------------------ fit
     def fit(self, model, datamodule, *, state: eqx.nn.State | None = None, ckpt_path: str | Path | None = None):
@@ -224,6 +235,7 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
             self._call_hook("setup", "fit")
             datamodule.setup()
             self.class_weights = jnp.asarray(compute_class_weights(self.class_weights_mode, datamodule.class_counts))
+            self._init_objective()
             if ckpt_path is not None:
                 self.load_checkpoint(ckpt_path)
             self._call_hook("on_fit_start")
@@ -238,6 +250,12 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
             self._call_hook("teardown", "fit")
         return self
 
+    def _init_objective(self) -> None:
+        """The objective's own weights (one set per ensemble member) and their optimizer state."""
+        (self.objective_params, self.objective_static, self.objective_opt_state) = init_objective(
+            self.objective, self.params, self.static, self.model_state, self.optimizer,
+            self.static.seeds if self.is_ensemble else self.seed, ensemble=self.is_ensemble)
+
     def _fit_loop(self, dm):
         train, val = dm.train, dm.val
         n = train.num_tracks
@@ -249,20 +267,24 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         par = self.parallel
         if par is not None and batch % par.size:
             raise TrainingError(f"batch size {batch} is not divisible by the {par.size} devices it is split over")
-        train_chunk = make_train_chunk(self.static, self.loss, self.optimizer, compute_dtype, ensemble=members,
-                                       parallel=par)
+        train_chunk = make_train_chunk(self.static, self.objective, self.optimizer, compute_dtype, ensemble=members,
+                                       parallel=par, objective_static=self.objective_static)
         seeds = jnp.asarray(self.static.seeds if members else self.seed, jnp.uint32)
         roots = jax.vmap(jax.random.PRNGKey)(seeds) if members else jax.random.PRNGKey(self.seed)
         fold = jax.vmap(jax.random.fold_in, in_axes=(0, None)) if members else jax.random.fold_in
-        perm_root, dropout_root = fold(roots, 1), fold(roots, 2)
-        self.feed = feed = TrainFeed(train, batch, parallel=par, members=members, fold=fold)
+        perm_root, dropout_root, target_root = fold(roots, 1), fold(roots, 2), fold(roots, 3)
+        self.feed = feed = TrainFeed(train, batch, parallel=par, members=members, fold=fold,
+                                     weight=getattr(dm, "train_weight", None))
+        target = resident_target(dm, self.objective, par)
         self._check_chunking()
         n_steps = feed.n_steps
         chunk = min(self.log_every_n_steps, n_steps) if per_batch or timed else n_steps
         vci = self.val_check_interval
         if par is not None:
-            perm_root, dropout_root = par.replicate((perm_root, dropout_root))
+            perm_root, dropout_root, target_root = par.replicate((perm_root, dropout_root, target_root))
             self.class_weights = par.replicate(self.class_weights)
+        inputs = StepInputs(self.class_weights, dropout_root, target_root, target,
+                            jnp.float32(self.max_epochs * n_steps))
         compiled, compile_s = {}, 0.0
         self.train_programs = {}  # (steps, batch) → the lowered train program
         fit_start = time.perf_counter()
@@ -276,10 +298,10 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
             self.epoch_step = first
             self._call_hook("on_train_epoch_start")
             t0 = time.perf_counter()
-            carry = (self.params, self.opt_state, self.model_state)
+            carry = (self.params, self.opt_state, self.model_state, self.objective_params, self.objective_opt_state)
             if par is not None:  # a no-op unless a callback or a checkpoint put new weights in place
                 carry = par.replicate(carry)
-            losses, corrects = [], []
+            losses, corrects, logs = [], [], []
             for data, idx_all, chunk_first in feed.epoch(fold(perm_root, self.current_epoch), self.current_epoch,
                                                          first):
                 start, total = chunk_first, idx_all.shape[-2]
@@ -292,22 +314,24 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
                     shape = (steps, data[0].shape[0])
                     if shape not in compiled:  # AOT so compile time is measured apart from training
                         c0 = time.perf_counter()
-                        lowered = train_chunk.lower(carry, idx, data, self.class_weights, dropout_root,
-                                                    jnp.uint32(0))
+                        lowered = train_chunk.lower(carry, idx, data, inputs, jnp.uint32(0))
                         self.train_programs[shape] = lowered  # what runs, inspectable (e.g. its dtypes)
                         compiled[shape] = lowered.compile()
                         compile_s += time.perf_counter() - c0
                         self.summary["scan_lengths"] = sorted({s for s, _ in compiled})  # steps per on-device scan
                         t0 += time.perf_counter() - c0
-                    carry, (loss, correct) = compiled[shape](carry, idx, data, self.class_weights, dropout_root,
-                                                             jnp.uint32(self.global_step))
-                    self.params, self.opt_state, self.model_state = carry
+                    carry, (loss, correct, log) = compiled[shape](carry, idx, data, inputs,
+                                                                  jnp.uint32(self.global_step))
+                    (self.params, self.opt_state, self.model_state, self.objective_params,
+                     self.objective_opt_state) = carry
                     self.global_step += steps
                     self.epoch_step += steps
                     if members:  # per-member [K, steps]: log the members' mean
                         loss, correct = loss.mean(0), correct.mean(0)
+                        log = {k: v.mean(0) for k, v in log.items()}
                     losses.append(loss)
                     corrects.append(correct)
+                    logs.append(log)
                     if vci and self.epoch_step % vci == 0 and self.epoch_step < n_steps:
                         self._validate_inside_epoch(val, losses)
                     if any_process(self._interrupt_requested) and self.epoch_step < n_steps:
@@ -334,6 +358,8 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
                 "train/accuracy": float(np.sum(np.asarray(jnp.concatenate(corrects)))) / (done_steps * batch),
                 "lr": self.learning_rate, "time/train_epoch_s": epoch_train_s,
                 "throughput/tracks_per_s": done_steps * batch / max(epoch_train_s, 1e-9),
+                **{f"train/{k}": float(np.mean(np.concatenate([np.asarray(lg[k]) for lg in logs])))
+                   for k in self.objective.log_names},
             }
             self._validate(val)
             self.logged_metrics["time/epoch_s"] = time.perf_counter() - t0  # train + validation + hooks
@@ -356,28 +382,6 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
             "tracks_per_s": tracks_seen / train_time if train_time else None,
         })
 
-
-    def _validate(self, val) -> None:
-        """The validation pass and its hooks; `logged_metrics` gains val/loss, val/accuracy and val/nll."""
-        self._call_hook("on_validation_start")
-        probs, vloss = self._evaluate_arrays(val)  # on the device in memory, chunk by chunk when streamed
-        labels = np.asarray(val.label)
-        self.validation_outputs = (np.asarray(probs), labels)
-        self.logged_metrics["val/loss"] = float(vloss)
-        self.logged_metrics["val/accuracy"] = float(np.mean(self.validation_outputs[0].argmax(1) == labels))
-        self.logged_metrics["val/nll"] = corrected_nll(self.validation_outputs[0], labels, self.class_weights)
-        self._call_hook("on_validation_end")
-
-    def _validate_inside_epoch(self, val, losses) -> None:
-        """A `val_check_interval` check: validation hooks as at an epoch's end, a `step_validations` row."""
-        self.logged_metrics = {"epoch": self.current_epoch, "step": self.global_step, "epoch_step": self.epoch_step,
-                               "train/loss": float(jnp.mean(jnp.concatenate(losses))), "lr": self.learning_rate}
-        self.validating_inside_epoch = True
-        try:
-            self._validate(val)
-        finally:
-            self.validating_inside_epoch = False
-        self.step_validations.append(dict(self.logged_metrics))
 
     def _out_of_time(self) -> bool:
         """Whether `max_time` has passed (in any process: all stop at the same step); records it."""

@@ -13,11 +13,35 @@ from ..data.stream_cache import ChunkedTracks
 from ..errors import TrainingError
 from .feed import evaluate_chunks
 from .metrics import classification_metrics
+from .posterior import corrected_nll
 from .step import make_evaluate
 
 
 class EvaluationMixin:
-    """`validate`, `test`, `predict`, `predict_members` on the current (or given) model."""
+    """`validate`, `test`, `predict`, `predict_members` on the current (or given) model, and the validation
+    pass of `fit` (at an epoch's end and every `val_check_interval` steps)."""
+
+    def _validate(self, val) -> None:
+        """The validation pass and its hooks; `logged_metrics` gains val/loss, val/accuracy and val/nll."""
+        self._call_hook("on_validation_start")
+        probs, vloss = self._evaluate_arrays(val)  # on the device in memory, chunk by chunk when streamed
+        labels = np.asarray(val.label)
+        self.validation_outputs = (np.asarray(probs), labels)
+        self.logged_metrics["val/loss"] = float(vloss)
+        self.logged_metrics["val/accuracy"] = float(np.mean(self.validation_outputs[0].argmax(1) == labels))
+        self.logged_metrics["val/nll"] = corrected_nll(self.validation_outputs[0], labels, self.class_weights)
+        self._call_hook("on_validation_end")
+
+    def _validate_inside_epoch(self, val, losses) -> None:
+        """A `val_check_interval` check: validation hooks as at an epoch's end, a `step_validations` row."""
+        self.logged_metrics = {"epoch": self.current_epoch, "step": self.global_step, "epoch_step": self.epoch_step,
+                               "train/loss": float(jnp.mean(jnp.concatenate(losses))), "lr": self.learning_rate}
+        self.validating_inside_epoch = True
+        try:
+            self._validate(val)
+        finally:
+            self.validating_inside_epoch = False
+        self.step_validations.append(dict(self.logged_metrics))
 
     def _evaluator(self, members: bool = False):
         """The jitted evaluation pass for the current model structure, built once and reused

@@ -75,6 +75,9 @@ class CheckpointingMixin:
             "config": self.config, "callbacks": {},
         }
         trees = {"model": self.params, "model_state": self.model_state, "opt_state": self.opt_state}
+        if self.objective_params is not None:  # trained with the model, never exported
+            trees["objective"] = self.objective_params
+            trees["objective_opt_state"] = self.objective_opt_state
         keys = [cb.state_key for cb in self.callbacks]
         twice = sorted({k for k in keys if keys.count(k) > 1})
         if twice:
@@ -122,6 +125,9 @@ class CheckpointingMixin:
         self.params = load_tree(path, "model", self.params)
         self.model_state = load_tree(path, "model_state", self.model_state)
         self.opt_state = load_tree(path, "opt_state", self.opt_state)
+        if self.objective_params is not None:
+            self.objective_params = load_tree(path, "objective", self.objective_params)
+            self.objective_opt_state = load_tree(path, "objective_opt_state", self.objective_opt_state)
         self.current_epoch = int(meta["epochs_completed"])
         self.global_step = int(meta["global_step"])
         self._resume_step = int(meta.get("epoch_step", 0))
