@@ -29,16 +29,29 @@ def load_target(source: str, *, tree: str, track_layout: str, rules: dict, in_ra
     **Returns:** the selected table (its labels dropped) and its arrays (labels -1).
     """
     rules = {**rules, "other_species": "contamination"}  # labels play no part: no species is refused or dropped
-    table = load_tracks(source, tree=tree, track_layout="auto", **rules)
-    if table.layout != track_layout:
-        raise DataError(f"{table.source}: the {what} data is in the {table.layout} layout, the training data in "
-                        f"the {track_layout} layout; give a {what} file in the {track_layout} layout")
+    try:
+        table = load_tracks(source, tree=tree, track_layout=track_layout, **rules)
+    except DataError:
+        own = _own_layout(source, tree, rules)  # a file in the other layout says so, not which columns it lacks
+        if own is not None and own != track_layout:
+            raise DataError(f"{source}: the {what} data is in the {own} layout, the training data in the "
+                            f"{track_layout} layout; give a {what} file in the {track_layout} layout") from None
+        raise
     rows = np.flatnonzero(in_range(table))
     if len(rows) == 0:
         raise DataError(f"{table.source}: no {what} track lies in the training data's momentum range")
     table = dataclasses.replace(table.subset(rows), labels=None, pdg=None)
     arrays = arrays_from_table(table, preprocessor)
     return table, arrays
+
+
+def _own_layout(source, tree, rules) -> str | None:
+    """The layout `source` is in when read on its own terms (`None` if it cannot be read at all)."""
+    try:
+        return load_tracks(source, tree=tree, track_layout="auto",
+                           **{**rules, "layout": None, "extra_groups": (), "selection": None}).layout
+    except DataError:
+        return None
 
 
 def target_summary(table: TrackTable, layout) -> dict:
