@@ -173,8 +173,9 @@ def shift_files(tmp_path_factory):
     return d
 
 
-SMALL = ["--set", "trainer.max_epochs=2", "--set", "trainer.batch_size=256", "--set", "evaluation.report=false",
-         "--set", "evaluation.baselines=[]", "--set", "model.hidden=[32,16]", "--quiet"]
+SMALL_REPORTED = ["--set", "trainer.max_epochs=2", "--set", "trainer.batch_size=256", "--set", "evaluation.baselines=[]",
+                  "--set", "model.hidden=[32,16]", "--quiet"]
+SMALL = [*SMALL_REPORTED, "--set", "evaluation.report=false"]
 
 
 def test_a_users_objective_trains_through_pidx_fit_by_import_path(shift_files, tmp_path):
@@ -226,3 +227,35 @@ def test_a_target_in_another_layout_or_out_of_range_is_a_one_line_error(shift_fi
                      "--output", str(tmp_path / target.stem)]) != 0
         err = capsys.readouterr().err.strip()
         assert message in err and str(target.name) in err and len(err.splitlines()) == 1
+
+
+def test_pidx_shift_ranks_the_mismodelled_group_first(shift_files, tmp_path, capsys):
+    """Data whose only difference from the MC is a late TOF clock: TOF tells them apart, nothing else does."""
+    from pidx.data.io import write_table
+    from pidx.data.layouts import O2_FILE_BRANCHES
+    from pidx.simulation import simulate
+
+    late = tmp_path / "late_tof.parquet"
+    write_table(simulate(n_tracks=20_000, seed=9, tof_time_offset_ns=0.15), late, root_types=O2_FILE_BRANCHES)
+    run = tmp_path / "mc_run"
+    assert main(["fit", "recipes/simplenn_mid.yaml", "--set", f"data.source={shift_files / 'mc.parquet'}",
+                 *SMALL, "--output", str(run)]) == 0
+    out = tmp_path / "shift.json"
+    assert main(["shift", str(run), "--input", str(late), "--output", str(out)]) == 0
+    shift = json.loads(out.read_text())
+    groups = {g["group"]: g["auc"] for g in shift["groups"]}
+    assert shift["groups"][0]["group"] == "tof" and groups["tof"] > 0.6
+    assert all(abs(auc - 0.5) < 0.05 for name, auc in groups.items() if name != "tof")
+    assert shift["inputs"][0]["group"] == "tof" and "| tof |" in capsys.readouterr().err
+    assert abs(sum(shift["abundances"]["data"].values()) - 1) < 1e-6
+
+
+def test_a_fit_with_a_target_reports_the_shift(shift_files, tmp_path):
+    out = tmp_path / "run"
+    assert main(["fit", "recipes/simplenn_mid.yaml", "--set", f"data.source={shift_files / 'mc.parquet'}",
+                 "--set", f"data.target={shift_files / 'data.parquet'}", *SMALL_REPORTED,
+                 "--set", "evaluation.report_max_tracks=2000", "--output", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["shift"]["overall_auc"] > 0.5 and len(metrics["shift"]["groups"]) == 7
+    text = (out / "report" / "report.md").read_text()
+    assert "## MC and data" in text and f"| {metrics['shift']['groups'][0]['group']} |" in text

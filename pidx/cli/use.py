@@ -136,6 +136,28 @@ def priors_command(
         console.print(f"[green]wrote[/] {output} (use it with --priors {output})")
 
 
+@app.command("shift")
+def shift_command(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `pidx fit`."),
+    input: Path = typer.Option(..., "--input", "-i", help=f"Collision data, labels unread ({INPUT_HELP})."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write the comparison as JSON."),
+    tree: str | None = typer.Option(None, "--tree", help=TREE_HELP),
+):
+    """Compare a data file with the run's MC: which detector group tells them apart, which inputs moved, abundances."""
+    enable_jax_cache()
+    from ..evaluation.shift import shift_markdown
+    from ..runs import shift_run
+
+    info = shift_run(run_dir, input, output, tree=tree)
+    console.print(shift_markdown(info), highlight=False, markup=False)
+    if "abundances" in info:
+        console.print("abundances in the data (label-shift EM): " + ", ".join(
+            f"{k}={v:.4f}" for k, v in info["abundances"]["data"].items()) + "; MC train: " + ", ".join(
+            f"{k}={v:.4f}" for k, v in info["abundances"]["mc_train"].items()), highlight=False, markup=False)
+    if output is not None:
+        console.print(f"[green]wrote[/] {output}")
+
+
 @app.command()
 def export(
     run_dirs: list[Path] = typer.Argument(..., help="A run directory written by `pidx fit`; --target o2physics takes "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..data.schema import CLASS_LABELS, CLASS_NAMES
 from ..training.metrics import efficiency_purity_vs_momentum
 from . import diagnostics
+from .shift import shift_markdown
 from .histograms import momentum_edges
 from .tables import data_notes, fmt_number as _f, markdown_table
 from .working_points import STANDARD_PURITIES
@@ -131,6 +132,10 @@ def report_markdown(header, metrics: dict, figs: dict, importance: dict, ablatio
               "Detector-group ablation: accuracy when a group is removed from every track (masked and filled as "
               "if the detector had not measured it).", "", "![ablation](group_ablation.png)", "",
               markdown_table(["removed group", "accuracy"], [[k, _f(v)] for k, v in ablation.items()])]
+    if "shift" in metrics:  # a target sample was given: how it differs from the MC
+        lines += ["", "## MC and data", "", "The test split (MC) against the target sample (`data.target`), before "
+                  "any correction: a classifier per detector group tries to tell them apart by that group's inputs "
+                  "alone.", "", shift_markdown(metrics["shift"])]
     return "\n".join(lines) + "\n"
 
 

@@ -19,6 +19,7 @@ from ..data.table import TrackTable
 from ..evaluation.baselines import add_oracle_gaps, decision_metrics, run_baselines
 from ..evaluation.calibration import calibration_summary, fit_posterior_map, negative_log_likelihood
 from ..evaluation.importance import importance_and_ablation
+from ..evaluation.shift import input_shift
 from ..evaluation.report import ReportHeader, test_predictions_frame, write_report
 from ..evaluation.working_points import WorkingPoint, evaluate_working_point
 from ..recipe import Recipe
@@ -112,6 +113,10 @@ def write_run(recipe: Recipe, run: RunDir, dm: TrackDataModule, trainer: Trainer
                           eval_batch_size=recipe.trainer.eval_batch_size)
     entries, predictions = evaluate_in_memory(recipe, run, dm, predictor, trainer.last_probs,
                                               np.asarray(trainer.class_weights), test_metrics=metrics["test"])
+    if dm.target is not None:  # what tells the target sample from the MC, before any correction
+        test = dm.to_arrays(dm.tables["test"]) if dm.streamed else dm.test
+        entries["shift"] = input_shift(test.features, test.group_mask, dm.target.features, dm.target.group_mask,
+                                       dm.layout, seed=recipe.seed)
     metrics = run.write_metrics({**metrics, **entries})
     if recipe.evaluation.report:
         write_run_report(recipe, run, metrics, dm, predictor, trainer.history, result.checkpoint, predictions)
