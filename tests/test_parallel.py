@@ -63,7 +63,7 @@ def _agree(single, many, weights=True):
 # gradient; ReLU units a batch barely reaches), where Adam's step m/sqrt(v) takes the sign of float
 # round-off, so a few weights drift by up to ~2e-3 between 1 and 4 devices while the probabilities
 # agree to 1e-5 (asserted); FSE and the ensemble agree in their weights there too.
-CASES = {"dnn": False, "dnn_separable": True, "fse_phase1": True, "ensemble": True}
+CASES = {"dnn": False, "dnn_separable": True, "fse_phase1": True, "ensemble": True, "dann": True}
 
 
 @pytest.mark.parametrize("case", list(CASES))

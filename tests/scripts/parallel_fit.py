@@ -17,11 +17,11 @@ if sys.argv[1] == "process":
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, __file__.rsplit("/scripts/", 1)[0])
-from helpers import detector_datamodule, separable_datamodule  # noqa: E402
+from helpers import detector_arrays, detector_datamodule, separable_datamodule  # noqa: E402
 from pidx.data.schema import DEFAULT_LAYOUT  # noqa: E402
 
 from pidx.models import build_model  # noqa: E402
-from pidx.training import Callback, CrossEntropy, CSVLogger, EarlyStopping, ModelCheckpoint, Trainer  # noqa: E402
+from pidx.training import DANN, Callback, CrossEntropy, CSVLogger, EarlyStopping, ModelCheckpoint, Trainer  # noqa: E402
 
 
 class FirstEpochLosses(Callback):
@@ -30,12 +30,16 @@ class FirstEpochLosses(Callback):
             self.losses = trainer.epoch_step_losses.tolist()
 
 
-def fit(name, devices, root, members=1, dropout=0.0, data="detectors"):
+def fit(name, devices, root, members=1, dropout=0.0, data="detectors", objective=None):
     if data == "detectors":  # readable only through TPC and TOF; the groups that carry nothing come and go
         dm = detector_datamodule(n_train=2048, n_val=512, seed=3, others_fraction=0.7)
     else:  # separable with margin: gradients nowhere near zero, so Adam's steps agree to float precision
         dm = separable_datamodule(n_train=2048, n_val=512, seed=3)
     dm.setup()
+    loss = CrossEntropy()
+    if objective == "dann":  # a second stream (the target) sharded like the first, the domain classifier replicated
+        dm.target = detector_arrays(1024, seed=9, shift=2.0)
+        loss = DANN(CrossEntropy(), weight=0.5)
     kwargs = {"dropout": dropout} if dropout else {}
     if members > 1:
         from pidx.models import make_ensemble
@@ -44,7 +48,7 @@ def fit(name, devices, root, members=1, dropout=0.0, data="detectors"):
     else:
         model, state = build_model(name, DEFAULT_LAYOUT, key=jax.random.PRNGKey(5), **kwargs)
     first = FirstEpochLosses()
-    t = Trainer(max_epochs=3, batch_size=256, loss=CrossEntropy(), class_weights="none", seed=11,
+    t = Trainer(max_epochs=3, batch_size=256, loss=loss, class_weights="none", seed=11,
                 enable_progress_bar=False, devices=devices, default_root_dir=root,
                 callbacks=[first, EarlyStopping(patience=10), ModelCheckpoint(), CSVLogger()])
     t.fit(model, dm, state=state)
@@ -57,7 +61,8 @@ def fit(name, devices, root, members=1, dropout=0.0, data="detectors"):
 
 
 cases = {"dnn": ("dnn", {}), "dnn_separable": ("dnn", {"data": "separable"}),
-         "fse_phase1": ("fse_phase1", {"dropout": 0.1}), "ensemble": ("simplenn", {"members": 2})}
+         "fse_phase1": ("fse_phase1", {"dropout": 0.1}), "ensemble": ("simplenn", {"members": 2}),
+         "dann": ("simplenn", {"objective": "dann"})}
 out = {}
 root = sys.argv[-2]
 if sys.argv[1] == "process":
