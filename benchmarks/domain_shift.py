@@ -31,6 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 from common import ROOT, provenance, write_result  # noqa: E402
+from render import domain_shift_table  # noqa: E402
 from pidx.data.io import write_table  # noqa: E402
 from pidx.data.layouts import O2_FILE_BRANCHES  # noqa: E402
 from pidx.data.schema import ORACLE_COLUMNS  # noqa: E402
@@ -40,7 +41,6 @@ from pidx.simulation import DATA_SCENARIO, simulate  # noqa: E402
 from pidx.evaluation.calibration import negative_log_likelihood  # noqa: E402
 from pidx.training.metrics import classification_metrics  # noqa: E402
 
-METHODS = ("mc_only", "reweight", "dann", "data_trained")
 
 
 def simulated(directory: Path, name: str, n: int, seed: int, scenario: dict) -> Path:
@@ -116,26 +116,6 @@ def xgboost_on_mc(recipe: Path, files: dict, data_test) -> dict:
     return scores(data_test.labels, res["probs"])
 
 
-def table(results: dict) -> str:
-    lines = ["| model | range | method | accuracy | macro AUC | NLL | recovered (acc / NLL) |", "|---|---|---|---|---|---|---|"]
-    for key, rows in results.items():
-        model, rng_name = key.split("/")
-        for name in (*METHODS, "oracle", "xgboost_mc"):
-            r = rows[name]
-            rec = r.get("recovered")
-            rec_text = "–" if not rec else " / ".join("–" if v is None else f"{v:.0%}" for v in rec.values())
-            lines.append(f"| {model} | {rng_name} | {name} | {r['accuracy']:.4f} | {r['macro_auc']:.4f} | "
-                         f"{r['nll']:.4f} | {rec_text} |")
-    lines += ["", "| model | range | adaptation with MC as the target | accuracy on MC | MC-only on MC | cost (pp) |",
-              "|---|---|---|---|---|---|"]
-    for key, rows in results.items():
-        model, rng_name = key.split("/")
-        for name in ("same_reweight", "same_dann"):
-            lines.append(f"| {model} | {rng_name} | {name[5:]} | {rows[name]['accuracy']:.4f} | "
-                         f"{rows['mc_only_on_mc']['accuracy']:.4f} | {rows[name]['cost_pp']:+.2f} |")
-    return "\n".join(lines) + "\n"
-
-
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=["fse_phase1"])
@@ -162,7 +142,7 @@ def main(argv=None) -> dict:
     out = {"provenance": provenance("domain_shift.py", argv), "scenario": {k: list(v) if isinstance(v, tuple) else v
                                                                          for k, v in DATA_SCENARIO.items()},
            "settings": vars(args) | {"out": None}, "results": results, "wall_s": time.perf_counter() - start}
-    print(table(results))
+    print(domain_shift_table(out))
     write_result(args.out, "domain_shift", out)
     return out
 

@@ -437,3 +437,27 @@ def test_checkpoints_keyed_by_class_name_still_resume(dm, tmp_path):
     assert early.best_epoch >= 0 and early.best_weights is not None
     for x, y in zip(leaves(straight), leaves(resumed)):
         np.testing.assert_array_equal(x, y)
+
+
+def test_the_trainer_schedules_the_learning_rate_over_its_own_steps():
+    """`lr_schedule` is built at fit from the epoch's step count: cosine ends at 0 after max_epochs and
+    warm-up rises linearly; the logged rate is the one the last step of each epoch used."""
+    import optax
+
+    from helpers import separable_datamodule
+    from pidx.models import build_model
+
+    dm = separable_datamodule(1000, 256)  # 1000 // 100 = 10 steps per epoch
+    lrs = {}
+    for schedule in ("cosine", "warmup_cosine"):
+        model, state = build_model("simplenn", DEFAULT_LAYOUT, key=jax.random.PRNGKey(0), hidden=(8,))
+        t = Trainer(max_epochs=4, batch_size=100, learning_rate=0.01, lr_schedule=schedule, warmup_epochs=2,
+                    enable_progress_bar=False)
+        t.fit(model, dm, state=state)
+        lrs[schedule] = [h["lr"] for h in t.history]
+    expected = optax.cosine_decay_schedule(0.01, 40)
+    np.testing.assert_allclose(lrs["cosine"], [float(expected(s)) for s in (9, 19, 29, 39)], rtol=1e-5, atol=1e-9)
+    warm = optax.warmup_cosine_decay_schedule(0.0, 0.01, 20, 40)
+    np.testing.assert_allclose(lrs["warmup_cosine"], [float(warm(s)) for s in (9, 19, 29, 39)], rtol=1e-5, atol=1e-9)
+    with pytest.raises(TrainingError, match="lr_schedule must be one of"):
+        Trainer(lr_schedule="linear")

@@ -131,7 +131,7 @@ def test_an_optimizer_without_the_average_and_bad_decays_fail_clearly(dm):
 def test_a_recipe_names_it_and_gets_an_optimizer_that_keeps_the_average(tmp_path):
     recipe = validate_recipe({"model": {"name": "simplenn"}, "callbacks": [{"WeightAveraging": {"decay": 0.99}}]})
     assert recipe.callbacks[0].name == "WeightAveraging" and recipe.callbacks[0].args == {"decay": 0.99}
-    trainer = make_trainer(recipe, tmp_path, quiet=True, steps_per_epoch=10)
+    trainer = make_trainer(recipe, tmp_path, quiet=True)
     assert average_of(trainer.optimizer.init({"w": jnp.ones(2)})) is not None
-    plain = make_trainer(validate_recipe({"model": {"name": "simplenn"}}), tmp_path, quiet=True, steps_per_epoch=10)
+    plain = make_trainer(validate_recipe({"model": {"name": "simplenn"}}), tmp_path, quiet=True)
     assert average_of(plain.optimizer.init({"w": jnp.ones(2)})) is None

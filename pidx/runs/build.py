@@ -85,28 +85,13 @@ def make_callbacks(recipe: Recipe, *, quiet: bool = False) -> list:
     return callbacks
 
 
-def learning_rate(recipe: Recipe, steps_per_epoch: int | None):
-    """The peak learning rate, or its optax schedule over `max_epochs`."""
-    o = recipe.optimizer
-    if o.schedule == "constant" or not steps_per_epoch:
-        return o.learning_rate
-    import optax
-
-    total = recipe.trainer.max_epochs * steps_per_epoch
-    if o.schedule == "cosine":
-        return optax.cosine_decay_schedule(o.learning_rate, total)
-    warmup = o.warmup_epochs * steps_per_epoch
-    return optax.warmup_cosine_decay_schedule(0.0 if warmup else o.learning_rate, o.learning_rate, max(warmup, 1),
-                                              total)
-
-
-def make_trainer(recipe: Recipe, root_dir: Path, *, quiet: bool = False,
-                 steps_per_epoch: int | None = None) -> Trainer:
+def make_trainer(recipe: Recipe, root_dir: Path, *, quiet: bool = False) -> Trainer:
     o, t = recipe.optimizer, recipe.trainer
     try:
         # the optimizer by name: the Trainer builds it, with what its callbacks need (WeightAveraging's average)
         return Trainer(max_epochs=t.max_epochs, batch_size=t.batch_size, callbacks=make_callbacks(recipe, quiet=quiet),
-                       optimizer=o.name, learning_rate=learning_rate(recipe, steps_per_epoch),
+                       optimizer=o.name, learning_rate=o.learning_rate, lr_schedule=o.schedule,
+                       warmup_epochs=o.warmup_epochs,
                        weight_decay=o.weight_decay, grad_clip_norm=o.grad_clip_norm,
                        loss=make_objective(recipe), class_weights=recipe.loss.class_weights, seed=recipe.seed,
                        log_every_n_steps=t.log_every_n_steps, eval_batch_size=t.eval_batch_size,
@@ -192,5 +177,5 @@ def data_log_line(recipe: Recipe, dm: TrackDataModule) -> str:
     return "; ".join(parts)
 
 
-__all__ = ["make_datamodule", "model_kwargs", "make_model", "make_callbacks", "learning_rate", "make_trainer",
+__all__ = ["make_datamodule", "model_kwargs", "make_model", "make_callbacks", "make_trainer",
            "load_predictor", "data_log_line"]

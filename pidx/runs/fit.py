@@ -78,8 +78,7 @@ def fit_recipe(recipe: Recipe, run: RunDir, *, resume: str | Path | None = None,
         Console(stderr=True).print(data_log_line(recipe, dm), highlight=False, markup=False, soft_wrap=True)
     adaptation = reweight_train_split(recipe, dm)
     model, state = make_model(recipe, dm.layout)
-    steps = max(1, dm.train.num_tracks // min(recipe.trainer.batch_size, dm.train.num_tracks))
-    trainer = make_trainer(recipe, run.path, quiet=quiet, steps_per_epoch=steps)
+    trainer = make_trainer(recipe, run.path, quiet=quiet)
     ckpt = None if resume is None else run.checkpoint("last") if str(resume) == "last" else Path(resume)
     trainer.fit(model, dm, state=state, ckpt_path=ckpt)
 

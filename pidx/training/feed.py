@@ -117,6 +117,13 @@ class TrainFeed:
                 del data  # the caller dropped its reference too: one chunk on the device at a time
 
 
+def steps_per_epoch(train, batch_size: int) -> int:
+    """Steps of one epoch over `train` (in memory or streamed) at `batch_size`, as `TrainFeed` takes them."""
+    bounds = train.chunks if isinstance(train, ChunkedTracks) else [(0, train.num_tracks)]
+    batch = min(batch_size, train.num_tracks)
+    return sum((stop - start) // batch for start, stop in bounds)
+
+
 def resident_target(dm, objective, parallel: DataParallel | None):
     """The data module's unlabelled target sample `(features, mask)` on the device when `objective`
     trains on one (else `None`); an objective that needs one and data without one is an error."""
@@ -146,4 +153,4 @@ def evaluate_chunks(run: Callable, split: ChunkedTracks) -> tuple[np.ndarray, fl
     return np.concatenate(probs, axis=-2), (total / labelled if labelled else float("nan"))
 
 
-__all__ = ["TrainFeed", "resident_target", "evaluate_chunks"]
+__all__ = ["TrainFeed", "steps_per_epoch", "resident_target", "evaluate_chunks"]

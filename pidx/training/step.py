@@ -70,6 +70,23 @@ def average_of(opt_state):
     return optax.tree_utils.tree_get(opt_state, "average")
 
 
+SCHEDULES = ("constant", "cosine", "warmup_cosine")
+
+
+def make_schedule(name: str, peak: float, *, steps_per_epoch: int, max_epochs: int, warmup_epochs: int = 0):
+    """The learning rate over training: `peak` (constant), an optax cosine decay to 0 over `max_epochs`,
+    or a linear warm-up over `warmup_epochs` then that cosine decay."""
+    if name not in SCHEDULES:
+        raise ValueError(f"the learning-rate schedule must be one of {list(SCHEDULES)}, got {name!r}")
+    if name == "constant":
+        return peak
+    total = max_epochs * steps_per_epoch
+    if name == "cosine":
+        return optax.cosine_decay_schedule(peak, total)
+    warmup = warmup_epochs * steps_per_epoch
+    return optax.warmup_cosine_decay_schedule(0.0 if warmup else peak, peak, max(warmup, 1), total)
+
+
 def make_optimizer(name: str = "adam", learning_rate: float | Callable = 1e-3, *, weight_decay: float = 0.0,
                    grad_clip_norm: float | None = None, momentum: float = 0.9,
                    average_decay: float | None = None) -> optax.GradientTransformation:
@@ -258,5 +275,5 @@ def _masked_loss(loss_fn, logits, label, class_weights):
     return jnp.where(n > 0, jnp.sum(jnp.where(labelled, per_row, 0.0)) / jnp.maximum(n, 1), jnp.nan)
 
 
-__all__ = ["OPTIMIZERS", "AverageState", "track_average", "check_decay", "average_of", "make_optimizer",
+__all__ = ["OPTIMIZERS", "SCHEDULES", "make_schedule", "AverageState", "track_average", "check_decay", "average_of", "make_optimizer",
            "StepInputs", "make_train_chunk", "make_permutation", "make_evaluate"]

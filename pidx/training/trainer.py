@@ -34,17 +34,18 @@ from .callbacks import Callback, ValidationMetrics, wants_batch_hooks
 from .feed import TrainFeed, resident_target
 from .loggers import ProgressBar
 from .losses import FocalLoss, compute_class_weights
-from .objectives import as_objective, init_objective
+from .objectives import as_objective
 from .parallel import any_process, data_parallel, resolve_devices
-from .step import StepInputs, make_optimizer, make_train_chunk
+from .step import SCHEDULES, StepInputs, make_train_chunk
 from .trainer_eval import EvaluationMixin
+from .trainer_setup import SetupMixin
 from .trainer_state import CheckpointingMixin
 from .weight_averaging import WeightAveraging
 
 PRECISIONS = {"f32": None, "bf16": jnp.bfloat16}
 
 
-class Trainer(CheckpointingMixin, EvaluationMixin):
+class Trainer(SetupMixin, CheckpointingMixin, EvaluationMixin):
     """Fits, validates, tests and predicts with any `PIDModel`.
 
     **Arguments:**
@@ -56,7 +57,9 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
       `ProgressBar` when `enable_progress_bar`.
     - `optimizer`, `learning_rate`, `weight_decay`, `grad_clip_norm`: see
       `make_optimizer`; `learning_rate` may be an optax schedule. Or pass a ready
-      optax transformation as `optimizer`. A `WeightAveraging` callback adds `track_average` to
+      optax transformation as `optimizer`. `lr_schedule` (`constant`, `cosine`, `warmup_cosine`,
+      with `warmup_epochs`): the learning rate over `max_epochs`, built at `fit` from the epoch's
+      step count (an optimizer by name and a number as `learning_rate` only). A `WeightAveraging` callback adds `track_average` to
       an optimizer built by name.
     - `loss`: a training objective (`pidx.training.objectives.Objective`, e.g. `DANN(...)`) or a loss
       (`CrossEntropy()`, `FocalLoss(...)`: the classification objective with it; default
@@ -84,7 +87,8 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
 
     def __init__(self, *, max_epochs: int = 150, batch_size: int = 1024, callbacks: list[Callback] | None = None,
                  optimizer="adam", learning_rate=1e-3, weight_decay: float = 0.0,
-                 grad_clip_norm: float | None = None, loss=None, class_weights="balanced", seed: int = 231,
+                 grad_clip_norm: float | None = None, lr_schedule: str = "constant", warmup_epochs: int = 0,
+                 loss=None, class_weights="balanced", seed: int = 231,
                  log_every_n_steps: int = 50, eval_batch_size: int = 65536, precision: str = "f32",
                  enable_progress_bar: bool = True, devices: int | str = "auto", max_time: float | str | None = None,
                  val_check_interval: int | None = None,
@@ -115,9 +119,15 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         averaging = [c for c in callbacks if isinstance(c, WeightAveraging)]
         if len(averaging) > 1:
             raise TrainingError(f"at most one WeightAveraging callback, got {len(averaging)}")
-        self.optimizer = optimizer if not isinstance(optimizer, str) else make_optimizer(
-            optimizer, learning_rate, weight_decay=weight_decay, grad_clip_norm=grad_clip_norm,
+        if lr_schedule not in SCHEDULES:
+            raise TrainingError(f"lr_schedule must be one of {list(SCHEDULES)}, got {lr_schedule!r}")
+        if lr_schedule != "constant" and (not isinstance(optimizer, str) or callable(learning_rate)):
+            raise TrainingError("lr_schedule needs an optimizer by name and a number as learning_rate")
+        self.lr_schedule, self.warmup_epochs = lr_schedule, warmup_epochs
+        self._optimizer_args = None if not isinstance(optimizer, str) else dict(
+            name=optimizer, learning_rate=learning_rate, weight_decay=weight_decay, grad_clip_norm=grad_clip_norm,
             average_decay=averaging[0].decay if averaging else None)
+        self.optimizer = optimizer if self._optimizer_args is None else self._build_optimizer(None)
         if not any(isinstance(c, ValidationMetrics) for c in callbacks):
             callbacks.insert(0, ValidationMetrics())
         if enable_progress_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
@@ -200,17 +210,6 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
     def set_weights(self, params, model_state):
         self.params, self.model_state = params, model_state
 
-    @property
-    def learning_rate(self) -> float:
-        return float(jnp.ravel(self.opt_state.hyperparams["learning_rate"])[0])  # one per member: all equal
-
-    @learning_rate.setter
-    def learning_rate(self, value: float):
-        for opt_state in (self.opt_state, self.objective_opt_state):  # the objective's weights follow the model's
-            if opt_state is not None:
-                old = opt_state.hyperparams["learning_rate"]
-                opt_state.hyperparams["learning_rate"] = jnp.full(jnp.shape(old), value, jnp.float32)
-
     # ------------------------------------------------------------------ fit
     def fit(self, model, datamodule, *, state: eqx.nn.State | None = None, ckpt_path: str | Path | None = None):
         """Train `model` on `datamodule.train`, validating on `datamodule.val` each epoch.
@@ -235,6 +234,7 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
             self._call_hook("setup", "fit")
             datamodule.setup()
             self.class_weights = jnp.asarray(compute_class_weights(self.class_weights_mode, datamodule.class_counts))
+            self._schedule_learning_rate(datamodule.train)
             self._init_objective()
             if ckpt_path is not None:
                 self.load_checkpoint(ckpt_path)
@@ -249,12 +249,6 @@ class Trainer(CheckpointingMixin, EvaluationMixin):
         finally:
             self._call_hook("teardown", "fit")
         return self
-
-    def _init_objective(self) -> None:
-        """The objective's own weights (one set per ensemble member) and their optimizer state."""
-        (self.objective_params, self.objective_static, self.objective_opt_state) = init_objective(
-            self.objective, self.params, self.static, self.model_state, self.optimizer,
-            self.static.seeds if self.is_ensemble else self.seed, ensemble=self.is_ensemble)
 
     def _fit_loop(self, dm):
         train, val = dm.train, dm.val
