@@ -117,6 +117,18 @@ def make_optimizer(name: str = "adam", learning_rate: float | Callable = 1e-3, *
     return optax.inject_hyperparams(build)(learning_rate=learning_rate)
 
 
+class TrainState(NamedTuple):
+    """What a train chunk carries from step to step (and donates): the model's weights, its optimizer
+    state and model state (BatchNorm statistics), the objective's own weights and their optimizer
+    state (`None` for an objective without weights)."""
+
+    params: Any
+    opt_state: Any
+    model_state: Any
+    objective_params: Any = None
+    objective_opt_state: Any = None
+
+
 class StepInputs(NamedTuple):
     """What every step of a train chunk reads besides the carry and the rows: `class_weights` `[C]`,
     the dropout and target-sampling roots (`[K]` keys for an ensemble), the resident unlabelled
@@ -133,8 +145,8 @@ def make_train_chunk(static, objective, optimizer: optax.GradientTransformation,
                      ensemble: bool = False, parallel: DataParallel | None = None, objective_static=None):
     """Build `train_chunk(carry, idx, data, inputs, step0)`.
 
-    - `carry`: `(params, opt_state, model_state, objective_params, objective_opt_state)`, donated
-      (the objective's entries are `None` when it has no weights of its own).
+    - `carry`: a `TrainState`, donated (the objective's entries are `None` when it has no weights of
+      its own).
     - `idx`: `i32[steps, batch]` rows of the device-resident `data = (x, mask, label, weight)`.
     - `inputs`: a `StepInputs`; with a `target`, each step draws `batch` of its rows (with replacement,
       from the target root folded with the step number, so a resumed fit draws the same).
@@ -195,7 +207,7 @@ def make_train_chunk(static, objective, optimizer: optax.GradientTransformation,
             obj_updates, obj_opt_state = optimizer.update(obj_grads, obj_opt_state, obj_params)
             obj_params = optax.apply_updates(obj_params, obj_updates)
         correct = jnp.sum(jnp.argmax(logits, -1) == y)
-        return (params, opt_state, new_state, obj_params, obj_opt_state), (loss, correct, logs)
+        return TrainState(params, opt_state, new_state, obj_params, obj_opt_state), (loss, correct, logs)
 
     def train_chunk(carry, idx, data, inputs, step0):
         steps = step0 + jnp.arange(idx.shape[-2], dtype=jnp.uint32)
@@ -276,4 +288,4 @@ def _masked_loss(loss_fn, logits, label, class_weights):
 
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "make_schedule", "AverageState", "track_average", "check_decay", "average_of", "make_optimizer",
-           "StepInputs", "make_train_chunk", "make_permutation", "make_evaluate"]
+           "TrainState", "StepInputs", "make_train_chunk", "make_permutation", "make_evaluate"]

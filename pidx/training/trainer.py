@@ -36,7 +36,7 @@ from .loggers import ProgressBar
 from .losses import FocalLoss, compute_class_weights
 from .objectives import as_objective
 from .parallel import any_process, data_parallel, resolve_devices
-from .step import SCHEDULES, StepInputs, make_train_chunk
+from .step import SCHEDULES, StepInputs, TrainState, make_train_chunk
 from .trainer_eval import EvaluationMixin
 from .trainer_setup import SetupMixin
 from .trainer_state import CheckpointingMixin
@@ -292,7 +292,8 @@ class Trainer(SetupMixin, CheckpointingMixin, EvaluationMixin):
             self.epoch_step = first
             self._call_hook("on_train_epoch_start")
             t0 = time.perf_counter()
-            carry = (self.params, self.opt_state, self.model_state, self.objective_params, self.objective_opt_state)
+            carry = TrainState(self.params, self.opt_state, self.model_state, self.objective_params,
+                               self.objective_opt_state)
             if par is not None:  # a no-op unless a callback or a checkpoint put new weights in place
                 carry = par.replicate(carry)
             losses, corrects, logs = [], [], []
