@@ -136,6 +136,8 @@ class Trainer(SetupMixin, CheckpointingMixin, EvaluationMixin):
         if bad:
             raise TrainingError(f"callbacks must be pidx Callback instances, got {bad}")
         self.callbacks = callbacks
+        self._evaluator_key, self._evaluators = None, {}  # the jitted evaluation passes, per model structure
+        self._placed_arrays = None  # the last split replicated over the fit's devices
         self._reset()
 
     def _reset(self):
@@ -160,6 +162,7 @@ class Trainer(SetupMixin, CheckpointingMixin, EvaluationMixin):
         self.objective_params = self.objective_static = self.objective_opt_state = None
         self.datamodule = None
         self.feed, self._checkpoint_chunking = None, None
+        self.class_weights = None  # computed from the train split at fit (all 1 until then)
 
     # ------------------------------------------------------------------ hooks
     # what the Trainer itself writes into `logged_metrics` each epoch

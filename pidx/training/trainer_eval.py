@@ -48,7 +48,7 @@ class EvaluationMixin:
         (a fresh jit per call would recompile every test/predict pass). `members=True`: the
         ensemble members' probabilities instead of their mean."""
         key = (self.static, self.loss, self.eval_batch_size, self.parallel)
-        if getattr(self, "_evaluator_key", None) != key:
+        if self._evaluator_key != key:
             self._evaluator_key, self._evaluators = key, {}
         if members not in self._evaluators:
             self._evaluators[members] = make_evaluate(self.static, self.loss, self.eval_batch_size,
@@ -61,7 +61,7 @@ class EvaluationMixin:
         otherwise (kept for the last split placed, so test and predict place it once)."""
         if self.parallel is None:
             return arrays
-        cached = getattr(self, "_placed_arrays", None)
+        cached = self._placed_arrays
         if cached is None or cached[0] is not arrays or cached[1] is not self.parallel:
             self._placed_arrays = (arrays, self.parallel, self.parallel.replicate(arrays))
         return self._placed_arrays[2]
@@ -69,7 +69,8 @@ class EvaluationMixin:
     def _evaluate_arrays(self, arrays, members: bool = False):
         """`(probs, loss)` of a split: `TrackArrays` in one pass, a streamed `ChunkedTracks` chunk by chunk."""
         evaluate = self._evaluator(members)
-        inputs = (self.params, self.model_state, getattr(self, "class_weights", jnp.ones(4)))
+        weights = jnp.ones(self.static.num_classes) if self.class_weights is None else self.class_weights
+        inputs = (self.params, self.model_state, weights)
         if self.parallel is not None:  # a no-op for what the fit already placed
             inputs = self.parallel.replicate(inputs)
         params, model_state, weights = inputs

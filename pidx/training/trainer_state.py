@@ -96,14 +96,14 @@ class CheckpointingMixin:
 
     def _chunk_meta(self) -> dict:
         """Streamed data: the chunking and where in the epoch's chunk order the state stands."""
-        feed = getattr(self, "feed", None)
+        feed = self.feed
         if feed is None or not feed.streamed:
             return {}
         return {"train_chunking": feed.chunking, "chunk_position": feed.position(self.current_epoch, self.epoch_step)}
 
     def _check_chunking(self) -> None:
         """A resumed fit continues exactly only over the chunks its checkpoint was written with."""
-        saved, now = getattr(self, "_checkpoint_chunking", None), self.feed.chunking
+        saved, now = self._checkpoint_chunking, self.feed.chunking
         if saved is not None and list(saved) != list(now) and self._resume_step:
             raise TrainingError(f"the checkpoint was written mid-epoch over train chunks [chunk tracks, tracks] = "
                                 f"{saved}, this fit has {now or 'the split in memory'}: resume with the same data, "
