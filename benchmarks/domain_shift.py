@@ -11,7 +11,8 @@ with the exact oracle of its own physics. Per range and model, on the data scena
 - `reweight`, `dann`: the same with `loss.adaptation` and the data's training file as `data.target`
   (its labels unread);
 - `data_trained`: the recipe trained on labelled data (the reachable ceiling);
-- `oracle`: the data scenario's exact posterior; `xgboost_mc`: XGBoost trained on the MC;
+- `vector_oracle`, `oracle`: the data scenario's exact posterior given the recipe's 46 inputs and given
+  every branch; `xgboost_mc`: XGBoost trained on the MC;
 - `recovered`: (method − mc_only) / (data_trained − mc_only), for accuracy and NLL.
 
 `same_*` rows: the adaptations with a target drawn from the MC's own scenario, on MC test tracks,
@@ -34,7 +35,7 @@ from common import ROOT, provenance, write_result  # noqa: E402
 from render import domain_shift_table  # noqa: E402
 from pidx.data.io import write_table  # noqa: E402
 from pidx.data.layouts import O2_FILE_BRANCHES  # noqa: E402
-from pidx.data.schema import ORACLE_COLUMNS  # noqa: E402
+from pidx.data.schema import ORACLE_COLUMNS, VECTOR_ORACLE_COLUMNS  # noqa: E402
 from pidx.recipe import load_recipe  # noqa: E402
 from pidx.runs import RunDir, fit_recipe, load_predictor, make_datamodule  # noqa: E402
 from pidx.simulation import DATA_SCENARIO, simulate  # noqa: E402
@@ -91,6 +92,7 @@ def run_range(model: str, rng_name: str, files: dict, epochs: int, work: Path) -
         rows[name] = scores(table.labels, predictor.predict_table(table))
     rows["mc_only_on_mc"] = scores(mc_test.labels, load_predictor(RunDir.open(runs["mc_only"]))[1].predict_table(mc_test))
     rows["oracle"] = scores(data_test.labels, data_test.frame[list(ORACLE_COLUMNS)].to_numpy(np.float64))
+    rows["vector_oracle"] = scores(data_test.labels, data_test.frame[list(VECTOR_ORACLE_COLUMNS)].to_numpy(np.float64))
     rows["xgboost_mc"] = xgboost_on_mc(recipe, files, data_test)
     base, ceiling = rows["mc_only"], rows["data_trained"]
     for name in ("reweight", "dann"):
@@ -121,7 +123,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--models", nargs="+", default=["fse_phase1"])
     ap.add_argument("--ranges", nargs="+", default=["full", "mid", "high"])
     ap.add_argument("--mc-tracks", type=int, default=300_000, help="simulated MC tracks (before the momentum range)")
-    ap.add_argument("--data-tracks", type=int, default=150_000, help="simulated data tracks per file")
+    ap.add_argument("--data-tracks", type=int, default=None,
+                    help="simulated data tracks per file (default --mc-tracks: the data-trained ceiling sees as many "
+                         "tracks as the MC-trained model)")
     ap.add_argument("--epochs", type=int, default=12, help="trainer.max_epochs of every fit")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--out", type=Path, default=None, help="write domain_shift.json here")
@@ -129,7 +133,8 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="pidx-domain-shift-") as tmp:
         work = Path(tmp)
-        s, n, m = args.seed, args.data_tracks, args.mc_tracks
+        s, m = args.seed, args.mc_tracks
+        n = args.data_tracks = args.data_tracks or m
         files = {"mc": simulated(work, "mc", m, s, {}), "data": simulated(work, "data", n, s + 1, DATA_SCENARIO),
                  "data_test": simulated(work, "data_test", n, s + 2, DATA_SCENARIO),
                  "mc_target": simulated(work, "mc_target", n, s + 3, {}),
@@ -139,7 +144,7 @@ def main(argv=None) -> dict:
             for rng_name in args.ranges:
                 results[f"{model}/{rng_name}"] = run_range(model, rng_name, files, args.epochs, work / "runs")
                 print(f"{model}/{rng_name} done at {time.perf_counter() - start:.0f} s", flush=True)
-    out = {"provenance": provenance("domain_shift.py", argv), "scenario": {k: list(v) if isinstance(v, tuple) else v
+    out = {**provenance("domain_shift.py", argv), "scenario": {k: list(v) if isinstance(v, tuple) else v
                                                                          for k, v in DATA_SCENARIO.items()},
            "settings": vars(args) | {"out": None}, "results": results, "wall_s": time.perf_counter() - start}
     print(domain_shift_table(out))

@@ -170,7 +170,9 @@ def domain_shift_table(bench: dict) -> str:
     lines = ["| model | range | method | accuracy | macro AUC | NLL | recovered (acc / NLL) |", "|---|---|---|---|---|---|---|"]
     for key, rows in results.items():
         model, rng_name = key.split("/")
-        for name in ("mc_only", "reweight", "dann", "data_trained", "oracle", "xgboost_mc"):
+        for name in ("mc_only", "reweight", "dann", "data_trained", "vector_oracle", "oracle", "xgboost_mc"):
+            if name not in rows:
+                continue
             r = rows[name]
             rec = r.get("recovered")
             rec_text = "–" if not rec else " / ".join("–" if v is None else f"{v:.0%}" for v in rec.values())
