@@ -51,8 +51,9 @@ def simulated(directory: Path, name: str, n: int, seed: int, scenario: dict) -> 
 
 
 def fit(recipe_path: Path, overrides: list[str], directory: Path) -> Path:
+    """`pidx fit` of the recipe with the overrides into the run directory `directory` (no baselines, no report)."""
     recipe = load_recipe(recipe_path, ["evaluation.baselines=[]", "evaluation.report=false", *overrides])
-    run = RunDir.create(recipe.name, directory / f"{recipe.name}-{len(list(directory.glob('*'))) if directory.is_dir() else 0}")
+    run = RunDir.create(recipe.name, directory)
     fit_recipe(recipe, run, quiet=True)
     return run.path
 
@@ -72,18 +73,16 @@ def scores(labels, probs) -> dict:
 def run_range(model: str, rng_name: str, files: dict, epochs: int, work: Path) -> dict:
     recipe = ROOT / "recipes" / f"{model}_{rng_name}.yaml"
     common = [f"trainer.max_epochs={epochs}"]
-    runs = {
-        "mc_only": fit(recipe, [f"data.source={files['mc']}", *common], work),
-        "reweight": fit(recipe, [f"data.source={files['mc']}", f"data.target={files['data']}",
-                                 "loss.adaptation=reweight", *common], work),
-        "dann": fit(recipe, [f"data.source={files['mc']}", f"data.target={files['data']}", "loss.adaptation=dann",
-                             *common], work),
-        "data_trained": fit(recipe, [f"data.source={files['data']}", *common], work),
-        "same_reweight": fit(recipe, [f"data.source={files['mc']}", f"data.target={files['mc_target']}",
-                                      "loss.adaptation=reweight", *common], work),
-        "same_dann": fit(recipe, [f"data.source={files['mc']}", f"data.target={files['mc_target']}",
-                                  "loss.adaptation=dann", *common], work),
+    settings = {
+        "mc_only": [f"data.source={files['mc']}"],
+        "reweight": [f"data.source={files['mc']}", f"data.target={files['data']}", "loss.adaptation=reweight"],
+        "dann": [f"data.source={files['mc']}", f"data.target={files['data']}", "loss.adaptation=dann"],
+        "data_trained": [f"data.source={files['data']}"],
+        "same_reweight": [f"data.source={files['mc']}", f"data.target={files['mc_target']}", "loss.adaptation=reweight"],
+        "same_dann": [f"data.source={files['mc']}", f"data.target={files['mc_target']}", "loss.adaptation=dann"],
     }
+    runs = {name: fit(recipe, [*overrides, *common], work / f"{model}_{rng_name}_{name}")
+            for name, overrides in settings.items()}
     data_test, mc_test = labelled_table(recipe, files["data_test"]), labelled_table(recipe, files["mc_test"])
     rows = {}
     for name, path in runs.items():

@@ -12,7 +12,7 @@ import pytest
 import pidx
 from helpers import detector_arrays
 from pidx.cli import main
-from pidx.data import ArrayDataModule, TrackArrays
+from pidx.data import ArrayDataModule
 from pidx.data.schema import DEFAULT_LAYOUT
 from pidx.models import build_model
 from pidx.training.domain import DANN, gradient_reversal, reversal_ramp

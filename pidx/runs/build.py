@@ -54,7 +54,7 @@ def _datamodule(recipe: Recipe, d) -> TrackDataModule:
 def model_kwargs(recipe: Recipe) -> dict:
     """The model's keyword arguments, YAML lists as tuples (activation and group-embedding names and
     import paths the models resolve themselves)."""
-    return model_kwargs_of(recipe.model.params)
+    return yaml_kwargs(recipe.model.params)
 
 
 def make_model(recipe: Recipe, layout: FeatureLayout):
@@ -108,7 +108,7 @@ def make_objective(recipe: Recipe):
     loss = recipe.loss
     if loss.name not in LOSSES:
         try:
-            return objective_class(loss.name)(**model_kwargs_of(loss.params))
+            return objective_class(loss.name)(**yaml_kwargs(loss.params))
         except (TypeError, ValueError) as exc:
             raise RecipeError(f"loss: {loss.name}: {exc}") from None
     fn = make_loss("focal", gamma=loss.gamma, alpha=loss.alpha) if loss.name == "focal" else make_loss(loss.name)
@@ -117,8 +117,8 @@ def make_objective(recipe: Recipe):
     return fn
 
 
-def model_kwargs_of(params: dict) -> dict:
-    """Keyword arguments from a recipe mapping, YAML lists as tuples."""
+def yaml_kwargs(params: dict) -> dict:
+    """Keyword arguments from a recipe mapping (model or objective parameters), YAML lists as tuples."""
     return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
 
 

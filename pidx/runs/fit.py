@@ -113,7 +113,7 @@ def write_run(recipe: Recipe, run: RunDir, dm: TrackDataModule, trainer: Trainer
     entries, predictions = evaluate_in_memory(recipe, run, dm, predictor, trainer.last_probs,
                                               np.asarray(trainer.class_weights), test_metrics=metrics["test"])
     if dm.target is not None:  # what tells the target sample from the MC, before any correction
-        test = dm.to_arrays(dm.tables["test"]) if dm.streamed else dm.test
+        test = test_arrays(dm)
         entries["shift"] = input_shift(test.features, test.group_mask, dm.target.features, dm.target.group_mask,
                                        dm.layout, seed=recipe.seed)
     metrics = run.write_metrics({**metrics, **entries})
@@ -222,12 +222,17 @@ def report_header(recipe: Recipe, run: RunDir, checkpoint) -> ReportHeader:
                         checkpoint=run.relative(checkpoint))
 
 
+def test_arrays(dm: TrackDataModule):
+    """The test split's arrays in memory: the split itself, or the seeded sample of a streamed one."""
+    return dm.to_arrays(dm.tables["test"]) if getattr(dm, "streamed", False) else dm.test
+
+
 def write_run_report(recipe: Recipe, run: RunDir, metrics: dict, dm: TrackDataModule, predictor: Predictor,
                      history: list[dict], checkpoint, predictions, *, max_tracks: int | None = None) -> Path:
     """The report of a run from data in hand (importance and ablation on the test split)."""
     max_tracks = recipe.evaluation.report_max_tracks if max_tracks is None else max_tracks
     streamed = getattr(dm, "streamed", False)
-    test = dm.to_arrays(dm.tables["test"]) if streamed else dm.test  # streamed: the sample
+    test = test_arrays(dm)
     _, importance, ablation, spread = importance_and_ablation(predictor.probs, test, predictor.layout,
                                                               max_tracks=max_tracks)
     train = dm.to_arrays(dm.tables["train"]) if streamed else dm.train

@@ -14,7 +14,7 @@ from ..evaluation.priors import estimate_priors
 from ..evaluation.shift import input_shift
 from ..utils import atomic_write_json
 from .build import load_predictor, make_datamodule
-from .predict import in_momentum_range, read_input_chunks
+from .predict import read_input_chunks
 from .rundir import RunDir
 
 
@@ -32,9 +32,10 @@ def shift_run(run_dir: str | Path, input_path: str | Path, output_path: str | Pa
     """
     run = RunDir.open(run_dir)
     recipe, predictor, _ = load_predictor(run)
+    dm = make_datamodule(recipe)
     tables, probs = [], []
     for table, _ in read_input_chunks(recipe, predictor, input_path, tree=tree):
-        keep = np.flatnonzero(in_momentum_range(recipe, table) & ~table.unscored)
+        keep = np.flatnonzero(dm.in_momentum_range(table) & ~table.unscored)
         if len(keep):
             arrays = predictor.arrays(table.subset(keep))
             tables.append((np.asarray(arrays.features), np.asarray(arrays.group_mask)))
@@ -43,8 +44,7 @@ def shift_run(run_dir: str | Path, input_path: str | Path, output_path: str | Pa
         raise PidxError(f"{input_path}: no track in the run's momentum range {recipe.data.momentum_range_yaml}")
     rng = np.random.default_rng(recipe.seed)
     data_x, data_m = (np.concatenate(parts) for parts in zip(*tables))
-    dm = make_datamodule(recipe).setup()
-    mc = predictor.arrays(dm.tables["test"])
+    mc = predictor.arrays(dm.setup().tables["test"])
     mc_x, mc_m = np.asarray(mc.features), np.asarray(mc.group_mask)
     pick = lambda n: np.sort(rng.permutation(n)[:max_tracks])  # noqa: E731
     d_rows, m_rows = pick(len(data_x)), pick(len(mc_x))

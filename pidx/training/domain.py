@@ -68,17 +68,13 @@ class DANN(Objective):
     def __init__(self, loss=None, *, weight: float = 1.0, hidden: Sequence[int] = (64,), ramp: bool = True):
         if not weight >= 0:
             raise ValueError(f"the DANN reversal weight must be >= 0, got {weight!r}")
-        if not hidden or any(int(h) < 1 for h in hidden):
-            raise ValueError(f"the domain classifier needs hidden widths >= 1, got {list(hidden)!r}")
+        if not hidden or any(int(h) < 1 for h in hidden) or len(set(hidden)) != 1:
+            raise ValueError(f"the domain classifier needs hidden layers of one width >= 1, got {list(hidden)!r}")
         self.loss = CrossEntropy() if loss is None else loss
         self.weight, self.hidden, self.ramp = float(weight), tuple(int(h) for h in hidden), bool(ramp)
 
     def init(self, model, state, *, key):
-        size = representation_size(model, state)
-        widths = set(self.hidden)
-        if len(widths) != 1:
-            raise ValueError(f"the domain classifier's hidden layers share one width, got {list(self.hidden)}")
-        return eqx.nn.MLP(size, "scalar", width_size=self.hidden[0], depth=len(self.hidden), key=key)
+        return eqx.nn.MLP(representation_size(model, state), "scalar", width_size=self.hidden[0], depth=len(self.hidden), key=key)
 
     def __call__(self, params, forward, batch, *, key):
         src = forward(batch.source, representation=True)

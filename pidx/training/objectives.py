@@ -132,7 +132,7 @@ def as_objective(loss_or_objective) -> Objective:
         return loss_or_objective
     if loss_or_objective is None:
         return Classification(FocalLoss())
-    if isinstance(loss_or_objective, (CrossEntropy, FocalLoss)) or callable(loss_or_objective):
+    if callable(loss_or_objective):
         return Classification(loss_or_objective)
     raise TypeError(f"expected a pidx Objective or a loss, got {loss_or_objective!r}")
 

@@ -33,7 +33,7 @@ from ..utils import parse_duration
 from .callbacks import Callback, ValidationMetrics, wants_batch_hooks
 from .feed import TrainFeed, resident_target
 from .loggers import ProgressBar
-from .losses import FocalLoss, compute_class_weights
+from .losses import compute_class_weights
 from .objectives import as_objective
 from .parallel import any_process, data_parallel, resolve_devices
 from .step import SCHEDULES, StepInputs, TrainState, make_train_chunk
@@ -99,7 +99,7 @@ class Trainer(SetupMixin, CheckpointingMixin, EvaluationMixin):
             raise TrainingError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
         self.max_epochs, self.batch_size, self.seed = max_epochs, batch_size, seed
         try:
-            self.objective = as_objective(loss if loss is not None else FocalLoss())
+            self.objective = as_objective(loss)  # None: the focal loss
         except TypeError as exc:
             raise TrainingError(str(exc)) from None
         self.loss = self.objective.loss  # validation's and the posteriors' loss
