@@ -237,6 +237,9 @@ def test_resume_is_exact(dm, tmp_path, name):
     resumed = fit_fse(dm, tmp_path / "resumed", 4, ckpt_path=tmp_path / "resumed" / "checkpoints" / "last",
                       name=name)
     assert resumed.global_step == straight.global_step and len(resumed.history) == 4
+    # the one train state carries the step count and the seed's key, resumed like the weights
+    assert int(resumed.state.step) == int(straight.state.step) == straight.global_step
+    np.testing.assert_array_equal(resumed.state.key, jax.random.PRNGKey(straight.seed))
     for x, y in zip(leaves(straight), leaves(resumed)):
         np.testing.assert_array_equal(x, y)
     assert (tmp_path / "resumed" / "history.csv").read_text().count("\n") == 5

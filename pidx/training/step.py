@@ -118,66 +118,77 @@ def make_optimizer(name: str = "adam", learning_rate: float | Callable = 1e-3, *
 
 
 class TrainState(NamedTuple):
-    """What a train chunk carries from step to step (and donates): the model's weights, its optimizer
-    state and model state (BatchNorm statistics), the objective's own weights and their optimizer
-    state (`None` for an objective without weights)."""
+    """Everything training changes, carried from step to step by the train chunk (and donated):
+
+    - `params`, `opt_state`, `model_state`: the model's weights, their optimizer state and the
+      model's state (BatchNorm statistics);
+    - `objective_params`, `objective_opt_state`: the objective's own weights and their optimizer state
+      (`None` for an objective without weights);
+    - `step`: `u32` steps taken (`[K]` for an ensemble, all equal);
+    - `key`: the run's root key (`[K]` keys, one per member's seed); step `s` draws its dropout keys
+      from `fold_in(fold_in(key, 2), s)`, its target rows from `fold_in(fold_in(key, 3), s)` and
+      epoch `e` its shuffle from `fold_in(fold_in(key, 1), e)`, so a resumed fit draws what an
+      uninterrupted one does.
+    """
 
     params: Any
     opt_state: Any
     model_state: Any
-    objective_params: Any = None
-    objective_opt_state: Any = None
+    objective_params: Any
+    objective_opt_state: Any
+    step: Any
+    key: Any
 
 
 class StepInputs(NamedTuple):
-    """What every step of a train chunk reads besides the carry and the rows: `class_weights` `[C]`,
-    the dropout and target-sampling roots (`[K]` keys for an ensemble), the resident unlabelled
-    `target` sample `(features, mask)` (or `None`) and `total_steps` (for the objective's `progress`)."""
+    """What every step of a train chunk reads besides the state and the rows: `class_weights` `[C]`,
+    the resident unlabelled `target` sample `(features, mask)` (or `None`) and `total_steps` (for the
+    objective's `progress`)."""
 
     class_weights: Any
-    dropout_root: Any
-    target_root: Any
     target: Any
     total_steps: Any
 
 
+PERMUTATION_STREAM, DROPOUT_STREAM, TARGET_STREAM = 1, 2, 3  # fold_in(state.key, ·): independent streams
+
+
 def make_train_chunk(static, objective, optimizer: optax.GradientTransformation, compute_dtype=None,
                      ensemble: bool = False, parallel: DataParallel | None = None, objective_static=None):
-    """Build `train_chunk(carry, idx, data, inputs, step0)`.
+    """Build `train_chunk(state, idx, data, inputs) -> (state, (loss, correct, logs))`: `steps` steps.
 
-    - `carry`: a `TrainState`, donated (the objective's entries are `None` when it has no weights of
-      its own).
+    - `state`: a `TrainState`, donated; it comes back `steps` steps on (the objective's entries are
+      `None` when it has no weights of its own).
     - `idx`: `i32[steps, batch]` rows of the device-resident `data = (x, mask, label, weight)`.
     - `inputs`: a `StepInputs`; with a `target`, each step draws `batch` of its rows (with replacement,
-      from the target root folded with the step number, so a resumed fit draws the same).
+      from the state's target stream folded with the step number, so a resumed fit draws the same).
     - `objective`: a `pidx.training.objectives.Objective` (see there); `objective_static` the
       non-array part of its own weights (`eqx.partition`), which the carry holds the arrays of.
     - returns the new carry and per-step `loss`, number of correct predictions and the objective's logs.
 
     With `ensemble=True` (`static` is an `Ensemble`), the whole chunk is vmapped over the
-    member axis of carry, `idx` (`[K, steps, batch]`) and the roots (`[K]`): each member
+    member axis of the state and `idx` (`[K, steps, batch]`): each member
     runs exactly the steps a single run with its seed would, in one program.
 
     With `parallel` (a `DataParallel`), each step's batch is sharded over its mesh and the
     carry comes back replicated: XLA inserts the gradient all-reduce.
     """
 
-    def step(carry, idx_step, data, inputs):
-        params, opt_state, model_state, obj_params, obj_opt_state = carry
-        idx, step_no = idx_step
+    def step(state, idx, data, inputs):
+        params, opt_state, model_state, obj_params, obj_opt_state, step_no, root = state
         x_all, m_all, y_all, w_all = data
         x, m, y, w = x_all[idx], m_all[idx], y_all[idx], w_all[idx]
         target = None
         if inputs.target is not None:
             xt_all, mt_all = inputs.target
-            rows = jax.random.randint(jax.random.fold_in(inputs.target_root, step_no), idx.shape, 0,
-                                      xt_all.shape[0])
+            target_root = jax.random.fold_in(root, TARGET_STREAM)
+            rows = jax.random.randint(jax.random.fold_in(target_root, step_no), idx.shape, 0, xt_all.shape[0])
             target = (xt_all[rows], mt_all[rows])
         if parallel is not None:  # the batch axis split over the devices
             x, m, y, w = (jax.lax.with_sharding_constraint(a, parallel.rows(a.ndim, 0)) for a in (x, m, y, w))
             if target is not None:
                 target = tuple(jax.lax.with_sharding_constraint(a, parallel.rows(a.ndim, 0)) for a in target)
-        step_key = jax.random.fold_in(inputs.dropout_root, step_no)
+        step_key = jax.random.fold_in(jax.random.fold_in(root, DROPOUT_STREAM), step_no)
         batch = Batch(Tracks(x, m, y, w),
                       None if target is None else Tracks(*target, jnp.full(idx.shape, -1, jnp.int32),
                                                          jnp.ones(idx.shape, jnp.float32)),
@@ -207,15 +218,14 @@ def make_train_chunk(static, objective, optimizer: optax.GradientTransformation,
             obj_updates, obj_opt_state = optimizer.update(obj_grads, obj_opt_state, obj_params)
             obj_params = optax.apply_updates(obj_params, obj_updates)
         correct = jnp.sum(jnp.argmax(logits, -1) == y)
-        return TrainState(params, opt_state, new_state, obj_params, obj_opt_state), (loss, correct, logs)
+        return (TrainState(params, opt_state, new_state, obj_params, obj_opt_state, step_no + 1, root),
+                (loss, correct, logs))
 
-    def train_chunk(carry, idx, data, inputs, step0):
-        steps = step0 + jnp.arange(idx.shape[-2], dtype=jnp.uint32)
-        return jax.lax.scan(lambda c, i: step(c, i, data, inputs), carry, (idx, steps))
+    def train_chunk(state, idx, data, inputs):
+        return jax.lax.scan(lambda s, i: step(s, i, data, inputs), state, idx)
 
     if ensemble:
-        axes = StepInputs(class_weights=None, dropout_root=0, target_root=0, target=None, total_steps=None)
-        train_chunk = jax.vmap(train_chunk, in_axes=(0, 0, None, axes, None))
+        train_chunk = jax.vmap(train_chunk, in_axes=(0, 0, None, None))
     return jax.jit(train_chunk, donate_argnums=(0,), **_replicated_outputs(parallel))
 
 
@@ -288,4 +298,4 @@ def _masked_loss(loss_fn, logits, label, class_weights):
 
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "make_schedule", "AverageState", "track_average", "check_decay", "average_of", "make_optimizer",
-           "TrainState", "StepInputs", "make_train_chunk", "make_permutation", "make_evaluate"]
+           "TrainState", "StepInputs", "PERMUTATION_STREAM", "DROPOUT_STREAM", "TARGET_STREAM", "make_train_chunk", "make_permutation", "make_evaluate"]

@@ -36,9 +36,9 @@ from .loggers import ProgressBar
 from .losses import compute_class_weights
 from .objectives import as_objective
 from .parallel import any_process, data_parallel, resolve_devices
-from .step import SCHEDULES, StepInputs, TrainState, make_train_chunk
+from .step import PERMUTATION_STREAM, SCHEDULES, StepInputs, make_train_chunk
 from .trainer_eval import EvaluationMixin
-from .trainer_setup import SetupMixin
+from .trainer_setup import EMPTY_STATE, SetupMixin
 from .trainer_state import CheckpointingMixin
 from .weight_averaging import WeightAveraging
 
@@ -157,9 +157,8 @@ class Trainer(SetupMixin, CheckpointingMixin, EvaluationMixin):
         self._interrupt_requested, self._interrupt_signal = False, None
         self.time_limit_reached = False
         self.summary: dict = {}
-        self.params = self.static = self.opt_state = self.model_state = None
-        # the objective's own weights (arrays, their static structure, optimizer state), if it has any
-        self.objective_params = self.objective_static = self.objective_opt_state = None
+        self.state = EMPTY_STATE  # params, optimizer and model state, the objective's weights, step, key
+        self.static = self.objective_static = None  # the model's and the objective's non-array structure
         self.datamodule = None
         self.feed, self._checkpoint_chunking = None, None
         self.class_weights = None  # computed from the train split at fit (all 1 until then)
@@ -241,6 +240,7 @@ class Trainer(SetupMixin, CheckpointingMixin, EvaluationMixin):
             self._init_objective()
             if ckpt_path is not None:
                 self.load_checkpoint(ckpt_path)
+            self._place_step_and_key()
             self._call_hook("on_fit_start")
             with self._graceful_interrupt():
                 self._fit_loop(datamodule)
@@ -266,10 +266,8 @@ class Trainer(SetupMixin, CheckpointingMixin, EvaluationMixin):
             raise TrainingError(f"batch size {batch} is not divisible by the {par.size} devices it is split over")
         train_chunk = make_train_chunk(self.static, self.objective, self.optimizer, compute_dtype, ensemble=members,
                                        parallel=par, objective_static=self.objective_static)
-        seeds = jnp.asarray(self.static.seeds if members else self.seed, jnp.uint32)
-        roots = jax.vmap(jax.random.PRNGKey)(seeds) if members else jax.random.PRNGKey(self.seed)
         fold = jax.vmap(jax.random.fold_in, in_axes=(0, None)) if members else jax.random.fold_in
-        perm_root, dropout_root, target_root = fold(roots, 1), fold(roots, 2), fold(roots, 3)
+        perm_root = fold(self.state.key, PERMUTATION_STREAM)
         self.feed = feed = TrainFeed(train, batch, parallel=par, members=members, fold=fold,
                                      weight=getattr(dm, "train_weight", None))
         target = resident_target(dm, self.objective, par)
@@ -278,10 +276,8 @@ class Trainer(SetupMixin, CheckpointingMixin, EvaluationMixin):
         chunk = min(self.log_every_n_steps, n_steps) if per_batch or timed else n_steps
         vci = self.val_check_interval
         if par is not None:
-            perm_root, dropout_root, target_root = par.replicate((perm_root, dropout_root, target_root))
-            self.class_weights = par.replicate(self.class_weights)
-        inputs = StepInputs(self.class_weights, dropout_root, target_root, target,
-                            jnp.float32(self.max_epochs * n_steps))
+            perm_root, self.class_weights = par.replicate((perm_root, self.class_weights))
+        inputs = StepInputs(self.class_weights, target, jnp.float32(self.max_epochs * n_steps))
         compiled, compile_s = {}, 0.0
         self.train_programs = {}  # (steps, batch) → the lowered train program
         fit_start = time.perf_counter()
@@ -295,10 +291,10 @@ class Trainer(SetupMixin, CheckpointingMixin, EvaluationMixin):
             self.epoch_step = first
             self._call_hook("on_train_epoch_start")
             t0 = time.perf_counter()
-            carry = TrainState(self.params, self.opt_state, self.model_state, self.objective_params,
-                               self.objective_opt_state)
-            if par is not None:  # a no-op unless a callback or a checkpoint put new weights in place
-                carry = par.replicate(carry)
+            # The epoch trains on its own reference to the state: what a hook puts in place inside the
+            # epoch (WeightAveraging's average for a validation) is a view, replaced after the next chunk.
+            # Replicating is a no-op unless a callback or a checkpoint put new weights in place.
+            state = self.state if par is None else par.replicate(self.state)
             losses, corrects, logs = [], [], []
             for data, idx_all, chunk_first in feed.epoch(fold(perm_root, self.current_epoch), self.current_epoch,
                                                          first):
@@ -312,17 +308,15 @@ class Trainer(SetupMixin, CheckpointingMixin, EvaluationMixin):
                     shape = (steps, data[0].shape[0])
                     if shape not in compiled:  # AOT so compile time is measured apart from training
                         c0 = time.perf_counter()
-                        lowered = train_chunk.lower(carry, idx, data, inputs, jnp.uint32(0))
+                        lowered = train_chunk.lower(state, idx, data, inputs)
                         self.train_programs[shape] = lowered  # what runs, inspectable (e.g. its dtypes)
                         compiled[shape] = lowered.compile()
                         compile_s += time.perf_counter() - c0
                         self.summary["scan_lengths"] = sorted({s for s, _ in compiled})  # steps per on-device scan
                         t0 += time.perf_counter() - c0
-                    carry, (loss, correct, log) = compiled[shape](carry, idx, data, inputs,
-                                                                  jnp.uint32(self.global_step))
-                    (self.params, self.opt_state, self.model_state, self.objective_params,
-                     self.objective_opt_state) = carry
-                    self.global_step += steps
+                    state, (loss, correct, log) = compiled[shape](state, idx, data, inputs)
+                    self.state = state
+                    self.global_step += steps  # the host's count of state.step (read without a sync)
                     self.epoch_step += steps
                     if members:  # per-member [K, steps]: log the members' mean
                         loss, correct = loss.mean(0), correct.mean(0)

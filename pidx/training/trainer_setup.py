@@ -1,5 +1,6 @@
-"""The parts of `Trainer` that set up what training carries: the optimizer with its learning-rate
-schedule (built once the epoch's step count is known) and the objective's own weights.
+"""The parts of `Trainer` that set up what training carries: its one `TrainState` (and a view of each
+of its parts), the optimizer with its learning-rate schedule (built once the epoch's step count is
+known) and the objective's own weights.
 
 Split from trainer.py to keep each file to one job; `Trainer` inherits these methods.
 """
@@ -11,11 +12,33 @@ import jax.numpy as jnp
 
 from .feed import steps_per_epoch
 from .objectives import init_objective
-from .step import make_optimizer, make_schedule
+from .step import TrainState, make_optimizer, make_schedule
+
+EMPTY_STATE = TrainState(*(None,) * len(TrainState._fields))
+
+
+def _state_part(name: str) -> property:
+    """`trainer.<name>`: that part of `trainer.state`; setting it replaces that part only."""
+
+    def get(self):
+        return getattr(self.state, name)
+
+    def put(self, value):
+        self.state = self.state._replace(**{name: value})
+
+    return property(get, put, doc=f"`trainer.state.{name}` (settable).")
 
 
 class SetupMixin:
-    """`learning_rate` (live, settable between epochs), the scheduled optimizer and the objective's weights."""
+    """`state` and its parts, `learning_rate` (live, settable between epochs), the scheduled optimizer and
+    the objective's weights."""
+
+    state: TrainState = EMPTY_STATE  # everything training changes; the pure train chunk takes and returns it
+    params = _state_part("params")
+    opt_state = _state_part("opt_state")
+    model_state = _state_part("model_state")
+    objective_params = _state_part("objective_params")
+    objective_opt_state = _state_part("objective_opt_state")
 
     @property
     def learning_rate(self) -> float:
@@ -43,6 +66,16 @@ class SetupMixin:
         self.optimizer = self._build_optimizer(steps_per_epoch(train, self.batch_size))
         self.opt_state = (jax.vmap(self.optimizer.init) if self.is_ensemble else self.optimizer.init)(self.params)
 
+    def _place_step_and_key(self) -> None:
+        """The state's step (the host's `global_step`, after a resume the checkpoint's) and its root key
+        (the seed's, or each ensemble member's)."""
+        if self.is_ensemble:
+            seeds = jnp.asarray(self.static.seeds, jnp.uint32)
+            key, step = jax.vmap(jax.random.PRNGKey)(seeds), jnp.full(seeds.shape, self.global_step, jnp.uint32)
+        else:
+            key, step = jax.random.PRNGKey(self.seed), jnp.uint32(self.global_step)
+        self.state = self.state._replace(step=step, key=key)
+
     def _init_objective(self) -> None:
         """The objective's own weights (one set per ensemble member) and their optimizer state."""
         (self.objective_params, self.objective_static, self.objective_opt_state) = init_objective(
@@ -51,4 +84,4 @@ class SetupMixin:
 
 
 
-__all__ = ["SetupMixin"]
+__all__ = ["SetupMixin", "EMPTY_STATE"]
