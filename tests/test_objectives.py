@@ -15,7 +15,7 @@ from pidx.cli import main
 from pidx.data import ArrayDataModule
 from pidx.data.schema import DEFAULT_LAYOUT
 from pidx.models import build_model
-from pidx.training.domain import DANN, gradient_reversal, reversal_ramp
+from pidx.training.domain import CDAN, DANN, conditioned, gradient_reversal, reversal_ramp
 from pidx.training.losses import CrossEntropy, FocalLoss
 from pidx.training.objectives import init_objective
 from pidx.training.reweight import domain_weights
@@ -101,21 +101,34 @@ def test_dann_reaches_the_model_only_through_the_reversal():
     assert max(np.abs(a - b).max() for a, b in zip(_leaves(fresh), _leaves(off.objective_params))) > 1e-4
 
 
-@pytest.mark.parametrize("name", ["dnn", "fse_phase0", "fse_phase1"])
-def test_dann_trains_every_model_and_resumes_exactly(name, tmp_path):
+@pytest.mark.parametrize("name, adversarial", [("dnn", DANN), ("fse_phase0", DANN), ("fse_phase1", DANN),
+                                               ("fse_phase1", CDAN)])
+def test_adversarial_objectives_train_every_model_and_resume_exactly(name, adversarial, tmp_path):
     tr, va, tg = detector_arrays(1024, 0), detector_arrays(256, 1), detector_arrays(512, 5, shift=2.0)
     dm = ArrayDataModule(tr, va, target=tg)
     params = {"hidden": (32, 16)} if name == "dnn" else {"hidden_dim": 16, "head_hidden": (16,)}
     # no ramp: the ramp follows max_epochs, which a fit stopped after one epoch here sets to 1
-    whole = _fit(name, DANN(weight=0.5, ramp=False), dm, params=params, max_epochs=2)
-    half = _fit(name, DANN(weight=0.5, ramp=False), dm, params=params, max_epochs=1)
+    whole = _fit(name, adversarial(weight=0.5, ramp=False), dm, params=params, max_epochs=2)
+    half = _fit(name, adversarial(weight=0.5, ramp=False), dm, params=params, max_epochs=1)
     half.save_checkpoint(tmp_path / "ck")
     assert (tmp_path / "ck" / "objective.eqx").is_file()
     model, state = build_model(name, DEFAULT_LAYOUT, key=jax.random.PRNGKey(0), **params)
-    resumed = _trainer(DANN(weight=0.5, ramp=False), max_epochs=2)
+    resumed = _trainer(adversarial(weight=0.5, ramp=False), max_epochs=2)
     resumed.fit(model, dm, state=state, ckpt_path=tmp_path / "ck")
     for a, b in zip(_leaves((whole.params, whole.objective_params)), _leaves((resumed.params, resumed.objective_params))):
         np.testing.assert_array_equal(a, b)
+
+
+def test_cdans_domain_classifier_sees_the_prediction_times_the_representation():
+    logits, rep = jnp.asarray([[2.0, 0.0, -1.0, 0.5], [0.0, 0.0, 0.0, 0.0]]), jnp.asarray([[1.0, -2.0], [3.0, 0.5]])
+    probs = np.asarray(jax.nn.softmax(logits, axis=-1))
+    expected = np.stack([np.outer(probs[i], np.asarray(rep[i])).ravel() for i in range(2)])
+    np.testing.assert_allclose(conditioned(logits, rep), expected, rtol=1e-6)
+    # the prediction conditions, it is not trained through the domain loss (Long et al.'s detach)
+    assert not np.asarray(jax.grad(lambda lg: conditioned(lg, rep).sum())(logits)).any()
+    model, state = build_model("simplenn", DEFAULT_LAYOUT, key=jax.random.PRNGKey(0), hidden=(32, 16))
+    assert CDAN().init(model, state, key=jax.random.PRNGKey(1)).in_size == 4 * 16
+    assert DANN().init(model, state, key=jax.random.PRNGKey(1)).in_size == 16
 
 
 def test_an_objective_needs_its_target_and_the_representation():
@@ -188,7 +201,7 @@ def test_a_users_objective_trains_through_pidx_fit_by_import_path(shift_files, t
     assert json.loads((out / "metrics.json").read_text())["test"]["accuracy"] > 0.5
 
 
-@pytest.mark.parametrize("method", ["dann", "reweight"])
+@pytest.mark.parametrize("method", ["dann", "cdan", "reweight"])
 def test_adaptation_through_pidx_fit_and_export_leaves_the_objective_out(method, shift_files, tmp_path):
     out = tmp_path / method
     assert main(["fit", "recipes/simplenn_mid.yaml", "--set", f"data.source={shift_files / 'mc.parquet'}",

@@ -117,11 +117,11 @@ class LossSection:
     name: str = _help("focal, cross_entropy, or package.module:Class (a pidx.training.objectives.Objective, built "
                       "with loss.params)", default="focal")
     params: dict[str, Any] = _help("keyword arguments of an objective named by import path", default_factory=dict)
-    adaptation: Literal["none", "dann", "reweight"] = _help(
+    adaptation: Literal["none", "dann", "cdan", "reweight"] = _help(
         "MC → data (needs data.target): dann (a domain classifier behind a gradient reversal on the model's "
-        "representation) or reweight (each train track weighted by p/(1-p), p a classifier's probability that it "
+        "representation), cdan (the same on the representation times the predicted probabilities) or reweight (each train track weighted by p/(1-p), p a classifier's probability that it "
         "is data)", default="none")
-    adaptation_weight: float = _help("dann: the reversal weight reached at the end of training", default=1.0)
+    adaptation_weight: float = _help("dann, cdan: the reversal weight reached at the end of training", default=1.0)
     reweight_clip: float = _help("reweight: the largest weight, after normalising the weights to mean 1",
                                  default=20.0)
     gamma: float = _help("focal loss focusing parameter", default=2.0)

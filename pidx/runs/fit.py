@@ -47,11 +47,11 @@ def reweight_train_split(recipe: Recipe, dm: TrackDataModule) -> dict | None:
     loss = recipe.loss
     if loss.adaptation == "none":
         return None
-    if loss.adaptation == "dann":
-        return {"method": "dann", "reversal_weight": loss.adaptation_weight}
+    if loss.adaptation in ("dann", "cdan"):
+        return {"method": loss.adaptation, "reversal_weight": loss.adaptation_weight}
     if dm.streamed:
         raise RecipeError("'loss.adaptation: reweight' needs the train split in memory; this data is streamed "
-                          "(over data.memory_budget): raise the budget or use loss.adaptation: dann")
+                          "(over data.memory_budget): raise the budget or use loss.adaptation: dann or cdan")
     found = domain_weights(dm.train, dm.target, clip=loss.reweight_clip, seed=recipe.seed)
     dm.train_weight = found.weights
     return {"method": "reweight", **found.summary()}

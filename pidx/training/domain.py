@@ -1,11 +1,15 @@
-"""Domain-adversarial training (DANN; Ganin et al., JMLR 17 (2016) 59) as a pidx objective.
+"""Domain-adversarial training as pidx objectives: DANN (Ganin et al., JMLR 17 (2016) 59) and its
+class-conditional form CDAN (Long et al., NeurIPS 2018).
 
 A domain classifier learns to tell the labelled source tracks (MC) from the unlabelled target tracks
 (data) by the model's representation (the input of its classifier head); between the two sits a
 gradient reversal, so the same step trains the model to classify the source tracks and to make the
 two samples' representations indistinguishable. The reversal's weight follows Ganin's ramp,
 `λ(p) = weight · (2 / (1 + exp(−10 p)) − 1)` over the training progress `p`, so early steps (when
-the representation means nothing yet) are not pushed around.
+the representation means nothing yet) are not pushed around. CDAN's classifier sees the outer product
+of the representation and the predicted class probabilities instead, so it aligns each species'
+tracks between the samples rather than the two samples as a whole (a kaon of the data next to the
+kaons of MC, not anywhere among the MC tracks).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ..data.schema import NUM_CLASSES
 from .losses import CrossEntropy
 from .objectives import Objective, representation_size
 
@@ -43,6 +48,32 @@ def reversal_ramp(progress, weight: float, gamma: float = 10.0):
     return weight * (2.0 / (1.0 + jnp.exp(-gamma * progress)) - 1.0)
 
 
+def _check_domain_classifier(weight, hidden) -> None:
+    if not weight >= 0:
+        raise ValueError(f"the reversal weight must be >= 0, got {weight!r}")
+    if not hidden or any(int(h) < 1 for h in hidden) or len(set(hidden)) != 1:
+        raise ValueError(f"the domain classifier needs hidden layers of one width >= 1, got {list(hidden)!r}")
+
+
+def _domain_classifier(size: int, hidden: tuple[int, ...], *, key) -> eqx.nn.MLP:
+    return eqx.nn.MLP(size, "scalar", width_size=hidden[0], depth=len(hidden), key=key)
+
+
+def _adversarial(objective, classifier, forward, batch, features):
+    """The source tracks' classification loss plus the domain classifier's loss on `features(output)` of
+    both samples behind the reversal; returns what an objective returns."""
+    src = forward(batch.source, representation=True)
+    tgt = forward(batch.target, representation=True)
+    loss = objective.loss(src.logits, batch.source.label, batch.class_weights, batch.source.weight)
+    lam = reversal_ramp(batch.progress, objective.weight) if objective.ramp else jnp.float32(objective.weight)
+    reps = gradient_reversal(jnp.concatenate([features(src), features(tgt)]), lam)
+    domain = jnp.concatenate([jnp.zeros(src.logits.shape[0]), jnp.ones(tgt.logits.shape[0])])
+    logit = jax.vmap(classifier)(reps)
+    domain_loss = jnp.mean(jnp.logaddexp(0.0, logit) - domain * logit)  # binary cross-entropy from logits
+    accuracy = jnp.mean((logit > 0) == (domain > 0.5))
+    return loss + domain_loss, {"domain_loss": domain_loss, "domain_accuracy": accuracy, "reversal": lam}
+
+
 class DANN(Objective):
     """Classification of the source tracks plus a domain classifier behind a gradient reversal.
 
@@ -66,27 +97,47 @@ class DANN(Objective):
     log_names = ("domain_loss", "domain_accuracy", "reversal")
 
     def __init__(self, loss=None, *, weight: float = 1.0, hidden: Sequence[int] = (64,), ramp: bool = True):
-        if not weight >= 0:
-            raise ValueError(f"the DANN reversal weight must be >= 0, got {weight!r}")
-        if not hidden or any(int(h) < 1 for h in hidden) or len(set(hidden)) != 1:
-            raise ValueError(f"the domain classifier needs hidden layers of one width >= 1, got {list(hidden)!r}")
+        _check_domain_classifier(weight, hidden)
         self.loss = CrossEntropy() if loss is None else loss
         self.weight, self.hidden, self.ramp = float(weight), tuple(int(h) for h in hidden), bool(ramp)
 
     def init(self, model, state, *, key):
-        return eqx.nn.MLP(representation_size(model, state), "scalar", width_size=self.hidden[0], depth=len(self.hidden), key=key)
+        return _domain_classifier(representation_size(model, state), self.hidden, key=key)
 
     def __call__(self, params, forward, batch, *, key):
-        src = forward(batch.source, representation=True)
-        tgt = forward(batch.target, representation=True)
-        loss = self.loss(src.logits, batch.source.label, batch.class_weights, batch.source.weight)
-        lam = reversal_ramp(batch.progress, self.weight) if self.ramp else jnp.float32(self.weight)
-        reps = gradient_reversal(jnp.concatenate([src.representation, tgt.representation]), lam)
-        domain = jnp.concatenate([jnp.zeros(src.logits.shape[0]), jnp.ones(tgt.logits.shape[0])])
-        logit = jax.vmap(params)(reps)
-        domain_loss = jnp.mean(jnp.logaddexp(0.0, logit) - domain * logit)  # binary cross-entropy from logits
-        accuracy = jnp.mean((logit > 0) == (domain > 0.5))
-        return loss + domain_loss, {"domain_loss": domain_loss, "domain_accuracy": accuracy, "reversal": lam}
+        return _adversarial(self, params, forward, batch, lambda out: out.representation)
 
 
-__all__ = ["gradient_reversal", "reversal_ramp", "DANN"]
+class CDAN(Objective):
+    """DANN conditioned on the prediction: the domain classifier sees `p ⊗ h`, the outer product of the
+    model's class probabilities `p` (held fixed, as in Long et al.'s code) and its representation `h`.
+
+    **Arguments:** as `DANN`'s (`loss`, `weight`, `hidden`, `ramp`); it logs the same values.
+    """
+
+    loss: Any = eqx.field(static=True)
+    weight: float = eqx.field(static=True)
+    hidden: tuple[int, ...] = eqx.field(static=True)
+    ramp: bool = eqx.field(static=True)
+    needs_target = True
+    log_names = ("domain_loss", "domain_accuracy", "reversal")
+
+    def __init__(self, loss=None, *, weight: float = 1.0, hidden: Sequence[int] = (64,), ramp: bool = True):
+        _check_domain_classifier(weight, hidden)
+        self.loss = CrossEntropy() if loss is None else loss
+        self.weight, self.hidden, self.ramp = float(weight), tuple(int(h) for h in hidden), bool(ramp)
+
+    def init(self, model, state, *, key):
+        return _domain_classifier(NUM_CLASSES * representation_size(model, state), self.hidden, key=key)
+
+    def __call__(self, params, forward, batch, *, key):
+        return _adversarial(self, params, forward, batch, lambda out: conditioned(out.logits, out.representation))
+
+
+def conditioned(logits, representation):
+    """CDAN's multilinear map `p ⊗ h` per track, `[N, C · R]`; no gradient reaches the logits through it."""
+    probs = jax.lax.stop_gradient(jax.nn.softmax(logits.astype(jnp.float32), axis=-1))
+    return (probs[:, :, None] * representation[:, None, :]).reshape(logits.shape[0], -1)
+
+
+__all__ = ["gradient_reversal", "reversal_ramp", "conditioned", "DANN", "CDAN"]
