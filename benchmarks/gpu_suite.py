@@ -51,7 +51,7 @@ FULL = dict(models=MODELS, batches=(1024, 8192, 65536), train_tracks=1_048_576, 
 # every code path once, at toy sizes: one batch, the MLP with BatchNorm and one FSE per size, one recipe
 SMALL = dict(models=(MODELS[1], MODELS[3], MODELS[5]), batches=(1024,), train_tracks=4096, val_tracks=1024, epochs=1,
              seeds=1, predict_tracks=10_000, recipes=("simplenn_mid",),
-             recipe_overrides=("data.n_tracks=20000", "trainer.max_epochs=1"))
+             recipe_overrides=("data.n_tracks=20000", "trainer.max_epochs=1", "evaluation.report=false"))
 
 
 def label(name, kw):

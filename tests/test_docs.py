@@ -1,7 +1,7 @@
 """Every python and bash block in README.md and docs/*.md runs, top to bottom, so the docs cannot rot.
 
 Large sizes are shrunk as docs/index.md documents: each `pidx fit` gets SMALL_FIT appended (later
---set values win; NO_REPORT too on a page whose code never reads a run's report) and `pidx simulate
+--set values win; NO_REPORT too unless the page's code looks into that run's report) and `pidx simulate
 --n` is capped. Blocks after `<!-- docs-test: skip ... -->`
 (the set-up commands CI runs itself) are not executed.
 """
@@ -26,20 +26,21 @@ def blocks(page: Path):
     return [(lang, code, bool(skip)) for skip, lang, code in BLOCK.findall(page.read_text())]
 
 
-def reads_reports(page: Path) -> bool:
-    """Whether any code block of `page` looks into a run's report (then its fits keep writing one)."""
-    return any("report" in code for _, code, skip in blocks(page) if not skip)
+def reports_read(page: Path) -> set[str]:
+    """The run directories whose `report/` a code block of `page` looks into (their fits keep writing one)."""
+    return {m for _, code, skip in blocks(page) if not skip for m in re.findall(r"([\w./-]+)/report\b", code)}
 
 
-def shrink_bash(code: str, *, report: bool = True) -> str:
-    """Append SMALL_FIT (and NO_REPORT unless `report`) to the arguments of each `pidx fit` (before a
-    comment, pipe, redirect, &, && or ;)."""
+def shrink_bash(code: str, *, reports: set[str] | None = None) -> str:
+    """Append SMALL_FIT to the arguments of each `pidx fit` (before a comment, pipe, redirect, &, && or ;),
+    and NO_REPORT unless `reports` is None or holds its `--output`."""
     code = re.sub(r"[ \t]*\\\n[ \t]*", " ", code)  # a command continued over lines is one command
-    small = SMALL_FIT if report else f"{SMALL_FIT} {NO_REPORT}"
 
     def add(m):
         args = m.group(1).rstrip()
-        return f"{args} {small}{m.group(1)[len(args):]}"
+        output = re.search(r"--output\s+(\S+)", args)
+        keep = reports is None or (output is not None and output.group(1).strip("\"'") in reports)
+        return f"{args} {SMALL_FIT if keep else SMALL_FIT + ' ' + NO_REPORT}{m.group(1)[len(args):]}"
 
     code = re.sub(r"(pidx fit (?:(?!\s#|\s\||\s\d?>|\s&|;)[^\n])*)", add, code)
     return re.sub(r"(pidx simulate [^\n]*--n )(\d+)", lambda m: m.group(1) + str(min(int(m.group(2)), 20000)), code)
@@ -52,12 +53,15 @@ def test_shrink_inserts_overrides_before_comments_and_pipes():
     assert shrink_bash("pidx fit a.yaml --quiet &") == f"pidx fit a.yaml --quiet {SMALL_FIT} &"  # in the background
     assert shrink_bash("pidx fit a.yaml \\\n  --quiet\n") == f"pidx fit a.yaml --quiet {SMALL_FIT}\n"
     assert shrink_bash("pidx simulate --n 1000000 --out t.parquet") == "pidx simulate --n 20000 --out t.parquet"
-    assert shrink_bash("pidx fit a.yaml | tail", report=False) == f"pidx fit a.yaml {SMALL_FIT} {NO_REPORT} | tail"
+    assert shrink_bash("pidx fit a.yaml --output r | tail", reports=set()) == \
+        f"pidx fit a.yaml --output r {SMALL_FIT} {NO_REPORT} | tail"
+    assert shrink_bash("pidx fit a.yaml --output r", reports={"r"}) == f"pidx fit a.yaml --output r {SMALL_FIT}"
 
 
-def test_only_pages_that_read_no_report_fit_without_one():
-    keep = {page.name for page in PAGES if reads_reports(page)}
-    assert {"evaluation.md", "quickstart.md"} <= keep and "deployment.md" not in keep
+def test_only_the_runs_whose_report_a_page_reads_write_one():
+    assert reports_read(ROOT / "docs" / "evaluation.md") == {"runs/priors_demo"}
+    assert reports_read(ROOT / "docs" / "quickstart.md") == {"runs/quickstart"}
+    assert reports_read(ROOT / "docs" / "deployment.md") == set()
 
 
 def test_every_page_has_blocks_and_skips_only_setup():
@@ -76,14 +80,14 @@ def test_code_blocks_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     namespace = {"__name__": f"docs_{page.stem}"}
-    report = reads_reports(page)
+    reports = reports_read(page)
     for i, (lang, code, skip) in enumerate(found):
         if skip:
             continue
         if lang == "python":
             exec(compile(code, f"{page.name}[block {i}]", "exec"), namespace)
         else:
-            proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", shrink_bash(code, report=report)], env=env,
+            proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", shrink_bash(code, reports=reports)], env=env,
                                   capture_output=True, text=True, timeout=900)
             assert proc.returncode == 0, f"{page.name} block {i} failed:\n{code}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 

@@ -1,8 +1,8 @@
 """Seeing an MC → data shift before correcting it: which detector group's inputs tell MC from data.
 
-For each detector group a classifier (cross-fitted, as `pidx.training.reweight` fits it) tries to tell
-the MC tracks from the data tracks by that group's model inputs and its availability alone; its ROC
-AUC is 0.5 when the group looks the same in both and grows with the mismodelling. The same on every
+For each detector group a classifier (`pidx.training.reweight.domain_auc`: trained on half of each
+sample, scored on the other half) tries to tell the MC tracks from the data tracks by that group's
+model inputs and its availability alone; its ROC AUC is 0.5 when the group looks the same in both and grows with the mismodelling. The same on every
 input together gives the overall AUC. Per input, the two-sample Kolmogorov–Smirnov distance and the
 shift of the median (in units of the MC's spread) say which variable moved, over the tracks where its
 group is present.
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..training.reweight import domain_weights
+from ..training.reweight import domain_auc
 
 
 def input_shift(mc_features, mc_mask, data_features, data_mask, layout, *, seed: int = 0,
@@ -35,11 +35,11 @@ def input_shift(mc_features, mc_mask, data_features, data_mask, layout, *, seed:
     xm, mm = np.asarray(mc_features, np.float32), np.asarray(mc_mask, bool)
     xd, md = np.asarray(data_features, np.float32), np.asarray(data_mask, bool)
     fit = dict(seed=seed, max_fit_tracks=max_fit_tracks)
-    overall = domain_weights((xm, mm), (xd, md), **fit).auc
+    overall = domain_auc((xm, mm), (xd, md), **fit)
     groups, inputs = [], []
     names = layout.feature_names
     for g, (group, (a, b)) in enumerate(zip(layout.group_names, layout.group_slices)):
-        auc = domain_weights((xm[:, a:b], mm[:, g:g + 1]), (xd[:, a:b], md[:, g:g + 1]), **fit).auc
+        auc = domain_auc((xm[:, a:b], mm[:, g:g + 1]), (xd[:, a:b], md[:, g:g + 1]), **fit)
         groups.append({"group": group, "auc": auc, "availability_mc": float(mm[:, g].mean()),
                        "availability_data": float(md[:, g].mean())})
         pm, pd_ = mm[:, g], md[:, g]
