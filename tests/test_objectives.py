@@ -178,6 +178,26 @@ def test_the_data_scenarios_oracle_is_calibrated_and_mc_is_unchanged():
     pd.testing.assert_frame_equal(mc, again)
 
 
+def test_the_believed_oracle_is_the_mc_posterior_of_data_tracks():
+    """`simulate(believed=MC)` gives the posterior the MC's physics assigns to the tracks: on MC tracks the
+    vector oracle itself; on data it loses to the data's own oracle, whose NLL is the lowest any model
+    of those inputs can reach; anything but response and abundances may not differ."""
+    from pidx.simulation import DATA_SCENARIO, SimulatorConfig, simulate
+
+    mc = SimulatorConfig(n_tracks=20_000, seed=5)
+    tracks, truth = simulate(mc, believed=mc)
+    vector = tracks[[f"vector_oracle_prob_{c}" for c in ("pi", "ka", "pr", "el")]].to_numpy()
+    np.testing.assert_allclose(truth["believed_vector_oracle"], vector, atol=1e-6)
+    pd.testing.assert_frame_equal(tracks, simulate(mc))  # the tracks themselves are untouched
+    data, truth = simulate(mc, believed=mc, **DATA_SCENARIO)
+    y = pidx.data.schema.pdg_to_class(data["mcPdg"].to_numpy())
+    own = data[[f"vector_oracle_prob_{c}" for c in ("pi", "ka", "pr", "el")]].to_numpy()
+    nll = lambda p: -np.mean(np.log(np.maximum(p[np.arange(len(y)), y], 1e-12)))  # noqa: E731
+    assert nll(truth["believed_vector_oracle"]) > nll(own) + 0.005
+    with pytest.raises(ValueError, match="tpc_resolution"):
+        simulate(mc, believed=SimulatorConfig(tpc_resolution=(0.07,) * 4))
+
+
 @pytest.fixture(scope="module")
 def shift_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("shift")

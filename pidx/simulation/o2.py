@@ -25,8 +25,10 @@ EMCAL_RADIUS_M = 4.4
 _SENTINEL = np.float32(-999.0)
 
 
-def simulate_o2_chunk(cfg, table, rng: np.random.Generator, n: int):
-    """`n` tracks as `pid_features` branches (dict of arrays) and generator truth."""
+def simulate_o2_chunk(cfg, table, rng: np.random.Generator, n: int, believed=None):
+    """`n` tracks as `pid_features` branches (dict of arrays) and generator truth; with `believed`
+    (a `(config, SpectrumTable)` that differs from `cfg` in the detector response and abundances
+    only), the truth also holds `believed_vector_oracle`: the vector oracle of the believed physics."""
     masses = np.asarray(MASSES_GEV)
     rows = np.arange(n)
     species, pt, eta, phi, charge = sample_kinematics(cfg, table, rng, n)
@@ -136,6 +138,8 @@ def simulate_o2_chunk(cfg, table, rng: np.random.Generator, n: int):
     for i, col in enumerate(VECTOR_ORACLE_COLUMNS):
         out[col] = vector_oracle[:, i].astype(np.float32)
     truth = {"secondary": secondary, "tof_mismatch": mismatch & has_tof, "its_sizes": its_sizes}
+    if believed is not None:  # the same tracks seen through another response (e.g. MC's, on data)
+        truth["believed_vector_oracle"] = _oracle(*believed, obs, dedx_exp, t_exp, sigma_dca)[1].astype(np.float32)
     return out, truth
 
 

@@ -202,7 +202,7 @@ SCENARIOS = {"mc": {}, "data": DATA_SCENARIO}
 
 
 def simulate(config: SimulatorConfig | None = None, *, return_truth: bool = False,
-             chunk_size: int = 500_000, **overrides):
+             chunk_size: int = 500_000, believed: SimulatorConfig | None = None, **overrides):
     """Simulate a table of tracks (O2 `pid_features` layout or the legacy 21 columns) with the oracle.
 
     **Arguments:**
@@ -211,6 +211,10 @@ def simulate(config: SimulatorConfig | None = None, *, return_truth: bool = Fals
       (`simulate(n_tracks=10_000, seed=1)`).
     - `return_truth`: also return generator truth (secondary, TOF mismatch) as a dict.
     - `chunk_size`: tracks generated at a time (bounds memory; part of the RNG stream).
+    - `believed`: another configuration that differs only in the detector response and abundances
+      (the keys of `DATA_SCENARIO`; O2 layout): the truth (so `return_truth` is implied) then also holds
+      `believed_vector_oracle` `[N, 4]`, the exact posterior that physics assigns to these tracks' 46
+      inputs: on a data scenario with `believed` the MC, what a perfect model of the MC outputs.
 
     **Returns:** a `pandas.DataFrame`: with `layout="o2"` every branch of `pid_features` with
     O2's missing-value conventions and MC truth (`pidx.simulation.o2`); with `"legacy"` the
@@ -221,9 +225,17 @@ def simulate(config: SimulatorConfig | None = None, *, return_truth: bool = Fals
     rng = np.random.default_rng(cfg.seed)
     table = SpectrumTable(cfg)
     chunk_fn = simulate_o2_chunk if cfg.layout == "o2" else simulate_legacy_chunk
+    extra = {}
+    if believed is not None:
+        other = [f.name for f in dataclasses.fields(cfg) if f.name not in (*DATA_SCENARIO, "n_tracks", "seed")
+                 and getattr(cfg, f.name) != getattr(believed, f.name)]
+        if other or cfg.layout != "o2":
+            raise ValueError(f"the believed physics may differ in {sorted(DATA_SCENARIO)} only (O2 layout), "
+                             f"not in {other or ['layout']}")
+        extra, return_truth = {"believed": (believed, SpectrumTable(believed))}, True
     parts, truths = [], []
     for start in range(0, cfg.n_tracks, chunk_size):
-        cols, truth = chunk_fn(cfg, table, rng, min(chunk_size, cfg.n_tracks - start))
+        cols, truth = chunk_fn(cfg, table, rng, min(chunk_size, cfg.n_tracks - start), **extra)
         parts.append(cols)
         truths.append(truth)
     df = pd.DataFrame({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
