@@ -10,7 +10,8 @@ The public API, re-exported explicitly:
   `Ensemble`, `make_ensemble` (K members trained in one vmapped program);
 - deployment: `pidx.export` (ONNX export with the preprocessing in the graph);
 - training: `Trainer`, `Callback` and the built-in callbacks, `FocalLoss`, `CrossEntropy`,
-  `compute_class_weights`, `make_optimizer`; objectives (`Objective`, `Classification`, `DANN`, `CDAN`);
+  `compute_class_weights`, `make_optimizer`; objectives (`Objective`, `Classification`, `DANN`, with
+  `conditional=True` CDAN);
 - recipes: `load_recipe`, `validate_recipe`, `Recipe` (typed, frozen sections);
 - runs: `fit_recipe`, `RunDir`, `test_run`, `predict_file`, `export_run` (`pidx.runs`);
 - prediction: `Predictor` (a trained model with its preprocessing, no optimizer) and
@@ -31,7 +32,7 @@ from .models import DNN, DetectorAwareFSE, Ensemble, FSEAttention, PIDModel, Sim
 from .recipe import Recipe, load_recipe, validate_recipe
 from .runs import RunDir, export_run, fit_recipe, predict_file, test_run
 from .training import (
-    CDAN, DANN, Callback, Classification, CrossEntropy, CSVLogger, EarlyStopping, Objective, FocalLoss, ModelCheckpoint, ProgressBar, TensorBoardLogger,
+    DANN, Callback, Classification, CrossEntropy, CSVLogger, EarlyStopping, Objective, FocalLoss, ModelCheckpoint, ProgressBar, TensorBoardLogger,
     TerminateOnNaN, PosteriorMap, Predictor, Trainer, ValidationMetrics, WeightAveraging, compute_class_weights,
     make_optimizer,
 )
@@ -47,5 +48,5 @@ __all__ = [
     "make_ensemble", "load_recipe",
     "validate_recipe", "Recipe", "RunDir", "export_run", "fit_recipe", "predict_file", "test_run", "Predictor", "PosteriorMap", "Callback", "CrossEntropy", "CSVLogger", "EarlyStopping", "FocalLoss", "ModelCheckpoint",
     "ProgressBar", "TensorBoardLogger", "TerminateOnNaN", "Trainer", "ValidationMetrics", "WeightAveraging",
-    "compute_class_weights", "make_optimizer", "DANN", "CDAN", "Classification", "Objective", "__version__",
+    "compute_class_weights", "make_optimizer", "DANN", "Classification", "Objective", "__version__",
 ]

@@ -22,7 +22,7 @@ from ..models.ensemble import make_ensemble, member_key
 from ..recipe import Recipe, callback_class, objective_class
 from ..training.loggers import CSVLogger, ProgressBar
 from ..training.checkpoint import load_tree, read_meta
-from ..training.domain import CDAN, DANN
+from ..training.domain import DANN
 from ..training.losses import LOSSES, make_loss
 from ..training.predictor import Predictor
 from ..training.trainer import Trainer
@@ -102,12 +102,12 @@ def make_trainer(recipe: Recipe, root_dir: Path, *, quiet: bool = False) -> Trai
         raise RecipeError(f"trainer: {exc}") from None
 
 
-ADVERSARIAL = {"dann": DANN, "cdan": CDAN}  # loss.adaptation → its objective
+ADVERSARIAL = {"dann": False, "cdan": True}  # loss.adaptation → DANN conditional on the prediction or not
 
 
 def make_objective(recipe: Recipe):
     """The training objective of the recipe's `loss` section: the classification loss, with DANN when
-    `loss.adaptation` is `dann` (CDAN with `cdan`), or the objective class `loss.name` names, built with `loss.params`."""
+    `loss.adaptation` is `dann` (conditional on the prediction, CDAN, with `cdan`), or the objective class `loss.name` names, built with `loss.params`."""
     loss = recipe.loss
     if loss.name not in LOSSES:
         try:
@@ -116,7 +116,7 @@ def make_objective(recipe: Recipe):
             raise RecipeError(f"loss: {loss.name}: {exc}") from None
     fn = make_loss("focal", gamma=loss.gamma, alpha=loss.alpha) if loss.name == "focal" else make_loss(loss.name)
     if loss.adaptation in ADVERSARIAL:
-        return ADVERSARIAL[loss.adaptation](fn, weight=loss.adaptation_weight)
+        return DANN(fn, weight=loss.adaptation_weight, conditional=ADVERSARIAL[loss.adaptation])
     return fn
 
 

@@ -1,5 +1,5 @@
-"""Domain-adversarial training as pidx objectives: DANN (Ganin et al., JMLR 17 (2016) 59) and its
-class-conditional form CDAN (Long et al., NeurIPS 2018).
+"""Domain-adversarial training as a pidx objective: DANN (Ganin et al., JMLR 17 (2016) 59) and, with
+`conditional=True`, its class-conditional form CDAN (Long et al., NeurIPS 2018).
 
 A domain classifier learns to tell the labelled source tracks (MC) from the unlabelled target tracks
 (data) by the model's representation (the input of its classifier head); between the two sits a
@@ -48,32 +48,6 @@ def reversal_ramp(progress, weight: float, gamma: float = 10.0):
     return weight * (2.0 / (1.0 + jnp.exp(-gamma * progress)) - 1.0)
 
 
-def _check_domain_classifier(weight, hidden) -> None:
-    if not weight >= 0:
-        raise ValueError(f"the reversal weight must be >= 0, got {weight!r}")
-    if not hidden or any(int(h) < 1 for h in hidden) or len(set(hidden)) != 1:
-        raise ValueError(f"the domain classifier needs hidden layers of one width >= 1, got {list(hidden)!r}")
-
-
-def _domain_classifier(size: int, hidden: tuple[int, ...], *, key) -> eqx.nn.MLP:
-    return eqx.nn.MLP(size, "scalar", width_size=hidden[0], depth=len(hidden), key=key)
-
-
-def _adversarial(objective, classifier, forward, batch, features):
-    """The source tracks' classification loss plus the domain classifier's loss on `features(output)` of
-    both samples behind the reversal; returns what an objective returns."""
-    src = forward(batch.source, representation=True)
-    tgt = forward(batch.target, representation=True)
-    loss = objective.loss(src.logits, batch.source.label, batch.class_weights, batch.source.weight)
-    lam = reversal_ramp(batch.progress, objective.weight) if objective.ramp else jnp.float32(objective.weight)
-    reps = gradient_reversal(jnp.concatenate([features(src), features(tgt)]), lam)
-    domain = jnp.concatenate([jnp.zeros(src.logits.shape[0]), jnp.ones(tgt.logits.shape[0])])
-    logit = jax.vmap(classifier)(reps)
-    domain_loss = jnp.mean(jnp.logaddexp(0.0, logit) - domain * logit)  # binary cross-entropy from logits
-    accuracy = jnp.mean((logit > 0) == (domain > 0.5))
-    return loss + domain_loss, {"domain_loss": domain_loss, "domain_accuracy": accuracy, "reversal": lam}
-
-
 class DANN(Objective):
     """Classification of the source tracks plus a domain classifier behind a gradient reversal.
 
@@ -83,6 +57,9 @@ class DANN(Objective):
     - `weight`: the reversal weight λ reached at the end of training (Ganin's ramp from 0).
     - `hidden`: widths of the domain classifier's hidden layers.
     - `ramp`: whether λ ramps up (`False`: λ = `weight` from the first step).
+    - `conditional`: CDAN (Long et al.): the domain classifier sees `p ⊗ h`, the outer product of the
+      model's class probabilities `p` (held fixed, as in Long et al.'s code) and its representation
+      `h`, instead of `h`.
 
     Logs `domain_loss` (binary cross-entropy of the domain classifier), `domain_accuracy` and
     `reversal` (λ). A domain accuracy near 0.5 means the representations of the two samples look
@@ -93,45 +70,37 @@ class DANN(Objective):
     weight: float = eqx.field(static=True)
     hidden: tuple[int, ...] = eqx.field(static=True)
     ramp: bool = eqx.field(static=True)
+    conditional: bool = eqx.field(static=True)
     needs_target = True
     log_names = ("domain_loss", "domain_accuracy", "reversal")
 
-    def __init__(self, loss=None, *, weight: float = 1.0, hidden: Sequence[int] = (64,), ramp: bool = True):
-        _check_domain_classifier(weight, hidden)
+    def __init__(self, loss=None, *, weight: float = 1.0, hidden: Sequence[int] = (64,), ramp: bool = True,
+                 conditional: bool = False):
+        if not weight >= 0:
+            raise ValueError(f"the reversal weight must be >= 0, got {weight!r}")
+        if not hidden or any(int(h) < 1 for h in hidden) or len(set(hidden)) != 1:
+            raise ValueError(f"the domain classifier needs hidden layers of one width >= 1, got {list(hidden)!r}")
         self.loss = CrossEntropy() if loss is None else loss
         self.weight, self.hidden, self.ramp = float(weight), tuple(int(h) for h in hidden), bool(ramp)
+        self.conditional = bool(conditional)
 
     def init(self, model, state, *, key):
-        return _domain_classifier(representation_size(model, state), self.hidden, key=key)
+        size = representation_size(model, state) * (NUM_CLASSES if self.conditional else 1)
+        return eqx.nn.MLP(size, "scalar", width_size=self.hidden[0], depth=len(self.hidden), key=key)
 
     def __call__(self, params, forward, batch, *, key):
-        return _adversarial(self, params, forward, batch, lambda out: out.representation)
-
-
-class CDAN(Objective):
-    """DANN conditioned on the prediction: the domain classifier sees `p ⊗ h`, the outer product of the
-    model's class probabilities `p` (held fixed, as in Long et al.'s code) and its representation `h`.
-
-    **Arguments:** as `DANN`'s (`loss`, `weight`, `hidden`, `ramp`); it logs the same values.
-    """
-
-    loss: Any = eqx.field(static=True)
-    weight: float = eqx.field(static=True)
-    hidden: tuple[int, ...] = eqx.field(static=True)
-    ramp: bool = eqx.field(static=True)
-    needs_target = True
-    log_names = ("domain_loss", "domain_accuracy", "reversal")
-
-    def __init__(self, loss=None, *, weight: float = 1.0, hidden: Sequence[int] = (64,), ramp: bool = True):
-        _check_domain_classifier(weight, hidden)
-        self.loss = CrossEntropy() if loss is None else loss
-        self.weight, self.hidden, self.ramp = float(weight), tuple(int(h) for h in hidden), bool(ramp)
-
-    def init(self, model, state, *, key):
-        return _domain_classifier(NUM_CLASSES * representation_size(model, state), self.hidden, key=key)
-
-    def __call__(self, params, forward, batch, *, key):
-        return _adversarial(self, params, forward, batch, lambda out: conditioned(out.logits, out.representation))
+        src = forward(batch.source, representation=True)
+        tgt = forward(batch.target, representation=True)
+        loss = self.loss(src.logits, batch.source.label, batch.class_weights, batch.source.weight)
+        lam = reversal_ramp(batch.progress, self.weight) if self.ramp else jnp.float32(self.weight)
+        features = [conditioned(o.logits, o.representation) if self.conditional else o.representation
+                    for o in (src, tgt)]
+        reps = gradient_reversal(jnp.concatenate(features), lam)
+        domain = jnp.concatenate([jnp.zeros(src.logits.shape[0]), jnp.ones(tgt.logits.shape[0])])
+        logit = jax.vmap(params)(reps)
+        domain_loss = jnp.mean(jnp.logaddexp(0.0, logit) - domain * logit)  # binary cross-entropy from logits
+        accuracy = jnp.mean((logit > 0) == (domain > 0.5))
+        return loss + domain_loss, {"domain_loss": domain_loss, "domain_accuracy": accuracy, "reversal": lam}
 
 
 def conditioned(logits, representation):
@@ -140,4 +109,4 @@ def conditioned(logits, representation):
     return (probs[:, :, None] * representation[:, None, :]).reshape(logits.shape[0], -1)
 
 
-__all__ = ["gradient_reversal", "reversal_ramp", "conditioned", "DANN", "CDAN"]
+__all__ = ["gradient_reversal", "reversal_ramp", "conditioned", "DANN"]
