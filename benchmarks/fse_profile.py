@@ -5,10 +5,11 @@
 
 Each row is a jitted function of one batch, forward and backward (gradients with respect to the
 part's own weights and its input), timed over `--repeats` calls after a warm-up: the group
-embeddings alone, the encoder (embeddings, attention, LayerNorm, gate, pooling), the whole model,
-and the whole step with Adam's update. The differences say what attention, the head and the
-optimizer cost. `--per-group` times the embeddings called group by group, as before they were
-stacked, beside the batched product.
+embeddings alone (as one batched product and group by group), the attention block alone (pidx's
+`masked_self_attention` and `eqx.nn.MultiheadAttention` with the same weights), the encoder
+(embeddings, attention, LayerNorm, gate, pooling), the whole model, and the whole step with Adam's
+update, on the whole batch and in blocks of the model's `train_block` rows (what `Trainer` does on a
+CPU). The differences say what attention, the head, the optimizer and the batch's size in memory cost.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import optax
 from pidx.data.layouts import get_layout
 from pidx.data.schema import DEFAULT_LAYOUT
 from pidx.models import build_model
+from pidx.models.attention import masked_self_attention
 from pidx.models.base import batched_forward
 
 
@@ -46,6 +48,16 @@ def parts(model, state, x, mask, keys):
     def embed_loss(e, x):
         return jax.vmap(lambda xi, mi: e.tokens(xi, mi))(x, mask).sum()
 
+    tokens = jax.vmap(lambda xi, mi: enc.tokens(xi, mi))(x, mask)
+    groups = mask.shape[1]
+
+    def pidx_attention_loss(a, t):
+        return jnp.tanh(jax.vmap(lambda ti, mi: masked_self_attention(a, ti, mi))(t, mask)).sum()
+
+    def eqx_attention_loss(a, t):
+        return jnp.tanh(jax.vmap(lambda ti, mi: a(ti, ti, ti, mask=jnp.broadcast_to(mi[None], (groups, groups))))(
+            t, mask)).sum()
+
     def encoder_loss(e, x):
         return jax.vmap(lambda xi, mi: e(xi, mi))(x, mask).sum()
 
@@ -61,13 +73,37 @@ def parts(model, state, x, mask, keys):
         updates, opt_state = optimizer.update(grads, opt_state, m)
         return eqx.apply_updates(m, updates), opt_state
 
+    block = type(model).train_block
+    blocks = max(1, x.shape[0] // block)
+
+    def blocked_step(m, opt_state, x):  # the mean of equal blocks' gradients, as Trainer's step on a CPU
+        def block_loss(m, rows):
+            logits, _ = batched_forward(m, rows[0], rows[1], state, rows[2])
+            return jax.nn.logsumexp(logits, -1).mean()
+
+        def one(total, rows):
+            return jax.tree.map(jnp.add, total, eqx.filter_grad(lambda m: block_loss(m, rows))(m)), None
+
+        split = lambda a: a.reshape(blocks, -1, *a.shape[1:])  # noqa: E731
+        zeros = jax.tree.map(jnp.zeros_like, eqx.filter(m, eqx.is_inexact_array))
+        grads, _ = jax.lax.scan(one, zeros, (split(x), split(mask), split(keys)))
+        grads = jax.tree.map(lambda g: g / blocks, grads)
+        updates, opt_state = optimizer.update(grads, opt_state, m)
+        return eqx.apply_updates(m, updates), opt_state
+
     grad = eqx.filter_jit(eqx.filter_grad(embed_loss))
     return {"group embeddings (batched product)": (grad, enc, x),
             "group embeddings (group by group)": (eqx.filter_jit(eqx.filter_grad(embed_loss)), per_group, x),
+            "attention alone (pidx: masked_self_attention)": (
+                eqx.filter_jit(eqx.filter_grad(pidx_attention_loss)), enc.attention, tokens),
+            "attention alone (eqx.nn.MultiheadAttention, same weights)": (
+                eqx.filter_jit(eqx.filter_grad(eqx_attention_loss)), enc.attention, tokens),
             "encoder: embeddings, attention, LayerNorm, gate, pooling": (
                 eqx.filter_jit(eqx.filter_grad(encoder_loss)), enc, x),
             "whole model, forward and backward": (eqx.filter_jit(eqx.filter_grad(model_loss)), model, x),
-            "whole train step with Adam": (eqx.filter_jit(step), model, opt_state, x)}
+            "whole train step with Adam": (eqx.filter_jit(step), model, opt_state, x),
+            f"whole train step with Adam, {blocks} blocks of {x.shape[0] // blocks}": (
+                eqx.filter_jit(blocked_step), model, opt_state, x)}
 
 
 def main(argv=None):

@@ -49,6 +49,23 @@ def cpu_peak_gflops() -> tuple[float, str] | tuple[None, str]:
     return cores * mhz * 1e-3 * 32, f"{cores} cores × {mhz / 1e3:.2f} GHz × 32 FLOP/cycle (2 FMA pipes × 8 FP32 lanes × 2)"
 
 
+def gemm_gflops(repeats: int = 30) -> float:
+    """The best rate of one f32 matrix product the size of an FSE step's largest ([4096, 256] × [256, 768]),
+    compiled by XLA on the default device: what this machine's matrix products reach in practice (above
+    the nominal peak where the cores run faster than the base clock /proc/cpuinfo reports)."""
+    import jax.numpy as jnp
+
+    a, b = jnp.ones((4096, 256), jnp.float32), jnp.ones((256, 768), jnp.float32)
+    product = jax.jit(lambda a, b: a @ b)
+    jax.block_until_ready(product(a, b))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(product(a, b))
+        best = min(best, time.perf_counter() - t0)
+    return 2 * 4096 * 256 * 768 / best / 1e9
+
+
 def train_flops_per_track(model, state, batch: int, num_features: int, num_groups: int) -> float:
     """FLOPs of one train step (forward and backward) per track, from XLA's cost analysis of the compiled step."""
     import equinox as eqx
@@ -95,6 +112,7 @@ def pidx_run(name, train, val, batch, epochs, precision="f32", model_kwargs=None
     params = sum(x.size for x in jax.tree.leaves(trainer.params))
     rate = tracks / sum(r["time/epoch_s"] for r in timed)
     return {"tracks_per_s": rate, "compile_s": trainer.summary["compile_s"], "flops_per_track": flops,
+            "step_blocks": trainer.summary["step_blocks"],
             "gflops_per_s": flops * rate / 1e9, "val_accuracy": trainer.history[-1]["val/accuracy"],
             "parameters": params}
 
@@ -142,14 +160,17 @@ def main(argv=None):
     print(f"{train.num_tracks:,} train / {val.num_tracks:,} validation tracks, {args.epochs} timed epochs\n")
     peak, peak_how = cpu_peak_gflops() if device.platform == "cpu" else (None, "not computed off a CPU")
     print(f"FP32 peak: {'unknown' if peak is None else f'{peak:.0f} GFLOP/s'} ({peak_how})")
+    gemm = gemm_gflops()
+    print(f"one f32 matrix product [4096, 256] x [256, 768], best of 30: {gemm:.0f} GFLOP/s")
     head = f"{'model':<15} {'batch':>6} {'pidx tracks/s':>14} {'peer tracks/s':>14} {'ratio':>6} " \
-           f"{'GFLOP/s':>8} {'compile s':>9} {'params pidx':>11} {'params peer':>11}"
+           f"{'GFLOP/s':>8} {'blocks':>6} {'compile s':>9} {'params pidx':>11} {'params peer':>11}"
     if args.torch_compile:
         head += f" {'peer+compile':>13}"
     print(head)
     print("-" * len(head))
     result = {**provenance("throughput.py", argv), "peer": peer, "precision": args.precision,
-              "peak_gflops": peak, "peak_how": peak_how, "train_tracks": train.num_tracks, "val_tracks": val.num_tracks,
+              "peak_gflops": peak, "peak_how": peak_how, "gemm_gflops": gemm, "train_tracks": train.num_tracks,
+              "val_tracks": val.num_tracks,
               "timed_epochs": args.epochs, "rows": []}
     cases = [(name, size, FSE_SIZES.get(size, {})) for name in args.models
              for size in (args.fse_sizes if name.startswith("fse") else [None])]
@@ -162,7 +183,8 @@ def main(argv=None):
             row = {"model": name, "size": size, "label": label, "batch": batch,
                    "pidx_tracks_per_s": ours["tracks_per_s"], "pidx_compile_s": ours["compile_s"],
                    "pidx_parameters": ours["parameters"], "flops_per_track": ours["flops_per_track"],
-                   "pidx_gflops_per_s": ours["gflops_per_s"], "peer_tracks_per_s": None, "peer_parameters": None,
+                   "pidx_gflops_per_s": ours["gflops_per_s"], "pidx_step_blocks": ours["step_blocks"],
+                   "peer_tracks_per_s": None, "peer_parameters": None,
                    "peer_compiled_tracks_per_s": None}
             line = f"{label:<15} {batch:>6} {ours['tracks_per_s']:>14,.0f}"
             if args.no_torch:
@@ -171,7 +193,8 @@ def main(argv=None):
                 theirs = torch_run(name, train, val, counts, batch, args.epochs, torch_device, False, model_kwargs=kw)
                 row.update(peer_tracks_per_s=theirs["tracks_per_s"], peer_parameters=theirs["parameters"])
                 line += f" {theirs['tracks_per_s']:>14,.0f} {ours['tracks_per_s'] / theirs['tracks_per_s']:>6.2f}"
-            line += f" {ours['gflops_per_s']:>8.1f} {ours['compile_s']:>9.1f} {ours['parameters']:>11,}"
+            line += f" {ours['gflops_per_s']:>8.1f} {ours['step_blocks']:>6} {ours['compile_s']:>9.1f}"
+            line += f" {ours['parameters']:>11,}"
             line += f" {'-' if args.no_torch else format(theirs['parameters'], ','):>11}"
             if args.torch_compile and not args.no_torch:
                 comp = torch_run(name, train, val, counts, batch, args.epochs, torch_device, True, model_kwargs=kw)

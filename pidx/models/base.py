@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
+from typing import ClassVar
 
 import equinox as eqx
 import jax
@@ -65,6 +66,10 @@ class PIDModel(eqx.Module):
 
     layout: eqx.AbstractVar[FeatureLayout]
     num_classes: eqx.AbstractVar[int]
+    # Rows a CPU train step computes at a time (`Trainer(step_block="auto")`): its loss and gradient
+    # are averaged over equal blocks of the batch, sized so a block's activations stay in cache.
+    # None: the whole batch at once, as a model whose tracks see each other (BatchNorm) needs.
+    train_block: ClassVar[int | None] = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -19,12 +19,14 @@ and composed of `FSEEncoder` + `ClassifierHead`, never subclassed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from ..data.schema import NUM_CLASSES, FeatureLayout
+from .attention import dense, masked_self_attention
 from .base import PIDModel, activation, linear_stack, split_key
 from .embeddings import STACKABLE, StackedGroupEmbeddings
 from .embeddings import group_embedding as _group_embedding
@@ -104,15 +106,14 @@ class FSEEncoder(eqx.Module):
         return toks * mask[:, None].astype(x.dtype)
 
     def __call__(self, x, mask, *, key=None):
-        k_tok, k_att = split_key(key, 2)
+        k_tok = split_key(key, 2)[0]  # (the second key was the attention's, which draws none)
         toks = self.tokens(x, mask, key=k_tok)
         # Every query attends to present groups only; a track always has kinematics,
         # but guard anyway so an all-missing mask cannot produce NaN.
         key_mask = mask | ~jnp.any(mask)
-        attn = self.attention(toks, toks, toks, mask=jnp.broadcast_to(key_mask[None, :], (len(mask),) * 2),
-                              key=k_att)
+        attn = masked_self_attention(self.attention, toks, key_mask)
         h = jax.vmap(self.norm)(toks + attn)
-        h = jax.nn.sigmoid(jax.vmap(self.gate)(h)) * h
+        h = jax.nn.sigmoid(dense(self.gate, h)) * h
         w = mask.astype(h.dtype)
         return (h * w[:, None]).sum(0) / jnp.maximum(w.sum(), 1.0)
 
@@ -136,6 +137,7 @@ class FSEAttention(PIDModel):
 
     layout: FeatureLayout = eqx.field(static=True)
     num_classes: int = eqx.field(static=True)
+    train_block: ClassVar[int | None] = 512  # each track's own: no batch statistics
     encoder: FSEEncoder
     head: ClassifierHead
 
@@ -171,6 +173,7 @@ class DetectorAwareFSE(PIDModel):
 
     layout: FeatureLayout = eqx.field(static=True)
     num_classes: int = eqx.field(static=True)
+    train_block: ClassVar[int | None] = 512  # each track's own: no batch statistics
     encoder: FSEEncoder
     head: ClassifierHead
     pattern_embed: eqx.nn.Linear

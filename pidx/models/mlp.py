@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -29,6 +30,7 @@ class SimpleNN(PIDModel):
 
     layout: FeatureLayout = eqx.field(static=True)
     num_classes: int = eqx.field(static=True)
+    train_block: ClassVar[int | None] = 2048  # each track's own: no batch statistics
     layers: tuple[eqx.nn.Linear, ...]
     dropouts: tuple[eqx.nn.Dropout, ...]
     activation: Callable = eqx.field(static=True)

@@ -66,14 +66,18 @@ class Forward:
     classification objective trains exactly as the step always did). The first call's logits are
     what the step counts as the batch's correct predictions (`first_logits`)."""
 
-    def __init__(self, model, state, step_key, compute_dtype=None):
+    def __init__(self, model, state, step_key, compute_dtype=None, *, track_keys=None):
         self.model, self.state, self.step_key, self.compute_dtype = model, state, step_key, compute_dtype
+        self.track_keys = track_keys  # the first call's per-track keys, when the step computes a block of its batch
         self.calls, self.first_logits = 0, None
 
     def __call__(self, tracks: Tracks, *, representation: bool = False) -> Output:
         key = self.step_key if self.calls == 0 else jax.random.fold_in(self.step_key, self.calls)
+        if self.calls == 0 and self.track_keys is not None:
+            keys = self.track_keys
+        else:
+            keys = jax.random.split(key, tracks.x.shape[0])
         self.calls += 1
-        keys = jax.random.split(key, tracks.x.shape[0])
         x = tracks.x if self.compute_dtype is None else tracks.x.astype(self.compute_dtype)
         if representation:
             logits, rep, self.state = batched_represent(self.model, x, tracks.mask, self.state, keys)
@@ -99,6 +103,13 @@ class Objective(eqx.Module):
     needs_target: ClassVar[bool] = False
     log_names: ClassVar[tuple[str, ...]] = ()
 
+    @property
+    def separable(self) -> bool:
+        """Whether the loss is the mean over the source tracks of one term per track, with no target
+        sample and no weights of its own: then a train step may compute it over equal blocks of the
+        batch and average (`pidx.training.step.step_blocks`). False unless an objective says so."""
+        return False
+
     def init(self, model, state, *, key):
         """The objective's own trainable weights for `model` (a pytree of arrays), or `None`."""
         return None
@@ -120,6 +131,10 @@ class Classification(Objective):
 
     def __init__(self, loss=None):
         self.loss = CrossEntropy() if loss is None else loss
+
+    @property
+    def separable(self) -> bool:
+        return type(self.loss) in (CrossEntropy, FocalLoss)  # a loss of one's own may not be a per-track mean
 
     def __call__(self, params, forward, batch, *, key):
         out = forward(batch.source)

@@ -154,7 +154,8 @@ PERMUTATION_STREAM, DROPOUT_STREAM, TARGET_STREAM = 1, 2, 3  # fold_in(state.key
 
 
 def make_train_chunk(static, objective, optimizer: optax.GradientTransformation, compute_dtype=None,
-                     ensemble: bool = False, parallel: DataParallel | None = None, objective_static=None):
+                     ensemble: bool = False, parallel: DataParallel | None = None, objective_static=None,
+                     block_size: int | None = None):
     """Build `train_chunk(state, idx, data, inputs) -> (state, (loss, correct, logs))`: `steps` steps.
 
     - `state`: a `TrainState`, donated; it comes back `steps` steps on (the objective's entries are
@@ -172,6 +173,11 @@ def make_train_chunk(static, objective, optimizer: optax.GradientTransformation,
 
     With `parallel` (a `DataParallel`), each step's batch is sharded over its mesh and the
     carry comes back replicated: XLA inserts the gradient all-reduce.
+
+    With `block_size`, a step computes its batch `block_size` rows at a time where `step_blocks`
+    allows it: the loss and gradient of each block in a `lax.scan`, averaged (the batch's own, up to
+    float rounding, with each track's dropout key as drawn for the whole batch). On a CPU a block's
+    activations stay in cache where a whole batch's do not (`PIDModel.train_block`).
     """
 
     def step(state, idx, data, inputs):
@@ -189,35 +195,51 @@ def make_train_chunk(static, objective, optimizer: optax.GradientTransformation,
             if target is not None:
                 target = tuple(jax.lax.with_sharding_constraint(a, parallel.rows(a.ndim, 0)) for a in target)
         step_key = jax.random.fold_in(jax.random.fold_in(root, DROPOUT_STREAM), step_no)
-        batch = Batch(Tracks(x, m, y, w),
-                      None if target is None else Tracks(*target, jnp.full(idx.shape, -1, jnp.int32),
-                                                         jnp.ones(idx.shape, jnp.float32)),
-                      inputs.class_weights,
-                      jnp.minimum(step_no.astype(jnp.float32) / jnp.maximum(inputs.total_steps, 1.0), 1.0))
+        progress = jnp.minimum(step_no.astype(jnp.float32) / jnp.maximum(inputs.total_steps, 1.0), 1.0)
+        target_tracks = None if target is None else Tracks(*target, jnp.full(idx.shape, -1, jnp.int32),
+                                                           jnp.ones(idx.shape, jnp.float32))
 
-        def loss_of(trainable):
+        def loss_of(trainable, tracks, track_keys):
             p, op = trainable
             model = eqx.combine(p, static)
             if ensemble:  # inside the member vmap: one member's weights
                 model = model.members
             if compute_dtype is not None:  # mixed precision: low-precision compute, f32 master weights
                 model = jax.tree.map(lambda a: a.astype(compute_dtype) if eqx.is_inexact_array(a) else a, model)
-            forward = Forward(model, model_state, step_key, compute_dtype)
+            forward = Forward(model, model_state, step_key, compute_dtype, track_keys=track_keys)
             if op is not None:
                 op = eqx.combine(op, objective_static)
+            batch = Batch(tracks, target_tracks, inputs.class_weights, progress)
             loss, logs = objective(op, forward, batch, key=jax.random.fold_in(step_key, 0x0B1E))
             if forward.first_logits is None:
                 raise TypeError(f"{type(objective).__name__} never called the model (forward)")
-            return loss, (forward.state, forward.first_logits, logs)
+            return loss, (forward.state, jnp.sum(jnp.argmax(forward.first_logits, -1) == tracks.label), logs)
 
-        (loss, (new_state, logits, logs)), (grads, obj_grads) = jax.value_and_grad(loss_of, has_aux=True)(
-            (params, obj_params))
+        grad_fn = jax.value_and_grad(loss_of, has_aux=True)
+        blocks = step_blocks(idx.shape[-1], block_size, objective, has_target=target is not None,
+                             parallel=parallel)
+        if blocks == 1:
+            (loss, (new_state, correct, logs)), (grads, obj_grads) = grad_fn((params, obj_params), Tracks(x, m, y, w),
+                                                                             None)
+        else:  # the mean loss of equal blocks is the batch's, its gradient the blocks' mean gradient
+            keys = jax.random.split(step_key, idx.shape[-1])  # each track's dropout key, as unblocked
+
+            def one_block(total, block):
+                (loss, (_, correct, logs)), grads = grad_fn((params, obj_params), Tracks(*block[:4]), block[4])
+                return jax.tree.map(jnp.add, total, grads), (loss, correct, logs)
+
+            zeros = jax.tree.map(jnp.zeros_like, (params, obj_params))
+            rows = (x, m, y, w, keys)
+            grads, (loss, correct, logs) = jax.lax.scan(
+                one_block, zeros, jax.tree.map(lambda a: a.reshape(blocks, -1, *a.shape[1:]), rows))
+            grads, obj_grads = jax.tree.map(lambda g: g / blocks, grads)
+            loss, correct, logs = loss.mean(), correct.sum(), jax.tree.map(jnp.mean, logs)
+            new_state = model_state  # a model that allows blocks keeps no batch statistics
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         if obj_params is not None:
             obj_updates, obj_opt_state = optimizer.update(obj_grads, obj_opt_state, obj_params)
             obj_params = optax.apply_updates(obj_params, obj_updates)
-        correct = jnp.sum(jnp.argmax(logits, -1) == y)
         return (TrainState(params, opt_state, new_state, obj_params, obj_opt_state, step_no + 1, root),
                 (loss, correct, logs))
 
@@ -227,6 +249,20 @@ def make_train_chunk(static, objective, optimizer: optax.GradientTransformation,
     if ensemble:
         train_chunk = jax.vmap(train_chunk, in_axes=(0, 0, None, None))
     return jax.jit(train_chunk, donate_argnums=(0,), **_replicated_outputs(parallel))
+
+
+def step_blocks(rows: int, block_size: int | None, objective, *, has_target: bool = False,
+                parallel: DataParallel | None = None) -> int:
+    """Into how many equal blocks a train step may split a batch of `rows`: 1 (the whole batch at once)
+    without a `block_size`, for an objective that is not a per-track mean (`Objective.separable`),
+    with a target sample or data parallelism, or when `rows` is at most one block; otherwise
+    `rows // b` for the largest `b` in [block_size / 2, block_size] that divides `rows` (1 if none does)."""
+    if block_size is None or rows <= block_size or has_target or parallel is not None or not objective.separable:
+        return 1
+    for size in range(block_size, block_size // 2 - 1, -1):
+        if rows % size == 0:
+            return rows // size
+    return 1
 
 
 def _replicated_outputs(parallel: DataParallel | None) -> dict:
@@ -298,4 +334,5 @@ def _masked_loss(loss_fn, logits, label, class_weights):
 
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "make_schedule", "AverageState", "track_average", "check_decay", "average_of", "make_optimizer",
-           "TrainState", "StepInputs", "PERMUTATION_STREAM", "DROPOUT_STREAM", "TARGET_STREAM", "make_train_chunk", "make_permutation", "make_evaluate"]
+           "TrainState", "StepInputs", "PERMUTATION_STREAM", "DROPOUT_STREAM", "TARGET_STREAM", "make_train_chunk",
+           "step_blocks", "make_permutation", "make_evaluate"]

@@ -36,9 +36,9 @@ from .loggers import ProgressBar
 from .losses import compute_class_weights
 from .objectives import as_objective
 from .parallel import any_process, data_parallel, resolve_devices
-from .step import PERMUTATION_STREAM, SCHEDULES, StepInputs, make_train_chunk
+from .step import PERMUTATION_STREAM, SCHEDULES, StepInputs, make_train_chunk, step_blocks
 from .trainer_eval import EvaluationMixin
-from .trainer_setup import EMPTY_STATE, SetupMixin
+from .trainer_setup import EMPTY_STATE, SetupMixin, check_step_block
 from .trainer_state import CheckpointingMixin
 from .weight_averaging import WeightAveraging
 
@@ -71,6 +71,9 @@ class Trainer(SetupMixin, CheckpointingMixin, EvaluationMixin):
       `on_train_batch_end`; otherwise the whole epoch is one scan.
     - `eval_batch_size`: batch of the jitted validation/test/predict pass.
     - `precision`: `"f32"` or `"bf16"` (bf16 compute, f32 weights, loss and optimizer).
+    - `step_block`: rows a train step computes at a time, its loss and gradient averaged over the
+      blocks: `"auto"` (the model's `train_block` on a CPU, where a block stays in cache; whole batches
+      on an accelerator), a number, or `None` (whole batches). The same mathematics either way.
     - `devices`: `"auto"` (every device of the default backend, every process's under
       `jax.distributed`) or how many; more than one trains data-parallel (`pidx.training.parallel`):
       the batch split over the devices, the weights replicated. `batch_size` is the global batch.
@@ -90,6 +93,7 @@ class Trainer(SetupMixin, CheckpointingMixin, EvaluationMixin):
                  grad_clip_norm: float | None = None, lr_schedule: str = "constant", warmup_epochs: int = 0,
                  loss=None, class_weights="balanced", seed: int = 231,
                  log_every_n_steps: int = 50, eval_batch_size: int = 65536, precision: str = "f32",
+                 step_block: int | str | None = "auto",
                  enable_progress_bar: bool = True, devices: int | str = "auto", max_time: float | str | None = None,
                  val_check_interval: int | None = None,
                  default_root_dir: str | Path = "runs/default", config: dict | None = None):
@@ -106,6 +110,7 @@ class Trainer(SetupMixin, CheckpointingMixin, EvaluationMixin):
         self.class_weights_mode = class_weights
         self.log_every_n_steps, self.eval_batch_size = max(1, log_every_n_steps), eval_batch_size
         self.precision, self.default_root_dir, self.config = precision, Path(default_root_dir), config
+        self.step_block = check_step_block(step_block)
         resolve_devices(devices)  # a bad value fails here, not at fit
         try:
             self.max_time = parse_duration(max_time, what="max_time")
@@ -264,8 +269,9 @@ class Trainer(SetupMixin, CheckpointingMixin, EvaluationMixin):
         par = self.parallel
         if par is not None and batch % par.size:
             raise TrainingError(f"batch size {batch} is not divisible by the {par.size} devices it is split over")
+        block = self._train_block()
         train_chunk = make_train_chunk(self.static, self.objective, self.optimizer, compute_dtype, ensemble=members,
-                                       parallel=par, objective_static=self.objective_static)
+                                       parallel=par, objective_static=self.objective_static, block_size=block)
         fold = jax.vmap(jax.random.fold_in, in_axes=(0, None)) if members else jax.random.fold_in
         perm_root = fold(self.state.key, PERMUTATION_STREAM)
         self.feed = feed = TrainFeed(train, batch, parallel=par, members=members, fold=fold,
@@ -284,7 +290,9 @@ class Trainer(SetupMixin, CheckpointingMixin, EvaluationMixin):
         train_time, tracks_seen = 0.0, 0
         self.summary = {"batch_size": batch, "steps_per_epoch": n_steps, "train_tracks": n,
                         "dropped_per_epoch": n - n_steps * batch, "devices": 1 if par is None else par.size,
-                        "processes": jax.process_count(), "train_chunks": len(feed.bounds)}
+                        "processes": jax.process_count(), "train_chunks": len(feed.bounds),
+                        "step_blocks": step_blocks(batch, block, self.objective, has_target=target is not None,
+                                                   parallel=par)}
 
         while self.current_epoch < self.max_epochs and not self.should_stop:
             first, self._resume_step = self._resume_step, 0  # resuming an interrupted epoch

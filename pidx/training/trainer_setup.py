@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ..errors import TrainingError
 from .feed import steps_per_epoch
 from .objectives import init_objective
 from .step import TrainState, make_optimizer, make_schedule
@@ -83,5 +84,27 @@ class SetupMixin:
             self.static.seeds if self.is_ensemble else self.seed, ensemble=self.is_ensemble)
 
 
+    def _train_block(self) -> int | None:
+        """Rows per block of a train step (`step_block`): `"auto"` gives the model's `train_block` on a
+        CPU and whole batches elsewhere; a number needs a model that allows blocks."""
+        model_class = type(self.static.members if self.is_ensemble else self.static)
+        allowed = getattr(model_class, "train_block", None)
+        if self.step_block == "auto":
+            return allowed if jax.default_backend() == "cpu" else None
+        if self.step_block is not None and allowed is None:
+            raise TrainingError(f"{model_class.__name__} computes each batch whole (its train_block is None: "
+                                f"its tracks see each other, e.g. through BatchNorm); step_block must be "
+                                f"'auto' or None, got {self.step_block}")
+        return self.step_block
 
-__all__ = ["SetupMixin", "EMPTY_STATE"]
+
+def check_step_block(value):
+    """`value` if it is a valid `Trainer(step_block=...)`: `"auto"`, `None` or a whole number >= 1."""
+    if value == "auto" or value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TrainingError(f"step_block must be 'auto', None or a number of rows >= 1, got {value!r}")
+    return value
+
+
+__all__ = ["SetupMixin", "EMPTY_STATE", "check_step_block"]
