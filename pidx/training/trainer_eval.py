@@ -47,13 +47,15 @@ class EvaluationMixin:
         """The jitted evaluation pass for the current model structure, built once and reused
         (a fresh jit per call would recompile every test/predict pass). `members=True`: the
         ensemble members' probabilities instead of their mean."""
-        key = (self.static, self.loss, self.eval_batch_size, self.parallel)
+        key = (self.static, self.loss, self.eval_batch_size, self.parallel, self.step_block)
         if self._evaluator_key != key:
             self._evaluator_key, self._evaluators = key, {}
         if members not in self._evaluators:
+            block = self._train_block()  # twice the train step's rows (eval_block), or whole batches
             self._evaluators[members] = make_evaluate(self.static, self.loss, self.eval_batch_size,
                                                       ensemble=self.is_ensemble, members=members,
-                                                      parallel=self.parallel)
+                                                      parallel=self.parallel,
+                                                      block_size=None if block is None or self.parallel else 2 * block)
         return self._evaluators[members]
 
     def _placed(self, arrays):
