@@ -11,15 +11,15 @@ from helpers import detector_datamodule
 import pidx
 from pidx.errors import TrainingError
 from pidx.models import build_model
-from pidx.models.attention import NARROW_HEAD, masked_self_attention
+from pidx.models.attention import BROADCAST_MAX_GROUPS, BROADCAST_MAX_WIDTH, masked_self_attention
 from pidx.training import DANN, CrossEntropy
 from pidx.training.objectives import Classification
 from pidx.training.step import step_blocks
 
 
-@pytest.mark.parametrize("dim,heads,groups", [(64, 4, 7), (256, 4, 4), (32, 1, 3), (128, 2, 5)])
+@pytest.mark.parametrize("dim,heads,groups", [(64, 4, 7), (256, 4, 4), (64, 4, 4), (32, 1, 3), (128, 2, 5)])
 def test_attention_is_equinox_multihead_attention(dim, heads, groups):
-    """Both forms (broadcast products for heads up to NARROW_HEAD wide, einsum beyond) give what
+    """Both forms (broadcast products for few groups and narrow heads, einsum otherwise) give what
     eqx.nn.MultiheadAttention gives with the same weights and key mask, values and gradients."""
     attention = eqx.nn.MultiheadAttention(heads, dim, key=jax.random.PRNGKey(dim + groups))
     tokens = jax.random.normal(jax.random.PRNGKey(1), (40, groups, dim))
@@ -39,7 +39,8 @@ def test_attention_is_equinox_multihead_attention(dim, heads, groups):
     # an absent group's token does not reach any query
     moved = tokens.at[:, 1].add(jnp.where(mask[:, 1:2], 0.0, 100.0))
     np.testing.assert_allclose(mine(attention, moved)[:, 0], mine(attention, tokens)[:, 0], atol=1e-5)
-    assert (dim // heads <= NARROW_HEAD) == (dim // heads in (16, 32))
+    broadcast = groups <= BROADCAST_MAX_GROUPS and dim // heads <= BROADCAST_MAX_WIDTH
+    assert broadcast == ((dim, heads, groups) in {(64, 4, 4), (32, 1, 3)})  # both forms are tested
 
 
 def test_step_blocks_splits_only_what_averages_back():

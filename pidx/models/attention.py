@@ -7,11 +7,11 @@ that stays fast once vmapped over a batch of tracks:
 - each projection is `tokens @ W.T`, which vmaps to one `[batch·G, d] × [d, d]` product with the
   batch axis leading (the module's `W @ token` per token leaves a transposed `[d, batch·G]` result
   that XLA copies back);
-- the scores and the weighted sum of values over the G ≤ 8 groups are broadcast products summed over
-  the head width when a head is narrow (≤ 32), and batched products (`einsum`) when it is wider. With
-  so few groups each is a 7 × 7 matrix product per track and head, far too small for a matrix-product
-  kernel: on a CPU the narrow-head form trains the recipes' FSE (d = 64, 4 heads) about 1.3× faster,
-  the batched form the seed's (d = 256) faster (benchmarks/fse_profile.py).
+- the scores and the weighted sum of values are batched products (`einsum`) over the track's G
+  groups, with the heads as a batch axis; for at most 4 groups and heads at most 32 wide (the legacy
+  layout at d = 64) they are broadcast products summed over the head width instead, which XLA runs
+  faster on a CPU there than G × G matrix products that small, and slower beyond: its `[G, G, d]`
+  intermediate grows with G² (measured with benchmarks/fse_profile.py, both layouts).
 
 Both forms are the same mathematics as `eqx.nn.MultiheadAttention` (tested to float tolerance).
 """
@@ -25,7 +25,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float
 
-NARROW_HEAD = 32  # head width up to which the scores are broadcast products (see the module docstring)
+# the broadcast form's domain (see the module docstring): few groups, narrow heads
+BROADCAST_MAX_GROUPS, BROADCAST_MAX_WIDTH = 4, 32
 
 
 def dense(layer: eqx.nn.Linear, x: Float[Array, "*rows in"]) -> Float[Array, "*rows out"]:
@@ -53,7 +54,7 @@ def masked_self_attention(attention: eqx.nn.MultiheadAttention, tokens: Float[Ar
     q = q / math.sqrt(width)
     lowest = jnp.finfo(q.dtype).min
     softmax_dtype = jnp.promote_types(q.dtype, jnp.float32)  # as equinox: at least f32 under bf16
-    if width <= NARROW_HEAD:
+    if groups <= BROADCAST_MAX_GROUPS and width <= BROADCAST_MAX_WIDTH:
         scores = jnp.where(key_mask[None, :, None], (q[:, None] * k[None]).sum(-1), lowest)  # [query, key, head]
         weights = jax.nn.softmax(scores.astype(softmax_dtype), axis=1).astype(q.dtype)
         out = (weights[..., None] * v[None]).sum(1)  # [query, head, width]
@@ -64,4 +65,4 @@ def masked_self_attention(attention: eqx.nn.MultiheadAttention, tokens: Float[Ar
     return dense(attention.output_proj, out.reshape(groups, -1))
 
 
-__all__ = ["NARROW_HEAD", "dense", "masked_self_attention"]
+__all__ = ["BROADCAST_MAX_GROUPS", "BROADCAST_MAX_WIDTH", "dense", "masked_self_attention"]
