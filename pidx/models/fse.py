@@ -48,6 +48,20 @@ class ClassifierHead(eqx.Module):
         return self.layers[-1](x)
 
 
+def token_norm(norm: eqx.nn.LayerNorm, tokens):
+    """`norm` applied to each of the `[G, d]` tokens, as `eqx.nn.LayerNorm` computes it (statistics in at
+    least f32), written over the token axis at once: vmapping the module per token costs XLA copies."""
+    dtype = jnp.promote_types(tokens.dtype, jnp.float32)
+    x = tokens.astype(dtype)
+    mean = x.mean(-1, keepdims=True)
+    out = (x - mean) * jax.lax.rsqrt(jnp.maximum(0.0, x.var(-1, keepdims=True)) + norm.eps)
+    if norm.use_weight:
+        out = norm.weight.astype(dtype) * out
+    if norm.use_bias:
+        out = out + norm.bias.astype(dtype)
+    return out.astype(tokens.dtype)
+
+
 def model_subkeys(key):
     """The five subkeys of an FSE model's key: embeddings, attention, gate (the encoder's), head and
     the pattern layers (Phase 1). The encoder and the model draw them from the same key."""
@@ -112,7 +126,7 @@ class FSEEncoder(eqx.Module):
         # but guard anyway so an all-missing mask cannot produce NaN.
         key_mask = mask | ~jnp.any(mask)
         attn = masked_self_attention(self.attention, toks, key_mask)
-        h = jax.vmap(self.norm)(toks + attn)
+        h = token_norm(self.norm, toks + attn)
         h = jax.nn.sigmoid(dense(self.gate, h)) * h
         w = mask.astype(h.dtype)
         return (h * w[:, None]).sum(0) / jnp.maximum(w.sum(), 1.0)
