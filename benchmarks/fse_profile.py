@@ -7,9 +7,9 @@ Each row is a jitted function of one batch, forward and backward (gradients with
 part's own weights and its input), timed over `--repeats` calls after a warm-up: the group
 embeddings alone (as one batched product and group by group), the attention block alone (pidx's
 `masked_self_attention` and `eqx.nn.MultiheadAttention` with the same weights), the encoder
-(embeddings, attention, LayerNorm, gate, pooling), the whole model, and the whole step with Adam's
-update, on the whole batch and in blocks of the model's `train_block` rows (what `Trainer` does on a
-CPU). The differences say what attention, the head, the optimizer and the batch's size in memory cost.
+(embeddings, attention, LayerNorm, gate, pooling), the whole model, and one step of the Trainer's own
+train chunk (`make_train_chunk`: cross-entropy, Adam), on the whole batch and in blocks of the model's
+`train_block` rows (what `Trainer` does on a CPU). The differences say what attention, the head, the optimizer and the batch's size in memory cost.
 """
 
 from __future__ import annotations
@@ -21,13 +21,15 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from pidx.data.layouts import get_layout
-from pidx.data.schema import DEFAULT_LAYOUT
+from pidx.data.schema import DEFAULT_LAYOUT, NUM_CLASSES
 from pidx.models import build_model
 from pidx.models.attention import masked_self_attention
 from pidx.models.base import batched_forward
+from pidx.training import CrossEntropy
+from pidx.training.objectives import Classification
+from pidx.training.step import StepInputs, TrainState, make_optimizer, make_train_chunk, step_blocks
 
 
 def timed(fn, *args, repeats: int) -> float:
@@ -65,31 +67,28 @@ def parts(model, state, x, mask, keys):
         logits, _ = batched_forward(m, x, mask, state, keys)
         return jax.nn.logsumexp(logits, -1).mean()
 
-    optimizer = optax.adam(1e-3)
-    opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+    def train_step(block_size):
+        """One step of the Trainer's own train chunk (`make_train_chunk`: cross-entropy, Adam, dropout),
+        on the whole batch or in blocks of `block_size` rows; it threads its donated state from call to call."""
+        params, static = eqx.partition(model, eqx.is_inexact_array)
+        params, model_state = jax.tree.map(jnp.copy, (params, state))  # the chunk donates what it is given
+        optimizer = make_optimizer("adam", 1e-3)
+        chunk = make_train_chunk(static, Classification(CrossEntropy()), optimizer, block_size=block_size)
+        n = x.shape[0]
+        held = [TrainState(params, optimizer.init(params), model_state, None, None, jnp.uint32(0),
+                           jax.random.PRNGKey(0))]
+        data = (x, mask, jnp.zeros(n, jnp.int32), jnp.ones(n, jnp.float32))
+        inputs = StepInputs(jnp.ones(NUM_CLASSES), None, jnp.float32(1e6))
+        idx = jnp.arange(n, dtype=jnp.int32)[None]
 
-    def step(m, opt_state, x):
-        grads = eqx.filter_grad(model_loss)(m, x)
-        updates, opt_state = optimizer.update(grads, opt_state, m)
-        return eqx.apply_updates(m, updates), opt_state
+        def run():
+            held[0], out = chunk(held[0], idx, data, inputs)
+            return out
+
+        return run
 
     block = type(model).train_block
-    blocks = max(1, x.shape[0] // block)
-
-    def blocked_step(m, opt_state, x):  # the mean of equal blocks' gradients, as Trainer's step on a CPU
-        def block_loss(m, rows):
-            logits, _ = batched_forward(m, rows[0], rows[1], state, rows[2])
-            return jax.nn.logsumexp(logits, -1).mean()
-
-        def one(total, rows):
-            return jax.tree.map(jnp.add, total, eqx.filter_grad(lambda m: block_loss(m, rows))(m)), None
-
-        split = lambda a: a.reshape(blocks, -1, *a.shape[1:])  # noqa: E731
-        zeros = jax.tree.map(jnp.zeros_like, eqx.filter(m, eqx.is_inexact_array))
-        grads, _ = jax.lax.scan(one, zeros, (split(x), split(mask), split(keys)))
-        grads = jax.tree.map(lambda g: g / blocks, grads)
-        updates, opt_state = optimizer.update(grads, opt_state, m)
-        return eqx.apply_updates(m, updates), opt_state
+    blocks = step_blocks(x.shape[0], block, Classification(CrossEntropy()))
 
     grad = eqx.filter_jit(eqx.filter_grad(embed_loss))
     return {"group embeddings (batched product)": (grad, enc, x),
@@ -101,9 +100,9 @@ def parts(model, state, x, mask, keys):
             "encoder: embeddings, attention, LayerNorm, gate, pooling": (
                 eqx.filter_jit(eqx.filter_grad(encoder_loss)), enc, x),
             "whole model, forward and backward": (eqx.filter_jit(eqx.filter_grad(model_loss)), model, x),
-            "whole train step with Adam": (eqx.filter_jit(step), model, opt_state, x),
-            f"whole train step with Adam, {blocks} blocks of {x.shape[0] // blocks}": (
-                eqx.filter_jit(blocked_step), model, opt_state, x)}
+            "whole train step with Adam (the Trainer's train chunk, whole batch)": (train_step(None),),
+            f"the same step in {blocks} blocks of {x.shape[0] // blocks} (the Trainer's on a CPU)": (
+                train_step(block),)}
 
 
 def main(argv=None):

@@ -93,11 +93,11 @@ def test_auto_blocks_on_a_cpu_only_models_whose_tracks_are_independent(monkeypat
 def test_evaluation_in_blocks_gives_the_same_outputs(monkeypatch):
     """The evaluation pass in blocks of 2 × train_block rows (a CPU's default) gives what whole
     batches give, to float rounding, padding included (1,500 rows: 2 blocks of 1,024, the second padded)."""
-    from pidx.training.step import eval_block, make_evaluate
+    from pidx.training.step import auto_train_block, eval_block, make_evaluate
 
     model, state = build_model("fse_phase1", pidx.DEFAULT_LAYOUT, key=jax.random.PRNGKey(0), hidden_dim=16)
     params, static = eqx.partition(model, eqx.is_inexact_array)
-    assert eval_block(static) == 1024
+    assert eval_block(auto_train_block(static)) == 1024
     x = jax.random.normal(jax.random.PRNGKey(1), (1500, pidx.DEFAULT_LAYOUT.num_features))
     mask = jax.random.bernoulli(jax.random.PRNGKey(2), 0.6, (1500, pidx.DEFAULT_LAYOUT.num_groups)).at[:, 0].set(True)
     label = jnp.arange(1500) % 4
@@ -106,11 +106,11 @@ def test_evaluation_in_blocks_gives_the_same_outputs(monkeypatch):
     np.testing.assert_allclose(blocked[0], whole[0], atol=1e-6)
     assert float(blocked[1]) == pytest.approx(float(whole[1]), rel=1e-6)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert eval_block(static) is None
+    assert eval_block(auto_train_block(static)) is None
     _, dnn_static = eqx.partition(build_model("dnn", pidx.DEFAULT_LAYOUT, key=jax.random.PRNGKey(0))[0],
                                   eqx.is_inexact_array)
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
-    assert eval_block(dnn_static) is None
+    assert eval_block(auto_train_block(dnn_static)) is None
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])

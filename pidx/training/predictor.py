@@ -24,7 +24,7 @@ from ..data.stream_cache import ChunkedTracks
 from ..models.ensemble import is_ensemble
 from .posterior import PosteriorMap
 from .feed import evaluate_chunks
-from .step import eval_block, make_evaluate
+from .step import auto_train_block, eval_block, make_evaluate
 
 _TINY = 1e-30
 
@@ -55,7 +55,7 @@ class Predictor:
         self.model, self.state, self.preprocessor = model, state, preprocessor
         self.posterior, self.eval_batch_size = posterior, eval_batch_size
         self._params, static = eqx.partition(model, eqx.is_inexact_array)
-        block = eval_block(static, ensemble=self.is_ensemble)
+        block = eval_block(auto_train_block(static, ensemble=self.is_ensemble))
         self._evaluate = {members: make_evaluate(static, None, eval_batch_size, ensemble=self.is_ensemble,
                                                  members=members, block_size=block) for members in (False, True)}
 

@@ -280,13 +280,23 @@ def make_permutation(n_rows: int, n_steps: int, batch_size: int, *, members: boo
     return jax.jit(jax.vmap(perm) if members else perm, **({} if sharding is None else {"out_shardings": sharding}))
 
 
-def eval_block(static, *, ensemble: bool = False) -> int | None:
-    """Rows per model call of an evaluation pass on a CPU: twice the model's `train_block` (a forward
-    pass keeps no activations for a backward one, so twice the rows stay in cache), `None` (whole
-    batches) for a model without one or off a CPU."""
-    model = static.members if ensemble else static
-    block = getattr(type(model), "train_block", None)
-    return None if block is None or jax.default_backend() != "cpu" else 2 * block
+def model_class(static, *, ensemble: bool = False) -> type:
+    """The model class a partitioned model's `static` part holds (an ensemble's members' class)."""
+    return type(static.members if ensemble else static)
+
+
+def auto_train_block(static, *, ensemble: bool = False) -> int | None:
+    """`step_block="auto"`: the model's `train_block` on a CPU, `None` (whole batches) elsewhere."""
+    if jax.default_backend() != "cpu":
+        return None
+    return getattr(model_class(static, ensemble=ensemble), "train_block", None)
+
+
+def eval_block(train_block: int | None) -> int | None:
+    """Rows per model call of an evaluation pass: twice the train step's `train_block` (a forward pass
+    keeps no activations for a backward one, so twice the rows stay in cache); `None` (whole batches)
+    when the train step takes whole batches."""
+    return None if train_block is None else 2 * train_block
 
 
 def make_evaluate(static, loss_fn, eval_batch_size: int, *, ensemble: bool = False, members: bool = False,
@@ -346,4 +356,5 @@ def _masked_loss(loss_fn, logits, label, class_weights):
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "make_schedule", "AverageState", "track_average", "check_decay", "average_of", "make_optimizer",
            "TrainState", "StepInputs", "PERMUTATION_STREAM", "DROPOUT_STREAM", "TARGET_STREAM", "make_train_chunk",
-           "step_blocks", "make_permutation", "eval_block", "make_evaluate"]
+           "step_blocks", "make_permutation", "model_class", "auto_train_block", "eval_block",
+           "make_evaluate"]

@@ -14,7 +14,7 @@ from ..errors import TrainingError
 from .feed import evaluate_chunks
 from .metrics import classification_metrics
 from .posterior import corrected_nll
-from .step import make_evaluate
+from .step import eval_block, make_evaluate
 
 
 class EvaluationMixin:
@@ -51,11 +51,10 @@ class EvaluationMixin:
         if self._evaluator_key != key:
             self._evaluator_key, self._evaluators = key, {}
         if members not in self._evaluators:
-            block = self._train_block()  # twice the train step's rows (eval_block), or whole batches
+            block = eval_block(None if self.parallel else self._train_block())
             self._evaluators[members] = make_evaluate(self.static, self.loss, self.eval_batch_size,
                                                       ensemble=self.is_ensemble, members=members,
-                                                      parallel=self.parallel,
-                                                      block_size=None if block is None or self.parallel else 2 * block)
+                                                      parallel=self.parallel, block_size=block)
         return self._evaluators[members]
 
     def _placed(self, arrays):

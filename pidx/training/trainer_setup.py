@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from ..errors import TrainingError
 from .feed import steps_per_epoch
 from .objectives import init_objective
-from .step import TrainState, make_optimizer, make_schedule
+from .step import TrainState, auto_train_block, make_optimizer, make_schedule, model_class
 
 EMPTY_STATE = TrainState(*(None,) * len(TrainState._fields))
 
@@ -87,12 +87,11 @@ class SetupMixin:
     def _train_block(self) -> int | None:
         """Rows per block of a train step (`step_block`): `"auto"` gives the model's `train_block` on a
         CPU and whole batches elsewhere; a number needs a model that allows blocks."""
-        model_class = type(self.static.members if self.is_ensemble else self.static)
-        allowed = getattr(model_class, "train_block", None)
         if self.step_block == "auto":
-            return allowed if jax.default_backend() == "cpu" else None
-        if self.step_block is not None and allowed is None:
-            raise TrainingError(f"{model_class.__name__} computes each batch whole (its train_block is None: "
+            return auto_train_block(self.static, ensemble=self.is_ensemble)
+        cls = model_class(self.static, ensemble=self.is_ensemble)
+        if self.step_block is not None and getattr(cls, "train_block", None) is None:
+            raise TrainingError(f"{cls.__name__} computes each batch whole (its train_block is None: "
                                 f"its tracks see each other, e.g. through BatchNorm); step_block must be "
                                 f"'auto' or None, got {self.step_block}")
         return self.step_block
